@@ -1,0 +1,82 @@
+"""Exit codes and the error taxonomy shared by every command.
+
+Every failure a user can cause or fix is a `PipesError`: it carries one readable line (what
+failed), the fix, and the exit code from DESIGN section 3.5. The CLI funnel in `cli.py` prints it
+and exits; nothing else in the project prints tracebacks.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit-code table every command keeps (documented in README)."""
+
+    OK = 0
+    RUNTIME = 1  # runtime failure after retries
+    USAGE = 2  # usage or configuration error
+    AUTH = 3  # authentication / authorization refused
+    UNREACHABLE = 4  # endpoint or bucket unreachable
+    BAD_INPUT = 65  # bad input under --strict (EX_DATAERR)
+    TEMPFAIL = 75  # temporary failure, try again (EX_TEMPFAIL)
+
+
+class PipesError(Exception):
+    """A failure with a one-line explanation, an optional fix, and an exit code."""
+
+    exit_code: ExitCode = ExitCode.RUNTIME
+
+    def __init__(self, message: str, fix: str | None = None, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def one_line(self) -> str:
+        """`Error: what failed — fix`, always a single line."""
+        text = f"Error: {self.message}"
+        if self.fix:
+            text += f" — {self.fix}"
+        return " ".join(text.split())
+
+
+class RuntimeFailure(PipesError):
+    exit_code = ExitCode.RUNTIME
+
+
+class ConfigError(PipesError):
+    exit_code = ExitCode.USAGE
+
+
+class AuthError(PipesError):
+    exit_code = ExitCode.AUTH
+
+
+class UnreachableError(PipesError):
+    exit_code = ExitCode.UNREACHABLE
+
+
+class BadInputError(PipesError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+class TempFailError(PipesError):
+    exit_code = ExitCode.TEMPFAIL
+
+
+class RetriableError(Exception):
+    """Raised inside retry loops for failures worth another attempt (429, 5xx, resets).
+
+    `retry_after_secs` carries a server hint (Retry-After) when there was one.
+    """
+
+    def __init__(self, message: str, retry_after_secs: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_secs = retry_after_secs
+
+
+class OutputClosed(Exception):
+    """stdout was closed by the reader (EPIPE): stop quietly, persist state, exit 0."""
