@@ -77,8 +77,7 @@ def run_cli(
     proc = subprocess.run(
         argv,
         input=input_bytes,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         env=full_env,
         timeout=timeout_secs,
         cwd=cwd,
