@@ -1,0 +1,266 @@
+"""HTTP client for the HEC Smart API: token lifecycle, retries, and the event query call.
+
+One `requests.Session` (keep-alive, imported lazily so `--help` stays fast). The token from
+`POST /auth/external` is reused until shortly before `expiresIn`; a 401 on an API call refreshes
+it and retries that request once, also in the middle of a scroll. 429, 5xx, timeouts and resets
+back off with full jitter, honouring Retry-After (seconds or HTTP date). Every request carries a
+fresh `x-av-req-id`. The access key is only ever put in the token request body.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+
+from harmony_pipes._core.errors import AuthError, RetriableError, UnreachableError
+from harmony_pipes._core.retry import Backoff, parse_retry_after
+from harmony_pipes._core.stats import Stats
+
+from .classify import (
+    FIX_CREDENTIALS,
+    FIX_NETWORK,
+    FIX_TLS,
+    TokenRejected,
+    api_failure,
+    auth_failure,
+    envelope_failure,
+    retries_exhausted,
+)
+
+AUTH_PATH = "/auth/external"
+API_PREFIX = "/app/hec-api/v1.0"
+QUERY_PATH = f"{API_PREFIX}/event/query"
+DEFAULT_TOKEN_TTL_SECS = 25 * 60  # when the answer has neither expiresIn nor expires
+MAX_REFRESH_MARGIN_SECS = 60.0
+
+
+class Stopped(Exception):
+    """A stop signal arrived while waiting to retry."""
+
+
+class HecClient:
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        access_key: str,
+        *,
+        timeout_secs: float = 30.0,
+        verify_tls: bool = True,
+        backoff: Backoff | None = None,
+        stats: Stats | None = None,
+        sleep: Callable[[float], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        on_retry: Callable[[str, float], None] | None = None,
+    ) -> None:
+        import requests
+
+        self._requests = requests
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id
+        self._access_key = access_key
+        self.timeout_secs = timeout_secs
+        self.backoff = backoff or Backoff()
+        self.stats = stats
+        self._sleep = sleep or _plain_sleep
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.on_retry = on_retry
+        self.session = requests.Session()
+        self.session.verify = verify_tls
+        self.session.headers.update(
+            {"Accept": "application/json", "User-Agent": "harmony-pipes/harmony-events"}
+        )
+        if not verify_tls:
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._token: str | None = None
+        self._token_renew_at = 0.0
+        self.token_ttl_secs: float | None = None
+        self.auth_count = 0
+        self.reached = False  # any HTTP answer yet: connection failures before it mean a wrong URL
+
+    def __repr__(self) -> str:  # never show the key
+        return f"HecClient(base_url={self.base_url!r}, client_id={self.client_id!r})"
+
+    def _count(self, name: str) -> None:
+        if self.stats is not None:
+            self.stats.add(name)
+
+    # -- transport -----------------------------------------------------------------------------
+
+    def _send(self, path: str, body: dict[str, Any], token: str | None) -> tuple[int, Any, Any]:
+        """POST `body`; (status, parsed JSON or None, headers). Network failures become errors."""
+        requests = self._requests
+        url = self.base_url + path
+        headers = {"Content-Type": "application/json", "x-av-req-id": str(uuid.uuid4())}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        self._count("requests")
+        try:
+            resp = self.session.post(url, data=orjson.dumps(body), headers=headers, timeout=self.timeout_secs)
+            content = resp.content
+        except requests.exceptions.SSLError as exc:
+            raise UnreachableError(
+                f"TLS verification of {self.base_url} failed ({_reason(exc)})", FIX_TLS
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            if not self.reached and not isinstance(exc, requests.exceptions.ConnectTimeout):
+                raise UnreachableError(
+                    f"cannot reach {self.base_url} ({_reason(exc)})", FIX_NETWORK
+                ) from None
+            raise RetriableError(f"connection to {self.base_url} failed ({_reason(exc)})") from None
+        except requests.exceptions.Timeout:
+            raise RetriableError(f"no answer from {url} within {self.timeout_secs:g} s") from None
+        except requests.exceptions.RequestException as exc:
+            raise RetriableError(f"request to {url} failed ({type(exc).__name__})") from None
+        self.reached = True
+        try:
+            parsed = orjson.loads(content) if content else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        return resp.status_code, parsed, resp.headers
+
+    def _retry_after(self, headers: Any) -> float | None:
+        return parse_retry_after(headers.get("Retry-After"), self.wall_clock())
+
+    def _with_retries(self, what: str, attempt_fn: Callable[[], Any]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return attempt_fn()
+            except RetriableError as exc:
+                delay = self.backoff.delay_secs(attempt, exc.retry_after_secs)
+                if delay is None:
+                    raise retries_exhausted(what, attempt + 1, exc.message) from None
+                self._count("retries")
+                if self.on_retry is not None:
+                    self.on_retry(exc.message, delay)
+                if not self._sleep(delay):
+                    raise Stopped() from None
+                attempt += 1
+
+    # -- token ---------------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """A valid token: the cached one until shortly before expiry, else a new one."""
+        if self._token is not None and self.clock() < self._token_renew_at:
+            return self._token
+        return self._authenticate()
+
+    def invalidate_token(self) -> None:
+        self._token = None
+        self._token_renew_at = 0.0
+
+    def _authenticate(self) -> str:
+        url = self.base_url + AUTH_PATH
+
+        def attempt() -> str:
+            issued_at = self.clock()
+            status, body, headers = self._send(
+                AUTH_PATH, {"clientId": self.client_id, "accessKey": self._access_key}, None
+            )
+            if status != 200:
+                failure = auth_failure(status, body, url)
+                if isinstance(failure, RetriableError):
+                    failure.retry_after_secs = self._retry_after(headers)
+                raise failure
+            data = body.get("data") if isinstance(body, dict) else None
+            token = data.get("token") if isinstance(data, dict) else None
+            if (
+                not isinstance(token, str)
+                or not token
+                or (isinstance(body, dict) and body.get("success") is False)
+            ):
+                raise AuthError(f"{url} answered 200 without a token", FIX_CREDENTIALS)
+            ttl = self._ttl_secs(data)
+            self.token_ttl_secs = ttl
+            self._token_renew_at = issued_at + ttl - min(MAX_REFRESH_MARGIN_SECS, ttl * 0.1)
+            return token
+
+        token = self._with_retries("authentication", attempt)
+        self.auth_count += 1
+        if self.auth_count > 1:
+            self._count("token_refreshes")
+        self._token = token
+        return token
+
+    def _ttl_secs(self, data: dict[str, Any]) -> float:
+        expires_in = data.get("expiresIn")
+        if isinstance(expires_in, int | float) and expires_in > 0:
+            return float(expires_in)
+        expires = data.get("expires")
+        if isinstance(expires, str):
+            try:
+                return max(1.0, parsedate_to_datetime(expires).timestamp() - self.wall_clock())
+            except (TypeError, ValueError, IndexError):
+                pass
+        return float(DEFAULT_TOKEN_TTL_SECS)
+
+    # -- API calls -----------------------------------------------------------------------------
+
+    def call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """POST to an API path with retries and one token refresh on 401; the parsed envelope.
+
+        Raises `InvalidScroll` for a stale scroll id and `PipesError`s for fatal answers.
+        """
+        url = self.base_url + path
+        refreshed = False
+        while True:
+            token = self.token()
+
+            def attempt(token: str = token) -> dict[str, Any]:
+                status, parsed, headers = self._send(path, body, token)
+                failure = api_failure(status, parsed, url) if status != 200 else envelope_failure(parsed, url)
+                if failure is None:
+                    return parsed
+                if isinstance(failure, RetriableError):
+                    failure.retry_after_secs = self._retry_after(headers)
+                raise failure
+
+            try:
+                return self._with_retries(what, attempt)
+            except TokenRejected as exc:
+                if refreshed:
+                    raise AuthError(
+                        f"Harmony rejected a fresh token on {path} ({exc})", FIX_CREDENTIALS
+                    ) from None
+                refreshed = True
+                self.invalidate_token()
+
+    def query_events(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.call(QUERY_PATH, body, "event query")
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """A short network reason without URLs' query strings or headers (never secrets)."""
+    text = str(exc)
+    for marker in (
+        "Name or service not known",
+        "Connection refused",
+        "certificate verify failed",
+        "Temporary failure in name resolution",
+        "Connection reset",
+        "No route to host",
+        "timed out",
+        "Network is unreachable",
+        "nodename nor servname",
+    ):
+        if marker in text:
+            return marker
+    return type(exc).__name__
+
+
+def _plain_sleep(secs: float) -> bool:
+    time.sleep(secs)
+    return True

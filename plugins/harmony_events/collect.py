@@ -1,0 +1,239 @@
+"""The collection loop: windows → scroll pages → events on stdout → cursor on disk.
+
+Order of effects per window (the no-loss guarantee): read every page, write each new event,
+flush stdout, then persist the cursor and the overlap's eventIds. A crash before the persist
+repeats (at most) that window's events; it never skips one. The cursor never moves past a
+window that was not fully read: retries exhausted, a stop signal or a closed stdout leave it at
+the window's start (the eventIds already delivered are saved, so they are not repeated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError, UnreachableError
+from harmony_pipes._core.options import Runtime
+
+from .classify import InvalidScroll
+from .client import HecClient, Stopped
+from .cursor import CursorState, CursorStore
+from .paginate import END_LOOP, ScrollPaginator
+from .timeparse import US_PER_SEC, event_created_us, format_api_time
+from .windows import Window, WindowPlan, split_range
+
+MAX_SCROLL_RESTARTS_PER_WINDOW = 5
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    start_us: int  # where a brand-new cursor starts
+    end_us: int | None = None  # stop here (implies a single pass)
+    once: bool = False
+    interval_secs: float = 60.0
+    window_us: int = 3600 * US_PER_SEC
+    overlap_us: int = 300 * US_PER_SEC
+    max_records_per_window: int = 10_000
+    max_pages_per_window: int = 5_000
+    filters: dict[str, Any] = field(default_factory=dict)
+
+
+def event_key(event: dict[str, Any]) -> str:
+    """The dedupe key: the eventId, or a digest of the content for an event without one."""
+    event_id = event.get("eventId")
+    if isinstance(event_id, str) and event_id:
+        return event_id
+    return "sha1:" + hashlib.sha1(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass
+class WindowResult:
+    received: int = 0
+    emitted: int = 0
+    truncated: bool = False
+
+
+class Collector:
+    def __init__(
+        self,
+        client: HecClient,
+        runtime: Runtime,
+        store: CursorStore,
+        config: CollectConfig,
+        source: str,
+        now_us: Callable[[], int],
+    ) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.store = store
+        self.config = config
+        self.now_us = now_us
+        self.log = runtime.log
+        self.stats = runtime.stats
+        self.writer = runtime.writer
+        loaded = store.load(source)
+        if loaded is None:
+            loaded = CursorState(cursor_us=config.start_us, source=source, origin_us=config.start_us)
+        self.state = loaded
+        for name in (
+            "requests",
+            "pages",
+            "events",
+            "duplicates_skipped",
+            "retries",
+            "token_refreshes",
+            "windows",
+            "windows_split",
+            "scroll_restarts",
+            "cycles",
+        ):
+            self.stats.counters.setdefault(name, 0)
+
+    # -- cycles --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """--once / --end: one pass up to now (or --end). Otherwise a cycle every interval."""
+        if self.config.once or self.config.end_us is not None:
+            self.cycle()
+            return 0
+        first = True
+        while not self.runtime.stop():
+            try:
+                self.cycle()
+            except (TempFailError, UnreachableError) as exc:
+                if first and isinstance(exc, UnreachableError) and not self.client.reached:
+                    raise
+                self.log.warning(f"{exc.one_line()}; trying again in {self.config.interval_secs:g} s")
+            except Stopped:
+                break
+            first = False
+            if self.runtime.stop() or not self.runtime.stop.sleep(self.config.interval_secs):
+                break
+        return 0
+
+    def cycle(self) -> None:
+        """Read `[cursor - overlap, now]` window by window."""
+        self.stats.add("cycles")
+        now_us = self.now_us()
+        end_us = now_us if self.config.end_us is None else min(now_us, self.config.end_us)
+        start_us = max(self.state.cycle_start_us(self.config.overlap_us), self.state.origin_us)
+        plan = WindowPlan(split_range(start_us, end_us, self.config.window_us))
+        try:
+            while plan and not self.runtime.stop():
+                window = plan.next()
+                self.stats.add("windows")
+                result = self.read_window(window)
+                if result.truncated:
+                    if plan.split(window):
+                        self.stats.add("windows_split")
+                        self.log.debug(
+                            f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)} "
+                            f"returned {result.received} events: split in half"
+                        )
+                        continue
+                    self.log.warning(
+                        f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)} "
+                        f"still returns {result.received} events at its shortest; some may be missing",
+                    )
+                self.checkpoint(advance_to=window.end_us)
+        except (PipesError, Stopped):
+            self.checkpoint_quietly()
+            raise
+        if self.runtime.stop():
+            self.checkpoint_quietly()
+            raise Stopped()
+
+    # -- one window ----------------------------------------------------------------------------
+
+    def read_window(self, window: Window) -> WindowResult:
+        restarts = 0
+        while True:
+            try:
+                return self._scroll(window)
+            except InvalidScroll as exc:
+                restarts += 1
+                self.stats.add("scroll_restarts")
+                if restarts > MAX_SCROLL_RESTARTS_PER_WINDOW:
+                    raise TempFailError(
+                        f"the scroll of window {format_api_time(window.start_us)} was invalidated "
+                        f"{restarts} times in a row ({exc})",
+                        "temporary: retry later",
+                    ) from None
+                self.log.debug(f"invalid scroll ({exc}): restarting the window from its start")
+
+    def _scroll(self, window: Window) -> WindowResult:
+        request = {
+            "startDate": format_api_time(window.start_us),
+            "endDate": format_api_time(window.end_us),
+            **self.config.filters,
+        }
+        pager = ScrollPaginator(max_pages=self.config.max_pages_per_window)
+        result = WindowResult()
+        state = self.state
+        seen = state.seen
+        write = self.writer.write
+        dumps = orjson.dumps
+        counters = self.stats.counters
+        cap = self.config.max_records_per_window
+        scroll_id: str | None = None
+        while True:
+            body = {"requestData": request if scroll_id is None else {**request, "scrollId": scroll_id}}
+            doc = self.client.query_events(body)
+            counters["pages"] += 1
+            events = doc.get("responseData") or []
+            envelope = doc.get("responseEnvelope")
+            keys: list[str] = []
+            for event in events:
+                if type(event) is not dict:
+                    counters["bad_records"] += 1
+                    continue
+                event_id = event.get("eventId")
+                key = event_id if type(event_id) is str and event_id else event_key(event)
+                keys.append(key)
+                if key in seen:
+                    counters["duplicates_skipped"] += 1
+                    continue
+                created = event_created_us(event.get("eventCreated"))
+                seen[key] = window.end_us if created is None else created
+                write(dumps(event))
+                result.emitted += 1
+                counters["events"] += 1
+            result.received += len(keys)
+            self.stats.tick()
+            scroll_id = pager.next_scroll_id(
+                envelope.get("scrollId") if isinstance(envelope, dict) else None, keys
+            )
+            if result.received >= cap:
+                result.truncated = True
+                break
+            if scroll_id is None:
+                result.truncated = pager.incomplete
+                if pager.ended_by == END_LOOP:
+                    self.log.warning_once(
+                        "scroll-loop", "the server repeated a page of the scroll; stopping it"
+                    )
+                break
+            if self.runtime.stop():
+                break
+        return result
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def checkpoint(self, advance_to: int | None = None) -> None:
+        """Flush stdout, then persist: the state on disk never gets ahead of delivered output."""
+        self.writer.flush()
+        self.stats.counters["records_out"] = self.writer.lines_written
+        if advance_to is not None:
+            self.state.advance(advance_to, self.config.overlap_us)
+        self.store.save(self.state)
+
+    def checkpoint_quietly(self) -> None:
+        """On the way out after an error or a stop: persist what was delivered, if stdout works."""
+        try:
+            self.checkpoint()
+        except OutputClosed:
+            pass  # undelivered ids must not be saved: the state on disk stays at the last checkpoint
