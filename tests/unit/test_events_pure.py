@@ -1,0 +1,259 @@
+"""Pure parts of harmony-events: time parsing, windows, paginator, cursor, settings, errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from harmony_pipes._core.errors import (
+    AuthError,
+    ConfigError,
+    ExitCode,
+    RetriableError,
+    TempFailError,
+    UnreachableError,
+)
+from harmony_pipes.harmony_events.classify import (
+    InvalidScroll,
+    TokenRejected,
+    api_failure,
+    auth_failure,
+    detail_of,
+    envelope_failure,
+    retries_exhausted,
+)
+from harmony_pipes.harmony_events.collect import event_key
+from harmony_pipes.harmony_events.cursor import SEEN_MARGIN_US, CursorState
+from harmony_pipes.harmony_events.paginate import (
+    END_EMPTY_PAGE,
+    END_LOOP,
+    END_NO_SCROLL_ID,
+    END_PAGE_CAP,
+    ScrollPaginator,
+)
+from harmony_pipes.harmony_events.settings import (
+    DEFAULT_BASE_URL,
+    REGION_GATEWAYS,
+    build_filters,
+    read_access_key,
+    require_client_id,
+    resolve_base_url,
+)
+from harmony_pipes.harmony_events.timeparse import (
+    US_PER_SEC,
+    TimeParseError,
+    event_created_us,
+    format_api_time,
+    parse_iso_us,
+    parse_time_option,
+)
+from harmony_pipes.harmony_events.windows import Window, WindowPlan, halve, split_range
+
+NOW = parse_iso_us("2024-10-18T08:00:00Z")
+
+
+# -- time -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-10-18T08:00:00Z", "2024-10-18T08:00:00.000000Z"),
+        ("2024-10-18T08:00:00", "2024-10-18T08:00:00.000000Z"),
+        ("2024-10-18T10:00:00+02:00", "2024-10-18T08:00:00.000000Z"),
+        ("2024-10-14T07:02:11.229935+00:00", "2024-10-14T07:02:11.229935Z"),
+        ("2016-08-29T09:12:33.001Z", "2016-08-29T09:12:33.001000Z"),
+    ],
+)
+def test_iso_times_round_trip_to_the_wire_format(text, expected):
+    assert format_api_time(parse_iso_us(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "secs"), [("24h", 86400), ("30m", 1800), ("7d", 7 * 86400), ("90s", 90), ("1w", 604800)]
+)
+def test_relative_start_is_before_now(text, secs):
+    assert parse_time_option(text, NOW) == NOW - secs * US_PER_SEC
+
+
+def test_now_and_bad_times():
+    assert parse_time_option("now", NOW) == NOW
+    with pytest.raises(TimeParseError):
+        parse_time_option("yesterday", NOW)
+    assert event_created_us("not a time") is None
+    assert event_created_us(None) is None
+    assert event_created_us("2025-06-29T21:37:45+00:00") == parse_iso_us("2025-06-29T21:37:45Z")
+
+
+# -- windows ----------------------------------------------------------------------------------
+
+
+def test_split_range_covers_everything_without_gaps():
+    windows = split_range(0, 10 * US_PER_SEC + 5, 3 * US_PER_SEC)
+    assert windows[0].start_us == 0 and windows[-1].end_us == 10 * US_PER_SEC + 5
+    assert all(a.end_us == b.start_us for a, b in itertools.pairwise(windows))
+    assert all(w.length_us <= 3 * US_PER_SEC for w in windows)
+    assert split_range(5, 5, 10) == []
+
+
+def test_halving_and_plan_order():
+    plan = WindowPlan(split_range(0, 8_000, 4_000), min_window_us=1_000)
+    first = plan.next()
+    assert plan.split(first)
+    assert [plan.next(), plan.next(), plan.next()] == [
+        Window(0, 2_000),
+        Window(2_000, 4_000),
+        Window(4_000, 8_000),
+    ]
+    assert not plan
+    assert plan.splits == 1
+    assert halve(Window(0, 1_999), 1_000) is None
+
+
+# -- paginator --------------------------------------------------------------------------------
+
+
+def test_null_scroll_style_stops_on_null():
+    pager = ScrollPaginator()
+    assert pager.next_scroll_id("abc", ["1", "2"]) == "abc"
+    assert pager.next_scroll_id(None, ["3"]) is None
+    assert pager.ended_by == END_NO_SCROLL_ID and not pager.incomplete
+
+
+@pytest.mark.parametrize("scroll", [None, "", 0])
+def test_empty_or_absent_scroll_ids_stop(scroll):
+    pager = ScrollPaginator()
+    assert pager.next_scroll_id(scroll, ["1"]) is None
+    assert pager.ended_by == END_NO_SCROLL_ID
+
+
+def test_constant_scroll_style_stops_on_empty_page():
+    pager = ScrollPaginator()
+    assert pager.next_scroll_id("same", ["1"]) == "same"
+    assert pager.next_scroll_id("same", ["2"]) == "same"
+    assert pager.next_scroll_id("same", []) is None
+    assert pager.ended_by == END_EMPTY_PAGE
+
+
+def test_page_cap_marks_the_window_incomplete():
+    pager = ScrollPaginator(max_pages=2)
+    assert pager.next_scroll_id("s", ["1"]) == "s"
+    assert pager.next_scroll_id("s", ["2"]) is None
+    assert pager.ended_by == END_PAGE_CAP and pager.incomplete
+
+
+def test_a_repeated_page_is_a_loop():
+    pager = ScrollPaginator()
+    assert pager.next_scroll_id("s", ["1", "2"]) == "s"
+    assert pager.next_scroll_id("s", ["1", "2"]) is None
+    assert pager.ended_by == END_LOOP
+
+
+# -- cursor -----------------------------------------------------------------------------------
+
+
+def test_cursor_remembers_only_the_overlap():
+    overlap = 300 * US_PER_SEC
+    state = CursorState(cursor_us=NOW, source="s")
+    state.remember("old", NOW - 3600 * US_PER_SEC)
+    state.remember("recent", NOW + 250 * US_PER_SEC)
+    state.remember("edge", NOW + 200 * US_PER_SEC - SEEN_MARGIN_US)
+    state.advance(NOW + 500 * US_PER_SEC, overlap)
+    assert state.cursor_us == NOW + 500 * US_PER_SEC
+    assert set(state.seen) == {"recent", "edge"}
+    assert not state.is_new("recent") and state.is_new("old")
+    state.advance(NOW, overlap)  # never backwards
+    assert state.cursor_us == NOW + 500 * US_PER_SEC
+    again = CursorState.from_json(state.to_json())
+    assert again == state
+
+
+def test_event_key_falls_back_to_content():
+    assert event_key({"eventId": "abc"}) == "abc"
+    a = event_key({"x": 1, "y": 2})
+    assert a.startswith("sha1:") and a == event_key({"y": 2, "x": 1})
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_base_url_and_region():
+    assert resolve_base_url(None, None) == DEFAULT_BASE_URL
+    assert resolve_base_url(None, "eu") == "https://cloudinfra-gw.portal.checkpoint.com"
+    assert resolve_base_url("http://127.0.0.1:9/", None) == "http://127.0.0.1:9"
+    assert set(REGION_GATEWAYS) == {"us", "eu", "ca", "ap", "uk", "me", "in"}
+    with pytest.raises(ConfigError):
+        resolve_base_url("https://x", "eu")
+    with pytest.raises(ConfigError):
+        resolve_base_url("ftp://x", None)
+
+
+def test_access_key_from_env_or_file(tmp_path):
+    assert read_access_key({"HARMONY_ACCESS_KEY": " k1 "}, None) == "k1"
+    key_file = tmp_path / "key"
+    key_file.write_text("k2\n")
+    assert read_access_key({"HARMONY_ACCESS_KEY": "k1"}, str(key_file)) == "k2"
+    with pytest.raises(ConfigError) as err:
+        read_access_key({}, None)
+    assert err.value.exit_code == ExitCode.USAGE
+    with pytest.raises(ConfigError):
+        read_access_key({}, str(tmp_path / "missing"))
+    with pytest.raises(ConfigError):
+        require_client_id(" ")
+
+
+def test_filters():
+    filters = build_filters(
+        "Phishing, Suspicious Malware", "new,detected", "5,high,Very Low", "office365_emails"
+    )
+    assert filters == {
+        "eventTypes": ["phishing", "suspicious_malware"],
+        "eventStates": ["new", "detected"],
+        "severities": [1, 4, 5],
+        "saas": ["office365_emails"],
+    }
+    assert build_filters(None, None, None, None) == {}
+    with pytest.raises(ConfigError):
+        build_filters(None, "bogus", None, None)
+    with pytest.raises(ConfigError):
+        build_filters(None, None, "9", None)
+
+
+# -- classification ---------------------------------------------------------------------------
+
+
+def test_auth_answers():
+    assert isinstance(
+        auth_failure(401, {"success": False, "message": "Invalid client credentials"}, "u"), AuthError
+    )
+    assert isinstance(auth_failure(404, None, "u"), UnreachableError)
+    assert isinstance(auth_failure(429, None, "u"), RetriableError)
+    assert isinstance(auth_failure(503, None, "u"), RetriableError)
+
+
+def test_api_answers():
+    expired = {"success": False, "message": "Authentication required", "forceLogout": True}
+    assert isinstance(api_failure(401, expired, "u"), TokenRejected)
+    assert isinstance(api_failure(400, {"detail": "Invalid scroll"}, "u"), InvalidScroll)
+    assert isinstance(api_failure(400, {"detail": "bad startDate"}, "u"), ConfigError)
+    assert isinstance(api_failure(403, None, "u"), AuthError)
+    assert isinstance(api_failure(404, None, "u"), UnreachableError)
+    for status in (429, 500, 502, 503, 504):
+        assert isinstance(api_failure(status, None, "u"), RetriableError)
+
+
+def test_envelope_failures():
+    ok = {"responseEnvelope": {"responseCode": 200, "scrollId": None}, "responseData": []}
+    assert envelope_failure(ok, "u") is None
+    failed = {"responseEnvelope": {"responseCode": 422, "responseText": "bad"}, "responseData": []}
+    assert isinstance(envelope_failure(failed, "u"), ConfigError)
+    assert isinstance(envelope_failure([1], "u"), RetriableError)
+    assert detail_of({"message": "x " * 200}).startswith("x x")
+    assert len(detail_of({"message": "x " * 200})) <= 160
+
+
+def test_retries_exhausted_is_a_temporary_failure():
+    err = retries_exhausted("event query", 6, "HTTP 429 from u")
+    assert isinstance(err, TempFailError) and err.exit_code == 75
+    assert "retry later" in err.one_line()
