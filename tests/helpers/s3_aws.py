@@ -1,0 +1,179 @@
+"""Servers for the AWS error tests: moto with IAM enforcement, and an S3 wrong-region double.
+
+`AuthMoto` runs `python -m moto.server` in a subprocess with INITIAL_NO_AUTH_ACTION_COUNT=3: the
+first three requests bootstrap an admin user (create user, attach `*`, create access key), every
+later request is authenticated and authorised by moto's IAM (S3, STS, EC2 and IAM check
+signatures; S3 / STS / EC2 return InvalidAccessKeyId / InvalidClientTokenId / AuthFailure,
+SignatureDoesNotMatch, AccessDenied for real). The shared session `moto_server` cannot be used
+for this: enforcement is a process-wide moto setting read at import time.
+
+`S3Double` answers like S3 does for situations moto cannot produce (moto keeps one global bucket
+namespace and never throttles): a bucket in another region (301 + x-amz-bucket-region, the
+PermanentRedirect body) or SlowDown (503). It also answers STS GetCallerIdentity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _creds(key: dict[str, str]) -> dict[str, str]:
+    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+class AuthMoto:
+    """A moto server that enforces IAM; `.endpoint`, `.admin` creds, `.user(name, policy)`."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{self.endpoint}/moto-api/", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.close()
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        iam = self.client("iam", {"aws_access_key_id": "bootstrap", "aws_secret_access_key": "bootstrap"})
+        iam.create_user(UserName="admin")
+        iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        self.admin = _creds(key)
+
+    def client(self, service: str, creds: dict[str, str] | None = None, region: str = "us-east-1") -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=region,
+            config=Config(retries={"mode": "standard", "max_attempts": 1}),
+            **(creds or self.admin),
+        )
+
+    def user(self, name: str, policy: dict[str, Any] | None) -> dict[str, str]:
+        """A new IAM user with an inline policy (None = no policy at all); returns its keys."""
+        iam = self.client("iam")
+        iam.create_user(UserName=name)
+        if policy is not None:
+            iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+        return _creds(iam.create_access_key(UserName=name)["AccessKey"])
+
+    @staticmethod
+    def env(creds: dict[str, str]) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+        }
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_REDIRECT_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PermanentRedirect</Code><Message>The bucket you '
+    "are attempting to access must be addressed using the specified endpoint. Please send all future "
+    "requests to this endpoint.</Message><Endpoint>{bucket}.s3.{region}.amazonaws.com</Endpoint>"
+    "<Bucket>{bucket}</Bucket><RequestId>0</RequestId></Error>"
+)
+_SLOWDOWN_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your '
+    "request rate.</Message><RequestId>0</RequestId></Error>"
+)
+_CALLER_XML = (
+    '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
+    "<Arn>arn:aws:iam::123456789012:user/double</Arn><UserId>AIDDOUBLE</UserId><Account>123456789012</Account>"
+    "</GetCallerIdentityResult><ResponseMetadata><RequestId>0</RequestId></ResponseMetadata>"
+    "</GetCallerIdentityResponse>"
+)
+
+
+class S3Double:
+    """mode "region": every bucket lives in `bucket_region`; mode "slowdown": every S3 call is 503."""
+
+    def __init__(self, mode: str = "region", bucket_region: str = "eu-west-1") -> None:
+        self.mode = mode
+        self.bucket_region = bucket_region
+        self.requests: list[str] = []
+        double = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _s3(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                double.requests.append(f"{self.command} {self.path}")
+                bucket = self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+                if double.mode == "slowdown":
+                    self._reply(503, _SLOWDOWN_XML.encode(), {"Content-Type": "application/xml"})
+                    return
+                body = _REDIRECT_XML.format(bucket=bucket, region=double.bucket_region).encode()
+                headers = {"Content-Type": "application/xml", "x-amz-bucket-region": double.bucket_region}
+                self._reply(301, body, headers)
+
+            def do_POST(self) -> None:  # STS (query protocol) is a POST to /
+                if self.path == "/":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    payload = self.rfile.read(length).decode()
+                    if "Action=GetCallerIdentity" in payload:
+                        self._reply(200, _CALLER_XML.encode(), {"Content-Type": "text/xml"})
+                        return
+                self._s3()
+
+            do_HEAD = do_GET = do_PUT = do_DELETE = _s3
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
