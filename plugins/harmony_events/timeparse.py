@@ -7,9 +7,11 @@ injected so the functions stay pure.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 US_PER_SEC = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -33,8 +35,7 @@ def parse_iso_us(text: str) -> int:
 
 
 def to_us(moment: datetime) -> int:
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * US_PER_SEC + delta.microseconds
+    return (moment - _EPOCH) // _ONE_US
 
 
 def parse_duration_secs(text: str) -> float | None:
@@ -64,9 +65,15 @@ def format_api_time(epoch_us: int) -> str:
 
 def event_created_us(value: object) -> int | None:
     """An event's `eventCreated` as epoch microseconds; None when missing or unparseable."""
-    if not isinstance(value, str):
+    if type(value) is not str:
         return None
-    try:
-        return parse_iso_us(value)
-    except TimeParseError:
-        return None
+    try:  # fast path: the API's usual `2024-10-14T07:02:11.229935+00:00`
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            return parse_iso_us(value)
+        except TimeParseError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // _ONE_US
