@@ -1,0 +1,130 @@
+"""When an object is sealed (pure policy: the clock and the body files are injected).
+
+A batch is sealed when it reaches `--max-records`, when the next record would push the *stored*
+object past `--max-bytes` (measured on bytes actually written, after compression: the body is
+flushed to get an exact figure before deciding), or when `--max-age-secs` passed since its first
+record. Records of different partitions (`{field:NAME}`, `{date}`, `{hour}` in the key template)
+never share an object; at most `max_open_batches` partitions are open at once, the oldest one is
+sealed to make room for a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+DEFAULT_MAX_RECORDS = 100_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_AGE_SECS = 300.0
+DEFAULT_MAX_OPEN_BATCHES = 32
+
+
+class Body(Protocol):
+    """What the batcher needs from an object body (`body.BodyWriter` in production)."""
+
+    records: int
+
+    def add(self, line: bytes) -> None: ...
+
+    def size_bound_with(self, extra_raw_bytes: int) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_age_secs: float = DEFAULT_MAX_AGE_SECS
+    max_open_batches: int = DEFAULT_MAX_OPEN_BATCHES
+
+
+@dataclass
+class OpenBatch:
+    partition: tuple[str, ...]
+    body: Body
+    opened_at: float
+    first_ms: int = 0
+    last_ms: int = 0
+    reason: str = ""  # why it was sealed: records, bytes, age, partitions, drain
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return self.body.records
+
+
+class Batcher:
+    """Routes records to open batches and hands back the batches that must be sealed now."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        open_body: Callable[[tuple[str, ...]], Body],
+        clock: Callable[[], float],
+    ) -> None:
+        self.limits = limits
+        self.open_body = open_body
+        self.clock = clock
+        self.open: dict[tuple[str, ...], OpenBatch] = {}
+
+    def add(self, partition: tuple[str, ...], record_ms: int, line: bytes) -> list[OpenBatch]:
+        """Add one record; returns batches to seal (already removed from the open set)."""
+        sealed: list[OpenBatch] = []
+        batch = self.open.get(partition)
+        if batch is not None and not self._fits(batch, len(line)):
+            sealed.append(self._close(partition, "bytes"))
+            batch = None
+        if batch is None:
+            if len(self.open) >= self.limits.max_open_batches:
+                oldest = min(self.open.values(), key=lambda b: b.opened_at)
+                sealed.append(self._close(oldest.partition, "partitions"))
+            batch = OpenBatch(partition, self.open_body(partition), self.clock(), record_ms, record_ms)
+            self.open[partition] = batch
+        batch.body.add(line)
+        if record_ms < batch.first_ms:
+            batch.first_ms = record_ms
+        elif record_ms > batch.last_ms:
+            batch.last_ms = record_ms
+        if batch.body.records >= self.limits.max_records:
+            sealed.append(self._close(partition, "records"))
+        return sealed
+
+    def _fits(self, batch: OpenBatch, line_bytes: int) -> bool:
+        """Will the stored object stay within max_bytes with this record? Exact near the limit."""
+        max_bytes = self.limits.max_bytes
+        if batch.body.size_bound_with(line_bytes) <= max_bytes:
+            return True
+        batch.body.flush()  # the bound was loose (compressor backlog); measure what is written
+        return batch.body.size_bound_with(line_bytes) <= max_bytes
+
+    def _close(self, partition: tuple[str, ...], reason: str) -> OpenBatch:
+        batch = self.open.pop(partition)
+        batch.reason = reason
+        return batch
+
+    def due(self) -> list[OpenBatch]:
+        """Batches whose first record is older than max_age_secs."""
+        now = self.clock()
+        max_age = self.limits.max_age_secs
+        expired = [p for p, b in self.open.items() if now - b.opened_at >= max_age]
+        return [self._close(p, "age") for p in expired]
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next age seal (None when nothing is open)."""
+        if not self.open:
+            return None
+        oldest = min(b.opened_at for b in self.open.values())
+        return max(0.0, oldest + self.limits.max_age_secs - self.clock())
+
+    def drain(self, reason: str = "drain") -> list[OpenBatch]:
+        """Every open batch, oldest first (end of input, SIGTERM, a full spool)."""
+        ordered = sorted(self.open, key=lambda p: self.open[p].opened_at)
+        return [self._close(p, reason) for p in ordered]
+
+    def largest(self) -> OpenBatch | None:
+        if not self.open:
+            return None
+        partition = max(self.open, key=lambda p: self.open[p].records)
+        return self._close(partition, "spool-full")

@@ -1,0 +1,256 @@
+"""Object bodies streamed to a file: NDJSON or one JSON array, gzip / zstd / none.
+
+Records go through the compressor in ~128 KiB slices and straight to disk, so memory does not
+grow with the object size. The writer knows the bytes actually written plus an upper bound for
+what the compressor still holds; near `--max-bytes` it forces a sync flush so the limit is
+checked on exact stored bytes (objects end within one record of the limit, never above it).
+
+Layout, chosen so a body cut anywhere by a crash can be read back record by record: every record
+ends with a newline. NDJSON is `rec\\n rec\\n ...`; a JSON array is `[rec\\n,rec\\n,rec\\n]` (valid
+JSON, parses as one list). A record is complete when its newline is present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+FORMATS = ("ndjson", "json-array")
+COMPRESSIONS = ("gzip", "zstd", "none")
+DEFAULT_LEVELS = {"gzip": 6, "zstd": 3, "none": 0}
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json-array": "application/json"}
+FORMAT_EXTENSIONS = {"ndjson": ".ndjson", "json-array": ".json"}
+COMPRESSION_EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
+CONTENT_ENCODINGS = {"gzip": "gzip", "zstd": "zstd", "none": None}
+
+SLICE_BYTES = 128 * 1024
+TRAILER_BOUND_BYTES = 32  # gzip: final block + CRC32 + ISIZE; zstd: last block + checksum; "]"
+READ_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """What an object body looks like; shared by the writer, the reader and the stores."""
+
+    format: str = "ndjson"
+    compression: str = "gzip"
+    level: int | None = None
+
+    @property
+    def extension(self) -> str:
+        return FORMAT_EXTENSIONS[self.format] + COMPRESSION_EXTENSIONS[self.compression]
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+    @property
+    def content_encoding(self) -> str | None:
+        return CONTENT_ENCODINGS[self.compression]
+
+    @property
+    def effective_level(self) -> int:
+        return DEFAULT_LEVELS[self.compression] if self.level is None else self.level
+
+
+def compressed_bound(raw_bytes: int) -> int:
+    """Most bytes `raw_bytes` of input can become (deflate and zstd worst cases, rounded up)."""
+    return raw_bytes + (raw_bytes >> 7) + 64
+
+
+class _NoCompressor:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def sync(self) -> bytes:
+        return b""
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class _Gzip:
+    def __init__(self, level: int) -> None:
+        self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def sync(self) -> bytes:
+        return self._obj.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return self._obj.flush(zlib.Z_FINISH)
+
+
+class _Zstd:
+    def __init__(self, level: int) -> None:
+        import zstandard
+
+        self._zstd = zstandard
+        self._obj = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+
+    def compress(self, data: bytes) -> bytes:
+        return self._obj.compress(data)
+
+    def sync(self) -> bytes:
+        return self._obj.flush(self._zstd.COMPRESSOBJ_FLUSH_BLOCK)
+
+    def finish(self) -> bytes:
+        return self._obj.flush(self._zstd.COMPRESSOBJ_FLUSH_FINISH)
+
+
+def _compressor(spec: BodySpec) -> Any:
+    if spec.compression == "gzip":
+        return _Gzip(spec.effective_level)
+    if spec.compression == "zstd":
+        return _Zstd(spec.effective_level)
+    return _NoCompressor()
+
+
+class BodyWriter:
+    """Appends records to one object body file; `sync()` makes them durable, `finish()` seals."""
+
+    def __init__(self, path: str | os.PathLike[str], spec: BodySpec) -> None:
+        self.path = os.fspath(path)
+        self.spec = spec
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._compressor = _compressor(spec)
+        self._sha = hashlib.sha256()
+        self._slices: list[bytes] = []
+        self._slice_bytes = 0
+        self._fed_since_sync = 0  # raw bytes inside the compressor, not yet on disk for sure
+        self._array = spec.format == "json-array"
+        self.records = 0
+        self._fed_records = 0
+        self.raw_bytes = 0
+        self.written_bytes = 0
+        self.synced_records = 0
+        self.finished = False
+
+    def add(self, line: bytes) -> None:
+        """Append one serialized record (no trailing newline)."""
+        self._slices.append(line)
+        self._slice_bytes += len(line) + 2  # newline, and the array's comma or bracket
+        self.records += 1
+        if self._slice_bytes >= SLICE_BYTES:
+            self._feed()
+
+    def size_bound_with(self, extra_raw_bytes: int) -> int:
+        """Upper bound of the sealed object size if a record of `extra_raw_bytes` were added."""
+        pending = self._fed_since_sync + self._slice_bytes + extra_raw_bytes + 2
+        if self.spec.compression == "none":
+            return self.written_bytes + pending + 1
+        return self.written_bytes + compressed_bound(pending) + TRAILER_BOUND_BYTES
+
+    def _feed(self) -> None:
+        if not self._slices:
+            return
+        if self._array:
+            lead = b"," if self._fed_records else b"["
+            data = lead + b"\n,".join(self._slices) + b"\n"
+        else:
+            data = b"\n".join(self._slices) + b"\n"
+        self._fed_records += len(self._slices)
+        self._slices.clear()
+        self._slice_bytes = 0
+        self.raw_bytes += len(data)
+        self._fed_since_sync += len(data)
+        self._write(self._compressor.compress(data))
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._sha.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.written_bytes += len(data)
+
+    def flush(self) -> None:
+        """Push everything through the compressor to the file (no fsync): size becomes exact."""
+        self._feed()
+        self._write(self._compressor.sync())
+        self._fed_since_sync = 0
+
+    def sync(self) -> int:
+        """Flush and fsync; returns how many records became durable with this call."""
+        if self.records == self.synced_records:
+            return 0
+        self.flush()
+        os.fsync(self.fd)
+        newly = self.records - self.synced_records
+        self.synced_records = self.records
+        return newly
+
+    def finish(self) -> tuple[int, str]:
+        """Write the trailer (and the closing bracket of an array), fsync, close.
+
+        Returns (stored bytes, sha256 hex of the stored bytes).
+        """
+        self._feed()
+        if self._array:
+            self.raw_bytes += 1
+            self._write(self._compressor.compress(b"]"))
+        self._write(self._compressor.finish())
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.synced_records = self.records
+        self.finished = True
+        return self.written_bytes, self._sha.hexdigest()
+
+    def abort(self) -> None:
+        """Close without sealing (the file stays for crash recovery)."""
+        if not self.finished:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.finished = True
+
+
+def _decompressed_chunks(path: str | os.PathLike[str], compression: str) -> Iterator[bytes]:
+    """Decompress a possibly truncated body as far as it goes, in bounded chunks."""
+    with open(path, "rb") as handle:
+        if compression == "none":
+            while chunk := handle.read(READ_CHUNK_BYTES):
+                yield chunk
+            return
+        if compression == "gzip":
+            decoder: Any = zlib.decompressobj(31)
+        else:
+            import zstandard
+
+            decoder = zstandard.ZstdDecompressor().decompressobj()
+        while chunk := handle.read(READ_CHUNK_BYTES):
+            try:
+                out = decoder.decompress(chunk)
+            except Exception:  # truncated or torn tail: keep what decoded so far
+                return
+            if out:
+                yield out
+            if compression == "gzip" and decoder.eof:
+                return
+
+
+def read_records(path: str | os.PathLike[str], spec: BodySpec) -> Iterator[bytes]:
+    """The complete records of a body (a torn last record is dropped), without separators."""
+    pending = b""
+    first = True
+    for chunk in _decompressed_chunks(path, spec.compression):
+        data = pending + chunk if pending else chunk
+        lines = data.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if spec.format == "json-array":
+                if first:
+                    line = line[1:] if line.startswith(b"[") else line
+                elif line.startswith(b","):
+                    line = line[1:]
+                first = False
+            if line and line != b"]":
+                yield line

@@ -1,0 +1,439 @@
+"""The durable spool: open batch bodies, sealed objects, per-destination delivery state.
+
+Layout of `--spool-dir` (0700, files 0600, locked by the running sink):
+
+    open/<seq>.body      body of an open batch, appended and fsynced every --fsync-interval-ms
+    open/<seq>.json      its partition and body format (written once, when the batch opens)
+    objects/<seq>.json   manifest of a sealed object: keys, sha256, sizes, times — fixed before
+                         the first upload attempt, so every retry writes the same key and bytes
+    objects/<seq>.body   the sealed body, byte for byte what is uploaded
+    objects/<seq>.done.<dest>   marker: <dest> confirmed this object
+    control.json         paused destinations (written by `s3-batch pause|resume`)
+    destinations.json    names and URLs of the running sink's destinations (for status)
+
+Sealing order: body fsynced → manifest written atomically → body renamed into objects/. An
+object's files are deleted (body, manifest, markers) only when every destination confirmed.
+After a crash, `recover()` finishes interrupted seals and turns every open body into a sealed
+object holding its complete records (a torn last record was never reported accepted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.state import StateDir, atomic_write_bytes, ensure_private_dir, fsync_dir
+
+from .batcher import OpenBatch
+from .body import BodySpec, BodyWriter, read_records
+from .keys import KeyTemplate, TimeExtractor
+
+FORMAT_VERSION = 1
+CONTROL_FILE = "control.json"
+DESTINATIONS_FILE = "destinations.json"
+ALL_DESTINATIONS = "*"
+
+
+class SpoolBody(BodyWriter):
+    """A body file inside the spool, named by its sequence id."""
+
+    def __init__(self, path: Path, spec: BodySpec, seq: str) -> None:
+        super().__init__(path, spec)
+        self.seq = seq
+
+
+@dataclass
+class Entry:
+    """One sealed object waiting for (some of) its destinations."""
+
+    seq: str
+    manifest: dict[str, Any]
+    body_path: Path
+    done: set[str] = field(default_factory=set)
+    in_flight: set[str] = field(default_factory=set)
+
+    @property
+    def bytes(self) -> int:
+        return int(self.manifest["bytes"])
+
+    @property
+    def sealed_ms(self) -> int:
+        return int(self.manifest["sealed_ms"])
+
+
+class SeqClock:
+    """Sequence ids that sort by creation, unique even within one nanosecond tick."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> str:
+        value = max(time.time_ns(), self._last + 1)
+        self._last = value
+        return f"{value:020d}"
+
+
+def read_control(spool_dir: Path) -> dict[str, Any]:
+    """`{"paused": [names...]}`; "*" means every destination."""
+    try:
+        doc = orjson.loads((spool_dir / CONTROL_FILE).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {"paused": []}
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("paused"), list):
+        return {"paused": []}
+    return data
+
+
+def write_control(spool_dir: Path, data: dict[str, Any]) -> None:
+    payload = orjson.dumps({"format_version": FORMAT_VERSION, "data": data})
+    atomic_write_bytes(spool_dir / CONTROL_FILE, payload)
+
+
+def is_paused(control: dict[str, Any], dest: str) -> bool:
+    paused = control.get("paused", [])
+    return dest in paused or ALL_DESTINATIONS in paused
+
+
+class Spool:
+    """The sink's view of the spool directory; thread-safe for the delivery workers."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        spec: BodySpec,
+        template: KeyTemplate,
+        destinations: dict[str, str],
+        prefixes: dict[str, str],
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.state = StateDir(path)
+        self.path = self.state.path
+        self.open_dir = ensure_private_dir(self.path / "open")
+        self.objects_dir = ensure_private_dir(self.path / "objects")
+        self.spec = spec
+        self.template = template
+        self.destinations = destinations  # name -> URL
+        self.prefixes = prefixes  # name -> key prefix
+        self.wall_ms = wall_ms
+        self.seq = SeqClock()
+        self.entries: dict[str, Entry] = {}
+        self.cond = threading.Condition()
+        self.sealed_bytes = 0
+        self.open_bodies: dict[str, SpoolBody] = {}
+        self._control_mtime_ns = -1
+        self._control: dict[str, Any] = {"paused": []}
+        self.state.write_json(
+            DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION
+        )
+
+    # -- open batches -------------------------------------------------------------------------
+
+    def new_body(self, partition: tuple[str, ...]) -> SpoolBody:
+        seq = self.seq.next()
+        meta = {
+            "partition": list(partition),
+            "format": self.spec.format,
+            "compression": self.spec.compression,
+            "level": self.spec.level,
+            "opened_ms": self.wall_ms(),
+        }
+        atomic_write_bytes(self.open_dir / f"{seq}.json", orjson.dumps(meta), fsync=False)
+        body = SpoolBody(self.open_dir / f"{seq}.body", self.spec, seq)
+        self.open_bodies[seq] = body
+        return body
+
+    def sync(self, batches: Iterable[OpenBatch]) -> int:
+        """fsync every open body; returns the number of records that became durable."""
+        return sum(batch.body.sync() for batch in batches)  # type: ignore[attr-defined]
+
+    def open_bytes(self) -> int:
+        return sum(body.written_bytes + body._slice_bytes for body in self.open_bodies.values())
+
+    def used_bytes(self) -> int:
+        return self.sealed_bytes + self.open_bytes()
+
+    # -- sealing ------------------------------------------------------------------------------
+
+    def seal(self, batch: OpenBatch) -> Entry:
+        """Fix the object's bytes and keys on disk, then make it visible to the deliverers."""
+        body: SpoolBody = batch.body  # type: ignore[assignment]
+        stored_bytes, sha256_hex = body.finish()
+        self.open_bodies.pop(body.seq, None)
+        return self._seal_file(
+            body.seq,
+            body.spec,
+            batch.partition,
+            batch.first_ms,
+            batch.last_ms,
+            body.records,
+            stored_bytes,
+            body.raw_bytes,
+            sha256_hex,
+            batch.reason,
+        )
+
+    def _seal_file(
+        self,
+        seq: str,
+        spec: BodySpec,
+        partition: tuple[str, ...],
+        first_ms: int,
+        last_ms: int,
+        records: int,
+        stored_bytes: int,
+        raw_bytes: int,
+        sha256_hex: str,
+        reason: str,
+    ) -> Entry:
+        sealed_ms = self.wall_ms()
+        field_values = list(partition[: len(self.template.field_paths)])
+        render_inputs = {
+            "template": self.template.template,
+            "first_ms": first_ms,
+            "last_ms": last_ms,
+            "sealed_ms": sealed_ms,
+            "sha256": sha256_hex,
+            "ext": spec.extension,
+            "field_values": field_values,
+        }
+        keys = {name: render_key(render_inputs, prefix) for name, prefix in self.prefixes.items()}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "seq": seq,
+            "records": records,
+            "bytes": stored_bytes,
+            "raw_bytes": raw_bytes,
+            "format": spec.format,
+            "compression": spec.compression,
+            "content_type": spec.content_type,
+            "content_encoding": spec.content_encoding,
+            "partition": list(partition),
+            "reason": reason,
+            "keys": keys,
+            **render_inputs,
+        }
+        atomic_write_bytes(self.objects_dir / f"{seq}.json", orjson.dumps(manifest))
+        final = self.objects_dir / f"{seq}.body"
+        os.replace(self.open_dir / f"{seq}.body", final)
+        with contextlib.suppress(FileNotFoundError):
+            (self.open_dir / f"{seq}.json").unlink()
+        fsync_dir(self.objects_dir)
+        fsync_dir(self.open_dir)
+        return self._register(Entry(seq, manifest, final))
+
+    def _register(self, entry: Entry) -> Entry:
+        with self.cond:
+            self.entries[entry.seq] = entry
+            self.sealed_bytes += entry.bytes
+            self.cond.notify_all()
+        return entry
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    def recover(self, time_of: TimeExtractor) -> tuple[int, int]:
+        """Load sealed objects and seal the open bodies a crash left; returns (objects, records)."""
+        recovered_records = 0
+        for manifest_path in sorted(self.objects_dir.glob("*.json")):
+            seq = manifest_path.stem
+            try:
+                manifest = orjson.loads(manifest_path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue  # a torn manifest cannot exist (atomic write); ignore stray temp files
+            body = self.objects_dir / f"{seq}.body"
+            if not body.exists():
+                pending = self.open_dir / f"{seq}.body"
+                if pending.exists():  # crash between manifest and rename: finish the seal
+                    os.replace(pending, body)
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.open_dir / f"{seq}.json").unlink()
+                else:  # crash while deleting a fully delivered object
+                    self._delete_files(seq)
+                    continue
+            done = {p.name.split(".done.", 1)[1] for p in self.objects_dir.glob(f"{seq}.done.*")}
+            entry = Entry(seq, manifest, body, done)
+            for name, prefix in self.prefixes.items():  # a destination added since the seal
+                entry.manifest["keys"].setdefault(name, render_key(manifest, prefix))
+            self._register(entry)
+            self._free_if_done(entry)
+        objects = len(self.entries)
+        for body_path in sorted(self.open_dir.glob("*.body")):
+            recovered_records += self._recover_open(body_path, time_of)
+        for stray in self.open_dir.glob("*.json"):
+            if not (self.open_dir / f"{stray.stem}.body").exists():
+                stray.unlink()
+        for tmp in list(self.open_dir.glob(".*")) + list(self.objects_dir.glob(".*")):
+            tmp.unlink()
+        return len(self.entries) - objects, recovered_records
+
+    def _recover_open(self, body_path: Path, time_of: TimeExtractor) -> int:
+        seq = body_path.stem
+        try:
+            meta = orjson.loads((self.open_dir / f"{seq}.json").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            meta = {
+                "partition": [],
+                "format": self.spec.format,
+                "compression": self.spec.compression,
+                "level": self.spec.level,
+            }
+        spec = BodySpec(meta["format"], meta["compression"], meta.get("level"))
+        arrival_ms = int(meta.get("opened_ms") or body_path.stat().st_mtime * 1000)
+        tmp = self.open_dir / f".{seq}.rewrite"
+        writer = BodyWriter(tmp, spec)
+        first_ms = last_ms = None
+        for line in read_records(body_path, spec):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                break  # cannot happen for records we wrote; stop at the first doubt
+            record_ms = time_of(record, arrival_ms) if isinstance(record, dict) else arrival_ms
+            first_ms = record_ms if first_ms is None else min(first_ms, record_ms)
+            last_ms = record_ms if last_ms is None else max(last_ms, record_ms)
+            writer.add(line)
+        if writer.records == 0:
+            writer.abort()
+            for path in (tmp, body_path, self.open_dir / f"{seq}.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            return 0
+        stored_bytes, sha256_hex = writer.finish()
+        os.replace(tmp, body_path)
+        self._seal_file(
+            seq,
+            spec,
+            tuple(meta.get("partition") or ()),
+            first_ms or arrival_ms,
+            last_ms or arrival_ms,
+            writer.records,
+            stored_bytes,
+            writer.raw_bytes,
+            sha256_hex,
+            "recovered",
+        )
+        return writer.records
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def next_for(self, dest: str) -> Entry | None:
+        """The oldest object this destination has not confirmed (objects are never skipped)."""
+        with self.cond:
+            for entry in self.entries.values():  # dict keeps insertion (= seal) order
+                if dest not in entry.done:
+                    return entry
+        return None
+
+    def wait(self, timeout_secs: float) -> None:
+        with self.cond:
+            self.cond.wait(timeout_secs)
+
+    def mark_done(self, entry: Entry, dest: str) -> None:
+        marker = self.objects_dir / f"{entry.seq}.done.{dest}"
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        with self.cond:
+            entry.done.add(dest)
+            self._free_if_done(entry)
+            self.cond.notify_all()
+
+    def _free_if_done(self, entry: Entry) -> None:
+        if not all(name in entry.done for name in self.destinations):
+            return
+        with self.cond:
+            if self.entries.pop(entry.seq, None) is not None:
+                self.sealed_bytes -= entry.bytes
+        self._delete_files(entry.seq)
+
+    def _delete_files(self, seq: str) -> None:
+        """Body first, then manifest, then markers: a crash in between never re-sends."""
+        for path in [
+            self.objects_dir / f"{seq}.body",
+            self.objects_dir / f"{seq}.json",
+            *self.objects_dir.glob(f"{seq}.done.*"),
+        ]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def backlog(self, dest: str) -> tuple[int, int, int | None]:
+        """(objects, bytes, oldest sealed_ms) not yet confirmed by `dest`."""
+        with self.cond:
+            pending = [e for e in self.entries.values() if dest not in e.done]
+        oldest = min((e.sealed_ms for e in pending), default=None)
+        return len(pending), sum(e.bytes for e in pending), oldest
+
+    def control(self) -> dict[str, Any]:
+        """control.json, re-read only when it changed (cheap enough to call every loop)."""
+        try:
+            mtime_ns = (self.path / CONTROL_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime_ns = 0
+        if mtime_ns != self._control_mtime_ns:
+            self._control_mtime_ns = mtime_ns
+            self._control = read_control(self.path) if mtime_ns else {"paused": []}
+        return self._control
+
+    def close(self) -> None:
+        for body in list(self.open_bodies.values()):
+            body.abort()
+        self.state.close()
+
+
+def render_key(inputs: dict[str, Any], prefix: str) -> str:
+    """A destination's key from a manifest's stored render inputs (deterministic)."""
+    template = KeyTemplate.parse(inputs["template"])
+    return template.render(
+        prefix=prefix,
+        first_ms=inputs["first_ms"],
+        last_ms=inputs["last_ms"],
+        written_ms=inputs["sealed_ms"],
+        sha256_hex=inputs["sha256"],
+        ext=inputs["ext"],
+        field_values=inputs.get("field_values", ()),
+    )
+
+
+def scan_backlog(spool_dir: Path, destinations: Iterable[str], now_ms: int) -> list[dict[str, Any]]:
+    """Backlog per destination from the files alone (used by `s3-batch status`, no lock)."""
+    objects_dir = spool_dir / "objects"
+    if not spool_dir.is_dir():
+        raise ConfigError(f"spool directory {spool_dir} does not exist", "check --spool-dir / --state-dir")
+    manifests: list[dict[str, Any]] = []
+    for path in sorted(objects_dir.glob("*.json")) if objects_dir.is_dir() else []:
+        try:
+            manifests.append(orjson.loads(path.read_bytes()))
+        except (OSError, orjson.JSONDecodeError):
+            continue
+    open_bytes = 0
+    open_batches = 0
+    for path in (spool_dir / "open").glob("*.body") if (spool_dir / "open").is_dir() else []:
+        with contextlib.suppress(FileNotFoundError):
+            open_bytes += path.stat().st_size
+            open_batches += 1
+    control = read_control(spool_dir)
+    rows = []
+    for dest in destinations:
+        pending = [m for m in manifests if not (objects_dir / f"{m['seq']}.done.{dest}").exists()]
+        oldest = min((m["sealed_ms"] for m in pending), default=None)
+        rows.append(
+            {
+                "destination": dest,
+                "paused": is_paused(control, dest),
+                "backlog_objects": len(pending),
+                "backlog_bytes": sum(m["bytes"] for m in pending),
+                "backlog_records": sum(m["records"] for m in pending),
+                "oldest_age_secs": None if oldest is None else round(max(0, now_ms - oldest) / 1000, 3),
+                "open_batches": open_batches,
+                "open_bytes": open_bytes,
+            }
+        )
+    return rows

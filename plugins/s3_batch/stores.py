@@ -1,0 +1,239 @@
+"""Object stores: `file:///dir/` (local, same keys and bodies) and `s3://bucket/prefix/`.
+
+Both take a sealed body *file* and a key; neither holds a body in memory. Writing the same key
+twice with the same bytes is harmless, which is what makes retries after a crash safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from harmony_pipes._core.errors import ConfigError, PipesError, UnreachableError
+from harmony_pipes._core.state import fsync_dir
+
+DEFAULT_MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
+DEFAULT_MULTIPART_CHUNK_BYTES = 8 * 1024 * 1024
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One `--dest`: a name (for status/pause and receipts), the URL and where keys go."""
+
+    name: str
+    url: str
+    scheme: str  # "s3" or "file"
+    bucket: str  # the S3 bucket, or the root directory of a file:// store
+    prefix: str  # key prefix, "" or ending with "/"
+
+
+def parse_destinations(values: list[str] | tuple[str, ...]) -> list[Destination]:
+    """`[name=]URL` values → destinations with unique names (derived from the bucket if absent)."""
+    if not values:
+        raise ConfigError("no destination given", "pass --dest s3://bucket/prefix/ or --dest file:///dir/")
+    dests: list[Destination] = []
+    taken: set[str] = set()
+    for value in values:
+        name, url = None, value
+        head, sep, rest = value.partition("=")
+        if sep and "://" not in head:
+            name, url = head, rest
+        dest = _parse_url(url, name)
+        candidate, n = dest.name, 2
+        while candidate in taken:
+            if name is not None:
+                raise ConfigError(f"destination name {name!r} is used twice", "give each --dest its own name")
+            candidate = f"{dest.name}-{n}"
+            n += 1
+        taken.add(candidate)
+        dests.append(Destination(candidate, dest.url, dest.scheme, dest.bucket, dest.prefix))
+    return dests
+
+
+def _parse_url(url: str, name: str | None) -> Destination:
+    parsed = urlparse(url)
+    if name is not None and not _NAME_RE.match(name):
+        raise ConfigError(f"invalid destination name {name!r}", "use letters, digits, '.', '_' or '-'")
+    if parsed.scheme == "s3":
+        bucket = parsed.netloc
+        if not bucket:
+            raise ConfigError(f"--dest {url}: no bucket", "use s3://bucket/prefix/")
+        prefix = parsed.path.lstrip("/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        derived = re.sub(r"[^A-Za-z0-9_.-]", "-", bucket)[:63]
+        return Destination(name or derived, url, "s3", bucket, prefix)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigError(f"--dest {url}: file URLs need three slashes", "use file:///absolute/dir/")
+        root = unquote(parsed.path)
+        if not root.startswith("/"):
+            raise ConfigError(f"--dest {url}: not an absolute path", "use file:///absolute/dir/")
+        return Destination(name or "file", url, "file", root.rstrip("/") or "/", "")
+    raise ConfigError(f"--dest {url}: unsupported scheme", "use s3://bucket/prefix/ or file:///dir/")
+
+
+@dataclass
+class ObjectMeta:
+    content_type: str
+    content_encoding: str | None
+    sha256: str
+    records: int
+
+
+class FileStore:
+    """Writes `<root>/<key>` atomically (temp file, fsync, rename, fsync dir)."""
+
+    def __init__(self, dest: Destination) -> None:
+        self.dest = dest
+        self.root = Path(dest.bucket)
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UnreachableError(
+                f"file store {self.root}: {exc.strerror}", "make the directory writable or fix --dest"
+            ) from exc
+
+    def put(self, key: str, body_path: Path, meta: ObjectMeta) -> None:
+        target = self.root / key
+        if ".." in Path(key).parts:
+            raise ConfigError(f"key {key!r} leaves the store", "fix --key-template")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(body_path, tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        fsync_dir(target.parent)
+
+
+@dataclass
+class S3Options:
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    retry_mode: str = "standard"
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    multipart_threshold_bytes: int = DEFAULT_MULTIPART_THRESHOLD_BYTES
+    multipart_chunk_bytes: int = DEFAULT_MULTIPART_CHUNK_BYTES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class S3Store:
+    """`upload_file` from the spool (managed multipart above the threshold); boto3 loaded lazily."""
+
+    def __init__(self, dest: Destination, options: S3Options) -> None:
+        self.dest = dest
+        self.options = options
+        self._client: Any = None
+        self._transfer_config: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            from boto3.s3.transfer import TransferConfig
+
+            from harmony_pipes._core.aws import make_client, make_session
+
+            o = self.options
+            session = make_session(
+                o.profile, o.region, o.role_arn, o.external_id, endpoint_url=o.endpoint_url
+            )
+            self._client = make_client(
+                session, "s3", region=o.region, endpoint_url=o.endpoint_url, retry_mode=o.retry_mode
+            )
+            self._transfer_config = TransferConfig(
+                multipart_threshold=o.multipart_threshold_bytes,
+                multipart_chunksize=o.multipart_chunk_bytes,
+                max_concurrency=2,
+                use_threads=True,
+            )
+        return self._client
+
+    def extra_args(self, meta: ObjectMeta) -> dict[str, Any]:
+        o = self.options
+        args: dict[str, Any] = {
+            "ContentType": meta.content_type,
+            "Metadata": {"sha256": meta.sha256, "records": str(meta.records)},
+        }
+        if meta.content_encoding:
+            args["ContentEncoding"] = meta.content_encoding
+        if o.sse:
+            args["ServerSideEncryption"] = o.sse
+        if o.sse_kms_key_id:
+            args["SSEKMSKeyId"] = o.sse_kms_key_id
+        if o.storage_class:
+            args["StorageClass"] = o.storage_class
+        return args
+
+    def check(self) -> None:
+        """HeadBucket at start: refused credentials or a missing bucket stop us (exit 3 / 4).
+
+        An unreachable endpoint is only a warning (raised as UnreachableError with `transient`)
+        because the spool can absorb an outage.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+        from harmony_pipes._core.aws import classify_aws_error
+
+        try:
+            self.client().head_bucket(Bucket=self.dest.bucket)
+        except (EndpointConnectionError, ConnectionError) as exc:
+            error = classify_aws_error(exc, what=f"check s3://{self.dest.bucket}", bucket=self.dest.bucket)
+            error.transient = True  # type: ignore[attr-defined]
+            raise error from None
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_aws_error(
+                exc, what=f"check s3://{self.dest.bucket}", bucket=self.dest.bucket, service="s3"
+            ) from None
+
+    def put(self, key: str, body_path: Path, meta: ObjectMeta) -> None:
+        client = self.client()
+        client.upload_file(
+            str(body_path),
+            self.dest.bucket,
+            key,
+            ExtraArgs=self.extra_args(meta),
+            Config=self._transfer_config,
+        )
+
+
+def describe_failure(exc: BaseException, dest: Destination, key: str) -> str:
+    """One line for a failed upload (never credentials)."""
+    if isinstance(exc, PipesError):
+        return exc.one_line()
+    if dest.scheme == "s3":
+        try:
+            from harmony_pipes._core.aws import classify_aws_error
+
+            return classify_aws_error(
+                exc, what=f"write s3://{dest.bucket}/{key}", bucket=dest.bucket, service="s3"
+            ).one_line()
+        except Exception:  # classification must never hide the failure itself
+            pass
+    if isinstance(exc, OSError):
+        return f"Error: write {dest.bucket}/{key}: {exc.strerror or exc}"
+    return f"Error: write {dest.url} {key}: {type(exc).__name__}: {exc}"
+
+
+def make_store(dest: Destination, options: S3Options) -> FileStore | S3Store:
+    return S3Store(dest, options) if dest.scheme == "s3" else FileStore(dest)
