@@ -115,6 +115,10 @@ _SLOWDOWN_XML = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your '
     "request rate.</Message><RequestId>0</RequestId></Error>"
 )
+_EXPIRED_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ExpiredToken</Code><Message>The provided token has '
+    "expired.</Message><RequestId>0</RequestId></Error>"
+)
 _CALLER_XML = (
     '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult>'
     "<Arn>arn:aws:iam::123456789012:user/double</Arn><UserId>AIDDOUBLE</UserId><Account>123456789012</Account>"
@@ -124,7 +128,8 @@ _CALLER_XML = (
 
 
 class S3Double:
-    """mode "region": every bucket lives in `bucket_region`; mode "slowdown": every S3 call is 503."""
+    """Every S3 call fails the same way. mode "region": the bucket lives in `bucket_region` (301);
+    "slowdown": 503 SlowDown; "expired": 400 ExpiredToken."""
 
     def __init__(self, mode: str = "region", bucket_region: str = "eu-west-1") -> None:
         self.mode = mode
@@ -133,6 +138,8 @@ class S3Double:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # so botocore's Expect: 100-continue gets its answer at once
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -153,6 +160,9 @@ class S3Double:
                 bucket = self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
                 if double.mode == "slowdown":
                     self._reply(503, _SLOWDOWN_XML.encode(), {"Content-Type": "application/xml"})
+                    return
+                if double.mode == "expired":
+                    self._reply(400, _EXPIRED_XML.encode(), {"Content-Type": "application/xml"})
                     return
                 body = _REDIRECT_XML.format(bucket=bucket, region=double.bucket_region).encode()
                 headers = {"Content-Type": "application/xml", "x-amz-bucket-region": double.bucket_region}
