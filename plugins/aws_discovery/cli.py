@@ -1,0 +1,451 @@
+"""`aws-discovery`: EC2 instances -> zero-trust SSH/RDP inventory records (NDJSON on stdout).
+
+Thin click layer: option parsing and validation here, the loop in `run.py`, the rules in
+`classify.py` / `diff.py`. boto3 is imported only when a command actually talks to AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+
+from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.options import log_options, state_option
+
+from .classify import Selection, TagSelector, key_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+ENV = "AWS_DISCOVERY_"
+STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
+
+
+class CommaList(click.ParamType):
+    """`a,b` or repeated options; the env var is comma separated (AWS tags cannot hold commas)."""
+
+    name = "LIST"
+    envvar_list_splitter = ","
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            return [str(v) for v in value]
+        return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def flat(values: Iterable[Any] | None) -> list[str]:
+    out: list[str] = []
+    for value in values or ():
+        if isinstance(value, list | tuple):
+            out.extend(flat(value))
+        elif value is not None and str(value).strip():
+            out.append(str(value).strip())
+    return list(dict.fromkeys(out))
+
+
+def _opt(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    return click.option(name, envvar=ENV + env, show_envvar=True, **kwargs)
+
+
+def aws_options(f: F) -> F:
+    """Where to look and as whom: regions, credentials, endpoint, retries."""
+    options = [
+        _opt(
+            "--regions",
+            "REGIONS",
+            type=CommaList(),
+            multiple=True,
+            help="Regions to read (comma list or repeated), or `all` for every enabled region "
+            "(DescribeRegions). Default: the profile/AWS_REGION region.",
+        ),
+        _opt("--profile", "PROFILE", help="AWS profile (otherwise boto3's normal credential chain)."),
+        _opt(
+            "--endpoint-url",
+            "ENDPOINT_URL",
+            help="EC2/STS endpoint (e.g. a moto server); default AWS (AWS_ENDPOINT_URL also works).",
+        ),
+        _opt(
+            "--role-arn",
+            "ROLE_ARN",
+            help="Assume this role (cross-account); credentials are refreshed before they expire.",
+        ),
+        _opt("--external-id", "EXTERNAL_ID", help="ExternalId for --role-arn (the trust policy condition)."),
+        _opt(
+            "--retry-mode",
+            "RETRY_MODE",
+            type=click.Choice(["adaptive", "standard", "legacy"]),
+            default="adaptive",
+            show_default=True,
+            help="botocore retry mode for EC2 calls.",
+        ),
+        _opt(
+            "--max-attempts",
+            "MAX_ATTEMPTS",
+            type=click.IntRange(min=1),
+            default=5,
+            show_default=True,
+            help="Attempts per EC2 call (retries on throttling and 5xx) before a region counts as failed.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def filter_options(f: F) -> F:
+    options = [
+        _opt(
+            "--vpcs",
+            "VPCS",
+            type=CommaList(),
+            multiple=True,
+            help="VPC ids to read (comma list or repeated). Default: every VPC in the selected regions.",
+        ),
+        _opt(
+            "--instance-states",
+            "INSTANCE_STATES",
+            type=CommaList(),
+            multiple=True,
+            help="Instance states to include (comma list). Default: running.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _merged(ctx: click.Context, name: str, value: Any) -> Any:
+    """A subcommand option falls back to the same option given before the subcommand name."""
+    if value not in (None, (), [], ""):
+        return value
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    return parent.get(name, value)
+
+
+def _states(values: Iterable[Any]) -> tuple[str, ...]:
+    states = flat(values) or ["running"]
+    bad = [s for s in states if s not in STATES]
+    if bad:
+        raise ConfigError(f"unknown instance state {bad[0]!r}", f"use some of {', '.join(STATES)}")
+    return tuple(states)
+
+
+class AwsContext:
+    """Session, reader and regions built lazily from the AWS options."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self._reader: Any = None
+        self._session: Any = None
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            from harmony_pipes._core.aws import make_session
+
+            p = self.params
+            region = self.home_region_hint()
+            self._session = make_session(
+                profile=p.get("profile"),
+                region=region,
+                role_arn=p.get("role_arn"),
+                external_id=p.get("external_id"),
+                session_name="aws-discovery",
+                endpoint_url=p.get("endpoint_url"),
+            )
+        return self._session
+
+    def home_region_hint(self) -> str | None:
+        regions = [r for r in flat(self.params.get("regions")) if r.lower() != "all"]
+        return regions[0] if regions else None
+
+    def home_region(self) -> str:
+        region = self.home_region_hint() or self.session.region_name
+        if not region:
+            raise ConfigError(
+                "no region selected", "pass --regions (or AWS_DISCOVERY_REGIONS, AWS_REGION), e.g. us-east-1"
+            )
+        return region
+
+    @property
+    def reader(self) -> Any:
+        if self._reader is None:
+            from .ec2 import Ec2Reader
+
+            self._reader = Ec2Reader(
+                self.session,
+                endpoint_url=self.params.get("endpoint_url"),
+                retry_mode=self.params.get("retry_mode") or "adaptive",
+                max_attempts=self.params.get("max_attempts") or 5,
+            )
+        return self._reader
+
+    def regions(self) -> tuple[str, ...]:
+        from .run import resolve_regions
+
+        requested = flat(self.params.get("regions")) or [self.home_region()]
+        return resolve_regions(self.reader, requested, self.home_region_hint() or self.home_region())
+
+
+def build_selection(params: dict[str, Any]) -> Selection:
+    try:
+        selectors = tuple(dict.fromkeys(TagSelector.parse(t) for t in flat(params.get("tags"))))
+    except ValueError as exc:
+        raise ConfigError(str(exc), "choose a designated tag (see `aws-discovery list-tags`)") from None
+    if not selectors:
+        raise ConfigError(
+            "no tags selected: only instances holding a selected tag are integrated",
+            "pass --tags KEY or KEY=VALUE (env AWS_DISCOVERY_TAGS); `aws-discovery list-tags` shows them",
+        )
+    user, key = params.get("default_user"), params.get("default_key")
+    if bool(user) != bool(key):
+        raise ConfigError("--default-user and --default-key go together", "set both (or neither) of them")
+    known = frozenset(key_name(k) for k in flat(params.get("known_keys"))) or None
+    default_key = key_name(key) if key else None
+    if known is not None and default_key and default_key not in known:
+        raise ConfigError(f"--default-key {default_key!r} is not in --known-keys", "add it to --known-keys")
+    return Selection(
+        tags=selectors,
+        site=params.get("site"),
+        default_user=user or None,
+        default_key=default_key,
+        known_keys=known,
+    )
+
+
+MAIN_HELP = """Emit EC2 instances as zero-trust access inventory records (NDJSON on stdout).
+
+\b
+Selection: an instance is integrated when it holds ANY of the --tags (OR):
+  --tags env=prod --tags team   ->  env is "prod"  OR  it has a "team" tag (any value).
+  Name and checkpoint_ssh:* tags can never be selected.
+Linux -> SSH app, managed: one user per tag checkpoint_ssh:<user> = <key>.pem, or
+  --default-user/--default-key when it has none; otherwise `unconfigured` (with reasons).
+Windows (Platform == windows) -> RDP app, direct.
+
+\b
+Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
+(and `unconfigured` once per instance). Exit codes: 0 ok, 1 runtime, 2 usage/config,
+3 credentials or permission refused, 4 endpoint unreachable, 75 throttled, try again.
+"""
+
+
+@click.group(invoke_without_command=True, help=MAIN_HELP, context_settings={"max_content_width": 110})
+@aws_options
+@filter_options
+@_opt(
+    "--tags",
+    "TAGS",
+    type=CommaList(),
+    multiple=True,
+    help="Selected tags, KEY or KEY=VALUE (repeat or comma list). An instance holding ANY of them "
+    "is integrated (OR semantics).",
+)
+@_opt("--site", "SITE", help="Label of the site (connector) this integration belongs to; one per site.")
+@_opt("--default-user", "DEFAULT_USER", help="Linux user for instances without a checkpoint_ssh tag.")
+@_opt("--default-key", "DEFAULT_KEY", help="Key name (with or without .pem) used with --default-user.")
+@_opt(
+    "--known-keys",
+    "KNOWN_KEYS",
+    type=CommaList(),
+    multiple=True,
+    help="Key names that exist on the access side; a tag naming another key configures nothing.",
+)
+@_opt(
+    "--interval-secs",
+    "INTERVAL_SECS",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds between sync cycles.",
+)
+@_opt("--once", "ONCE", is_flag=True, help="Run one cycle and exit.")
+@_opt("--resync", "RESYNC", is_flag=True, help="Re-emit a full snapshot instead of diffs against the state.")
+@state_option
+@log_options
+@click.pass_context
+def cli(ctx: click.Context, **params: Any) -> int | None:
+    ctx.ensure_object(dict)
+    if ctx.invoked_subcommand is not None:
+        return None
+    from harmony_pipes._core.options import Runtime
+    from harmony_pipes._core.state import StateDir
+
+    from .run import SyncConfig, Syncer
+
+    selection = build_selection(params)
+    states = _states(params.get("instance_states"))
+    runtime = Runtime.from_options("aws-discovery", params)
+    aws = AwsContext(params)
+    regions = aws.regions()
+    config = SyncConfig(
+        regions=regions,
+        selection=selection,
+        vpcs=tuple(flat(params.get("vpcs"))),
+        states=states,
+        interval_secs=float(params["interval_secs"]),
+        once=bool(params.get("once")),
+        resync=bool(params.get("resync")),
+    )
+    state = StateDir(params["state_dir"]) if params.get("state_dir") else None
+    try:
+        return Syncer(runtime, aws.reader, config, state).run()
+    finally:
+        if state is not None:
+            state.close()
+
+
+def _aws_for(ctx: click.Context, params: dict[str, Any]) -> AwsContext:
+    merged = {name: _merged(ctx, name, value) for name, value in params.items()}
+    return AwsContext(merged)
+
+
+def _echo_json(obj: Any) -> None:
+    import orjson
+
+    click.echo(orjson.dumps(obj).decode())
+
+
+@cli.command("list-regions")
+@aws_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def list_regions(ctx: click.Context, as_json: bool, **params: Any) -> None:
+    """Enabled regions (DescribeRegions)."""
+    aws = _aws_for(ctx, params)
+    for region in aws.reader.list_regions(aws.home_region()):
+        if as_json:
+            _echo_json({"region": region["RegionName"], "opt_in_status": region.get("OptInStatus")})
+        else:
+            click.echo(region["RegionName"])
+
+
+@cli.command("list-vpcs")
+@aws_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def list_vpcs(ctx: click.Context, as_json: bool, **params: Any) -> None:
+    """VPCs per selected region (DescribeVpcs), to choose --vpcs."""
+    aws = _aws_for(ctx, params)
+    if not as_json:
+        click.echo(f"{'REGION':<16} {'VPC':<24} {'CIDR':<18} {'DEFAULT':<8} NAME")
+    for region in aws.regions():
+        for vpc in aws.reader.list_vpcs(region):
+            name = next((t.get("Value", "") for t in vpc.get("Tags") or () if t.get("Key") == "Name"), "")
+            row = {
+                "region": region,
+                "vpc_id": vpc["VpcId"],
+                "cidr": vpc.get("CidrBlock"),
+                "is_default": bool(vpc.get("IsDefault")),
+                "name": name or None,
+            }
+            if as_json:
+                _echo_json(row)
+            else:
+                click.echo(
+                    f"{region:<16} {vpc['VpcId']:<24} {vpc.get('CidrBlock') or '-':<18} "
+                    f"{'yes' if row['is_default'] else 'no':<8} {name}"
+                )
+
+
+@cli.command("list-tags")
+@aws_options
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
+    """Selectable tags with instance counts (Name, checkpoint_ssh:* and 0-instance tags excluded).
+
+    Counts come from DescribeInstances under the same --instance-states and --vpcs as a sync, so
+    a tag held only by stopped or terminated instances is not offered. Each TAG is exactly what
+    to pass to --tags: KEY matches any value, KEY=VALUE one value.
+    """
+    from .classify import count_selectable_tags
+    from .ec2 import build_filters
+
+    aws = _aws_for(ctx, params)
+    states = _states(_merged(ctx, "instance_states", params.get("instance_states")))
+    vpcs = flat(_merged(ctx, "vpcs", params.get("vpcs")))
+    filters = build_filters(states=states, vpcs=vpcs, tag_keys=())
+    results = aws.reader.describe_regions(aws.regions(), filters)
+    for result in results:
+        if result.error is not None:
+            raise result.error
+    counts = count_selectable_tags(i for r in results for i in r.instances)
+    rows = sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] is not None, kv[0][1] or ""))
+    if not as_json:
+        click.echo(f"{'TAG':<40} INSTANCES")
+    for (key, value), count in rows:
+        if count <= 0:
+            continue
+        tag = key if value is None else f"{key}={value}"
+        if as_json:
+            _echo_json({"tag": tag, "key": key, "value": value, "instances": count})
+        else:
+            click.echo(f"{tag:<40} {count}")
+
+
+@cli.command("test")
+@aws_options
+@click.pass_context
+def test_cmd(ctx: click.Context, **params: Any) -> int:
+    """Check credentials, the assumed role, DescribeRegions and one DescribeInstances per region."""
+    from .probe import run_checks
+
+    return run_checks(_aws_for(ctx, params))
+
+
+@cli.command("policy")
+@click.option(
+    "--kind",
+    type=click.Choice(["both", "permissions", "trust"]),
+    default="both",
+    show_default=True,
+    envvar=ENV + "POLICY_KIND",
+    show_envvar=True,
+    help="Which policy document to print.",
+)
+@click.option(
+    "--trusted-account",
+    envvar=ENV + "TRUSTED_ACCOUNT",
+    show_envvar=True,
+    default="<TRUSTED_ACCOUNT_ID>",
+    show_default=True,
+    help="Account id allowed to assume the role (where aws-discovery runs).",
+)
+@_opt(
+    "--external-id",
+    "EXTERNAL_ID",
+    default="<EXTERNAL_ID>",
+    show_default=True,
+    help="ExternalId required by the trust policy (the sts:ExternalId condition).",
+)
+def policy(kind: str, trusted_account: str, external_id: str) -> None:
+    """Print the minimal IAM permissions policy and the role trust policy (with ExternalId)."""
+    from .policy import permissions_policy, trust_policy
+
+    docs = []
+    if kind in ("both", "permissions"):
+        docs.append(("# permissions policy: IAM > Policies > Create policy > JSON", permissions_policy()))
+    if kind in ("both", "trust"):
+        docs.append(
+            (
+                "# trust policy: IAM > Roles > the role > Trust relationships",
+                trust_policy(trusted_account, external_id),
+            )
+        )
+    import json
+
+    for i, (title, doc) in enumerate(docs):
+        if kind == "both":
+            click.echo(("\n" if i else "") + title)
+        click.echo(json.dumps(doc, indent=2))
+
+
+main = command_main(cli, "aws-discovery")
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
