@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long-running EC2 inventory: aws-discovery emits a snapshot, then add/update/remove diffs
-# every DISCOVERY_INTERVAL_SECS (default 60). Restarted with a growing pause when it dies; a
+# every AWS_DISCOVERY_INTERVAL_SECS (default 60). Restarted with a growing pause when it dies; a
 # configuration (2) or credential (3) error stops the loop, since a restart would not help.
 #
 #   pipelines/shell/aws-discovery-loop.sh >> /var/log/harmony-pipes/inventory.ndjson
@@ -9,16 +9,16 @@
 # Environment:
 #   HARMONY_STATE_ROOT       root of the state dir (default /var/lib/harmony-pipes); a restart
 #                            emits diffs against the last inventory, not a second snapshot
-#   DISCOVERY_INTERVAL_SECS  seconds between cycles (default 60)
 #   RESTART_MAX_DELAY_SECS   longest pause between restarts (default 300)
-#   AWS credentials (boto3 chain) and aws-discovery's own env vars (regions, tags, site...).
+#   AWS credentials (boto3 chain) and aws-discovery's own env vars, e.g. AWS_DISCOVERY_REGIONS,
+#   AWS_DISCOVERY_TAGS, AWS_DISCOVERY_SITE, AWS_DISCOVERY_INTERVAL_SECS (default 60),
+#   AWS_DISCOVERY_DEFAULT_USER / _DEFAULT_KEY (see `aws-discovery --help`).
 #
 # SIGTERM / SIGINT are passed to aws-discovery, which finishes its cycle, persists its state and
 # exits 0; the script then exits 0.
 set -uo pipefail
 
 state_root="${HARMONY_STATE_ROOT:-/var/lib/harmony-pipes}"
-interval_secs="${DISCOVERY_INTERVAL_SECS:-60}"
 max_delay_secs="${RESTART_MAX_DELAY_SECS:-300}"
 mkdir -p "$state_root"
 
@@ -29,7 +29,7 @@ trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT
 delay_secs=1
 while [ "$stopping" -eq 0 ]; do
     started=$SECONDS
-    aws-discovery --interval-secs "$interval_secs" --state-dir "$state_root/discovery" &
+    aws-discovery --state-dir "$state_root/discovery" &
     child=$!
     while :; do
         wait "$child"; rc=$?

@@ -1,0 +1,141 @@
+"""Helpers for the pipeline tests: read the shipped configs and check their command lines.
+
+`check_argv(["harmony-events", "--once", ...])` parses a command line with the command's own
+click parser (the exact code path the console script runs, without invoking it), so an option
+the command does not accept, a missing value or a bad choice fails the test with click's message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shlex
+from functools import cache
+from importlib import import_module
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import click
+
+OUR_COMMANDS = ("harmony-events", "harmony-alerts", "s3-batch", "aws-discovery", "hec-emulator")
+_SEPARATORS = {"|", "||", "&&", ";", "&", "(", ")"}
+
+
+@cache
+def click_command(name: str) -> click.Command:
+    """The click command behind a console script, found through its entry point."""
+    (entry,) = [ep for ep in entry_points(group="console_scripts") if ep.name == name]
+    module_name, _, attr = entry.value.partition(":")
+    module = import_module(module_name)
+    main = getattr(module, attr)
+    if isinstance(main, click.Command):
+        return main
+    # _core.cli.command_main(command, name) closes over the click command.
+    for value in inspect.getclosurevars(main).nonlocals.values():
+        if isinstance(value, click.Command):
+            return value
+    commands = [v for v in vars(module).values() if isinstance(v, click.Command)]
+    groups = [c for c in commands if isinstance(c, click.Group)]
+    return (groups or commands)[0]
+
+
+def check_argv(argv: list[str]) -> None:
+    """Parse argv (argv[0] = one of our commands) exactly as click would; raise on any error."""
+    name, args = argv[0], list(argv[1:])
+    command = click_command(name)
+    try:
+        ctx = command.make_context(name, list(args), resilient_parsing=False)
+        while isinstance(command, click.Group):
+            rest = (
+                [*ctx._protected_args, *ctx.args]
+                if hasattr(ctx, "_protected_args")
+                else [
+                    *ctx.protected_args,
+                    *ctx.args,
+                ]
+            )
+            if not rest:
+                break
+            sub_name, sub, sub_args = command.resolve_command(ctx, rest)
+            assert sub is not None, f"{name}: unknown subcommand {sub_name!r}"
+            ctx = sub.make_context(sub_name, sub_args, parent=ctx, resilient_parsing=False)
+            command = sub
+    except click.ClickException as exc:
+        raise AssertionError(f"{shlex.join(argv)!r} is rejected by {name}: {exc.format_message()}") from exc
+
+
+def split_shell(script: str) -> list[list[str]]:
+    """Simple commands of a shell script line: split on pipes, ;, &&, || (no subshell parsing)."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token in _SEPARATORS or set(token) <= set("|;&()"):
+            commands.append([])
+        elif token.startswith(("<", ">")):
+            if commands[-1] and commands[-1][-1].isdigit():
+                commands[-1].pop()  # the fd number of `2>file`
+            commands[-1].append("__redirect__")
+        else:
+            commands[-1].append(token)
+    cleaned = []
+    for command in commands:
+        argv = []
+        skip = False
+        for token in command:
+            if skip:
+                skip = False
+                continue
+            if token == "__redirect__":
+                skip = True  # the redirection target follows
+                continue
+            argv.append(token)
+        if argv:
+            cleaned.append(argv)
+    return cleaned
+
+
+def ours(commands: list[list[str]]) -> list[list[str]]:
+    """Only the command lines that run one of our five commands."""
+    return [argv for argv in commands if Path(argv[0]).name in OUR_COMMANDS]
+
+
+def vector_exec_commands(config: dict) -> list[list[str]]:
+    """Every command line run by the exec sources of a Vector config (through `sh -c` or not)."""
+    found: list[list[str]] = []
+    for source in (config.get("sources") or {}).values():
+        if source.get("type") != "exec":
+            continue
+        argv = [str(a) for a in source["command"]]
+        if Path(argv[0]).name in ("sh", "bash") and len(argv) >= 3 and argv[1] == "-c":
+            found.extend(split_shell(argv[2]))
+        else:
+            found.append(argv)
+    return found
+
+
+def fluent_bit_exec_commands(path: Path) -> list[str]:
+    """The `command` of every exec input in a Fluent Bit classic or YAML config."""
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        config = yaml.safe_load(text)
+        inputs = (config.get("pipeline") or {}).get("inputs") or []
+        return [i["command"] for i in inputs if i.get("name") == "exec"]
+    commands = []
+    for line in text.splitlines():
+        match = re.match(r"^\s*command\s+(.+?)\s*$", line, re.IGNORECASE)
+        if match:
+            commands.append(match.group(1))
+    return commands
+
+
+def interpolate_vector(text: str, env: dict[str, str]) -> str:
+    """Vector's ${VAR} / ${VAR:-default} interpolation, enough for the shipped configs."""
+
+    def repl(match: re.Match[str]) -> str:
+        name, _, default = match.group(1).partition(":-")
+        return env.get(name, default)
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}", repl, text)
