@@ -274,6 +274,9 @@ class Spool:
                 stray.unlink()
         for tmp in list(self.open_dir.glob(".*")) + list(self.objects_dir.glob(".*")):
             tmp.unlink()
+        for marker in self.objects_dir.glob("*.done.*"):  # a crash while deleting left these
+            if marker.name.split(".done.", 1)[0] not in self.entries:
+                marker.unlink()
         return len(self.entries) - objects, recovered_records
 
     def _recover_open(self, body_path: Path, time_of: TimeExtractor) -> int:

@@ -89,26 +89,39 @@ class ObjectMeta:
 
 
 class FileStore:
-    """Writes `<root>/<key>` atomically (temp file, fsync, rename, fsync dir)."""
+    """Writes `<root>/<key>` atomically: temp file in `<root>/.s3-batch-tmp/`, fsync, rename.
+
+    A kill in the middle leaves at most a temp file in that hidden directory (cleaned at start),
+    never a partial object under a real key.
+    """
+
+    TMP_DIR = ".s3-batch-tmp"
 
     def __init__(self, dest: Destination) -> None:
         self.dest = dest
         self.root = Path(dest.bucket)
+        self.tmp_dir = self.root / self.TMP_DIR
 
     def check(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.tmp_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         except OSError as exc:
-            raise UnreachableError(
+            error = UnreachableError(
                 f"file store {self.root}: {exc.strerror}", "make the directory writable or fix --dest"
-            ) from exc
+            )
+            error.transient = True  # type: ignore[attr-defined]
+            raise error from exc
 
     def put(self, key: str, body_path: Path, meta: ObjectMeta) -> None:
-        target = self.root / key
-        if ".." in Path(key).parts:
+        if ".." in Path(key).parts or key.startswith("/"):
             raise ConfigError(f"key {key!r} leaves the store", "fix --key-template")
+        target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp_dir / f"{os.getpid()}-{meta.sha256[:16]}.tmp"
         try:
             shutil.copyfile(body_path, tmp)
             fd = os.open(tmp, os.O_RDONLY)
