@@ -142,7 +142,13 @@ class FaultProxy:
                 data = resp.read()
                 self.send_response(resp.status)
                 for key, value in resp.getheaders():
-                    if key.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                    if key.lower() not in (
+                        "content-length",
+                        "connection",
+                        "transfer-encoding",
+                        "server",
+                        "date",
+                    ):
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
