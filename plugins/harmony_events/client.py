@@ -74,6 +74,8 @@ class HecClient:
         self.on_retry = on_retry
         self.session = requests.Session()
         self.session.verify = verify_tls
+        # Passed on every call too: requests lets REQUESTS_CA_BUNDLE override `session.verify = False`.
+        self.verify_tls = verify_tls
         self.session.headers.update(
             {"Accept": "application/json", "User-Agent": "harmony-pipes/harmony-events"}
         )
@@ -105,7 +107,13 @@ class HecClient:
             headers["Authorization"] = f"Bearer {token}"
         self._count("requests")
         try:
-            resp = self.session.post(url, data=orjson.dumps(body), headers=headers, timeout=self.timeout_secs)
+            resp = self.session.post(
+                url,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=self.timeout_secs,
+                verify=self.verify_tls,
+            )
             content = resp.content
         except requests.exceptions.SSLError as exc:
             raise UnreachableError(
