@@ -139,7 +139,7 @@ def test_s3_outage_then_back_loses_nothing(tmp_path: Path) -> None:
         assert before > 0, "objects sealed during the outage wait in the spool"
         moto.start()
         new_bucket_same_name(moto.endpoint, bucket)
-        out, err = proc.communicate(timeout=90)  # closes stdin: end of input
+        _out, err = proc.communicate(timeout=90)  # closes stdin: end of input
         stderr = err.decode()
         assert proc.returncode == 0, stderr
         assert "nothing is dropped" in stderr  # the failure was reported, once per backoff step

@@ -1,0 +1,110 @@
+"""Key template and record time (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harmony_pipes.s3_batch.keys import (
+    DEFAULT_KEY_TEMPLATE,
+    KeyTemplate,
+    KeyTemplateError,
+    TimeExtractor,
+    format_iso_ms,
+    parse_time_ms,
+    safe_key_part,
+)
+
+MAY_1 = 1_714_521_600_000  # 2024-05-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (MAY_1, MAY_1),  # epoch ms
+        (MAY_1 // 1000, MAY_1),  # epoch s
+        (MAY_1 / 1000 + 0.5, MAY_1 + 500),  # fractional s
+        (MAY_1 * 1000, MAY_1),  # µs
+        (MAY_1 * 1_000_000, MAY_1),  # ns
+        (str(MAY_1), MAY_1),  # Harness sends auditEventTime as a string of ms
+        ("2024-05-01T00:00:00Z", MAY_1),
+        ("2024-05-01T02:00:00+02:00", MAY_1),
+        ("2024-05-01T00:00:00.250", MAY_1 + 250),  # naive = UTC
+        ("yesterday", None),
+        ("", None),
+        (True, None),
+        (None, None),
+        ({"a": 1}, None),
+        (-5, None),
+    ],
+)
+def test_parse_time_ms(value, expected) -> None:
+    assert parse_time_ms(value) == expected
+
+
+def test_time_extractor_default_order_and_arrival_fallback() -> None:
+    extract = TimeExtractor()
+    assert extract({"timestamp": MAY_1, "eventCreated": "2020-01-01T00:00:00Z"}, 7) == MAY_1
+    assert extract({"auditEventTime": str(MAY_1)}, 7) == MAY_1
+    assert extract({"eventCreated": "2024-05-01T00:00:00Z"}, 7) == MAY_1
+    assert extract({"timestamp": "garbage", "eventCreated": "2024-05-01T00:00:00Z"}, 7) == MAY_1
+    assert extract({"other": 1}, 7) == 7
+
+
+def test_time_extractor_dotted_path() -> None:
+    extract = TimeExtractor("checkpoint_harmony.eventCreated")
+    assert (
+        extract({"checkpoint_harmony": {"eventCreated": "2024-05-01T00:00:00Z"}, "timestamp": 1}, 7) == MAY_1
+    )
+    assert extract({"checkpoint_harmony": "flat"}, 7) == 7
+
+
+def test_default_template_follows_the_seed() -> None:
+    template = KeyTemplate.parse(DEFAULT_KEY_TEMPLATE)
+    key = template.render(
+        prefix="harmony/",
+        first_ms=MAY_1,
+        last_ms=MAY_1 + 5,
+        written_ms=MAY_1 + 9,
+        sha256_hex="ab" * 32,
+        ext=".ndjson.gz",
+    )
+    assert key == f"harmony/dt=2024-05-01/{MAY_1}_{MAY_1 + 5}_{MAY_1 + 9}_{'ab' * 8}.ndjson.gz"
+
+
+def test_every_placeholder_renders() -> None:
+    template = KeyTemplate.parse(
+        "{prefix}{field:tenantid}/{field:a.b}/{date}/{hour}/{t1}-{t2}-{t3}-{hash}{ext}"
+    )
+    key = template.render(
+        prefix="p/",
+        first_ms=MAY_1 + 3_600_000 * 13,
+        last_ms=2,
+        written_ms=3,
+        sha256_hex="0123456789abcdef" * 4,
+        ext=".json",
+        field_values=["acme", "x"],
+    )
+    assert key == f"p/acme/x/2024-05-01/13/{MAY_1 + 3_600_000 * 13}-2-3-0123456789abcdef.json"
+
+
+def test_partition_by_field_date_and_hour() -> None:
+    template = KeyTemplate.parse("{prefix}{field:tenantid}/dt={date}/h={hour}/{hash}{ext}")
+    assert template.partition_of({"tenantid": "acme"}, MAY_1) == ("acme", "2024-05-01", "00")
+    assert template.partition_of({}, MAY_1 + 3_600_000) == ("unknown", "2024-05-01", "01")
+    assert KeyTemplate.parse("{prefix}{t1}{hash}").partition_of({"x": 1}, MAY_1) == ()
+
+
+@pytest.mark.parametrize("value", ["../etc", "a/b", "..", "", None, "x" * 500])
+def test_record_values_cannot_escape_the_prefix(value) -> None:
+    part = safe_key_part(value)
+    assert "/" not in part and part not in ("..", ".") and 0 < len(part) <= 128
+
+
+@pytest.mark.parametrize("bad", ["{nope}", "{field}", "{t1", "/{prefix}{hash}", "{date:x}"])
+def test_bad_templates_are_refused(bad: str) -> None:
+    with pytest.raises(KeyTemplateError):
+        KeyTemplate.parse(bad)
+
+
+def test_iso_format() -> None:
+    assert format_iso_ms(MAY_1 + 7) == "2024-05-01T00:00:00.007Z"
