@@ -82,8 +82,10 @@ class Deliverer(threading.Thread):
             self.spool.cond.notify_all()
 
     def idle(self) -> bool:
-        """Nothing left this destination can deliver now (empty backlog or paused)."""
-        return self.paused or self.spool.next_for(self.dest.name) is None
+        """Nothing left this destination can deliver now (empty backlog or paused right now)."""
+        if self.spool.next_for(self.dest.name) is None:
+            return True
+        return is_paused(self.spool.control(), self.dest.name) and self.paused
 
     def run(self) -> None:
         name = self.dest.name
