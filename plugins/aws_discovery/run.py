@@ -186,13 +186,15 @@ class Syncer:
             "regions_failed": len(outcome.failed),
             "elapsed_secs": round(elapsed_secs, 3),
         }
+        # One line per cycle (the seed's "some computers are left unconfigured" notification).
         if outcome.unconfigured:
             message = (
-                f"{outcome.unconfigured} instances are left unconfigured and are not integrated: tag them "
-                "checkpoint_ssh:<user>=<key>.pem with a known key, or set --default-user/--default-key"
+                f"cycle done: {outcome.unconfigured} instances are left unconfigured and are not "
+                "integrated: tag them checkpoint_ssh:<user>=<key>.pem with a known key, or set "
+                "--default-user/--default-key"
             )
         else:
-            message = "cycle done, 0 instances unconfigured"
+            message = "cycle done: 0 instances unconfigured"
         log.info(message, **summary)
 
     def run(self) -> int:
