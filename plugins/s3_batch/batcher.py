@@ -10,7 +10,7 @@ sealed to make room for a new one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,12 +18,14 @@ DEFAULT_MAX_RECORDS = 100_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_SECS = 300.0
 DEFAULT_MAX_OPEN_BATCHES = 32
+NOTHING: tuple[()] = ()
 
 
 class Body(Protocol):
     """What the batcher needs from an object body (`body.BodyWriter` in production)."""
 
     records: int
+    written_bytes: int
 
     def add(self, line: bytes) -> None: ...
 
@@ -48,6 +50,8 @@ class OpenBatch:
     first_ms: int = 0
     last_ms: int = 0
     reason: str = ""  # why it was sealed: records, bytes, age, partitions, drain
+    budget: int = 0  # bytes that may still be added before the size limit is checked again
+    seen_written: int = 0  # body.written_bytes when the budget was computed
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -68,11 +72,31 @@ class Batcher:
         self.open_body = open_body
         self.clock = clock
         self.open: dict[tuple[str, ...], OpenBatch] = {}
+        self.max_records = limits.max_records
 
-    def add(self, partition: tuple[str, ...], record_ms: int, line: bytes) -> list[OpenBatch]:
+    def add(self, partition: tuple[str, ...], record_ms: int, line: bytes) -> Sequence[OpenBatch]:
         """Add one record; returns batches to seal (already removed from the open set)."""
-        sealed: list[OpenBatch] = []
         batch = self.open.get(partition)
+        size = len(line)
+        cost = size + (size >> 6) + 4  # >= what this record adds to the body's size bound
+        if batch is None or batch.budget < cost or batch.body.written_bytes != batch.seen_written:
+            return self._add_checked(partition, record_ms, line, batch, cost)
+        body = batch.body
+        body.add(line)
+        batch.budget -= cost
+        if record_ms < batch.first_ms:
+            batch.first_ms = record_ms
+        elif record_ms > batch.last_ms:
+            batch.last_ms = record_ms
+        if body.records >= self.max_records:
+            return [self._close(partition, "records")]
+        return NOTHING
+
+    def _add_checked(
+        self, partition: tuple[str, ...], record_ms: int, line: bytes, batch: OpenBatch | None, cost: int
+    ) -> list[OpenBatch]:
+        """The slow path: a new partition, or a batch that may be near its byte limit."""
+        sealed: list[OpenBatch] = []
         if batch is not None and not self._fits(batch, len(line)):
             sealed.append(self._close(partition, "bytes"))
             batch = None
@@ -81,23 +105,34 @@ class Batcher:
                 oldest = min(self.open.values(), key=lambda b: b.opened_at)
                 sealed.append(self._close(oldest.partition, "partitions"))
             batch = OpenBatch(partition, self.open_body(partition), self.clock(), record_ms, record_ms)
+            batch.budget = self.limits.max_bytes - batch.body.size_bound_with(0)
+            batch.seen_written = batch.body.written_bytes
             self.open[partition] = batch
-        batch.body.add(line)
+        body = batch.body
+        body.add(line)
+        batch.budget -= cost
         if record_ms < batch.first_ms:
             batch.first_ms = record_ms
         elif record_ms > batch.last_ms:
             batch.last_ms = record_ms
-        if batch.body.records >= self.limits.max_records:
+        if body.records >= self.max_records:
             sealed.append(self._close(partition, "records"))
         return sealed
 
     def _fits(self, batch: OpenBatch, line_bytes: int) -> bool:
-        """Will the stored object stay within max_bytes with this record? Exact near the limit."""
+        """Will the stored object stay within max_bytes with this record? Exact near the limit.
+
+        Also refreshes the batch's byte budget: records are only checked again once their
+        (pessimistic) sizes used it up, so the check is not paid per record.
+        """
         max_bytes = self.limits.max_bytes
-        if batch.body.size_bound_with(line_bytes) <= max_bytes:
-            return True
-        batch.body.flush()  # the bound was loose (compressor backlog); measure what is written
-        return batch.body.size_bound_with(line_bytes) <= max_bytes
+        if batch.body.size_bound_with(line_bytes) > max_bytes:
+            batch.body.flush()  # the bound was loose (compressor backlog); measure what is written
+            if batch.body.size_bound_with(line_bytes) > max_bytes:
+                return False
+        batch.budget = max_bytes - batch.body.size_bound_with(0)
+        batch.seen_written = batch.body.written_bytes
+        return True
 
     def _close(self, partition: tuple[str, ...], reason: str) -> OpenBatch:
         batch = self.open.pop(partition)

@@ -85,13 +85,18 @@ class TimeExtractor:
 
     def __call__(self, record: Mapping[str, Any], arrival_ms: int) -> int:
         for path in self.paths:
-            value: Any = record
-            for part in path:
-                if not isinstance(value, Mapping):
-                    value = None
-                    break
-                value = value.get(part)
+            if len(path) == 1:
+                value: Any = record.get(path[0])
+            else:
+                value = record
+                for part in path:
+                    if not isinstance(value, Mapping):
+                        value = None
+                        break
+                    value = value.get(part)
             if value is not None:
+                if type(value) is int and _SECS_LIMIT <= value < _MS_LIMIT:
+                    return value  # epoch ms, the common case: no conversion needed
                 parsed = parse_time_ms(value)
                 if parsed is not None:
                     return parsed
@@ -104,9 +109,26 @@ def format_iso_ms(epoch_ms: int) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
+_DAY_MS = 86_400_000
+_HOUR_MS = 3_600_000
+_DAY_CACHE: dict[int, str] = {}
+_HOURS = tuple(f"{h:02d}" for h in range(24))
+
+
+def day_of(epoch_ms: int) -> str:
+    """`YYYY-MM-DD` (UTC) of an epoch-ms time; cached per day (strftime per record is slow)."""
+    day = epoch_ms // _DAY_MS
+    text = _DAY_CACHE.get(day)
+    if text is None:
+        if len(_DAY_CACHE) > 4096:
+            _DAY_CACHE.clear()
+        text = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%d")
+        _DAY_CACHE[day] = text
+    return text
+
+
 def date_hour(epoch_ms: int) -> tuple[str, str]:
-    stamp = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return stamp.strftime("%Y-%m-%d"), stamp.strftime("%H")
+    return day_of(epoch_ms), _HOURS[(epoch_ms // _HOUR_MS) % 24]
 
 
 def safe_key_part(value: Any) -> str:
@@ -155,18 +177,18 @@ class KeyTemplate:
 
     def partition_of(self, record: Mapping[str, Any], record_ms: int) -> tuple[str, ...]:
         """The values that must be equal for two records to share an object."""
+        if not self.field_paths and not self.uses_hour:
+            return (day_of(record_ms),) if self.uses_date else ()
         parts: list[str] = []
         for path in self.field_paths:
             value: Any = record
             for part in path:
                 value = value.get(part) if isinstance(value, Mapping) else None
             parts.append(safe_key_part(value))
-        if self.uses_date or self.uses_hour:
-            day, hour = date_hour(record_ms)
-            if self.uses_date:
-                parts.append(day)
-            if self.uses_hour:
-                parts.append(hour)
+        if self.uses_date:
+            parts.append(day_of(record_ms))
+        if self.uses_hour:
+            parts.append(_HOURS[(record_ms // _HOUR_MS) % 24])
         return tuple(parts)
 
     def render(

@@ -107,6 +107,7 @@ class Sink:
                 )
             )
         self.batcher = Batcher(self.config.limits, self.spool.new_body, self.clock)
+        self.record_handler = self._make_record_handler()
         backoff = make_backoff(self.config.retry_max_delay_secs)
         for dest in dests:
             worker = Deliverer(dest, self.stores[dest.name], self.spool, self.receipts, self.log, backoff, {})
@@ -131,15 +132,30 @@ class Sink:
     # -- the record path ----------------------------------------------------------------------
 
     def on_record(self, record: dict[str, Any], raw: bytes) -> None:
-        if self.validator is not None:
-            self.validator(record)
-        record_ms = self.time_of(record, self.arrival_ms)
-        partition = self.template.partition_of(record, record_ms) if self.partitioned else ()
-        if raw[-1:] == b"\r":
-            raw = raw.rstrip()
-        for batch in self.batcher.add(partition, record_ms, raw):  # type: ignore[union-attr]
-            self._seal(batch)
-        return None
+        """Route one record (the hot path is `record_handler`, built once in start())."""
+        self.record_handler(record, raw)
+
+    def _make_record_handler(self) -> Callable[[dict[str, Any], bytes], None]:
+        validator = self.validator
+        time_of = self.time_of
+        partition_of = self.template.partition_of
+        partitioned = self.partitioned
+        add = self.batcher.add  # type: ignore[union-attr]
+        seal = self._seal
+        sink = self
+
+        def handle(record: dict[str, Any], raw: bytes) -> None:
+            if validator is not None:
+                validator(record)
+            record_ms = time_of(record, sink.arrival_ms)
+            if raw[-1:] == b"\r":
+                raw = raw.rstrip()
+            sealed = add(partition_of(record, record_ms) if partitioned else (), record_ms, raw)
+            if sealed:
+                for batch in sealed:
+                    seal(batch)
+
+        return handle
 
     def _seal(self, batch: OpenBatch) -> None:
         body = batch.body

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,8 @@ ALL_DESTINATIONS = "*"
 class SpoolBody(BodyWriter):
     """A body file inside the spool, named by its sequence id."""
 
-    def __init__(self, path: Path, spec: BodySpec, seq: str) -> None:
-        super().__init__(path, spec)
+    def __init__(self, path: Path, spec: BodySpec, seq: str, executor: Executor | None = None) -> None:
+        super().__init__(path, spec, executor)
         self.seq = seq
 
 
@@ -116,8 +117,10 @@ class Spool:
         destinations: dict[str, str],
         prefixes: dict[str, str],
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        compress_in_thread: bool = True,
     ) -> None:
         self.state = StateDir(path)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="compress") if compress_in_thread else None
         self.path = self.state.path
         self.open_dir = ensure_private_dir(self.path / "open")
         self.objects_dir = ensure_private_dir(self.path / "objects")
@@ -149,7 +152,7 @@ class Spool:
             "opened_ms": self.wall_ms(),
         }
         atomic_write_bytes(self.open_dir / f"{seq}.json", orjson.dumps(meta), fsync=False)
-        body = SpoolBody(self.open_dir / f"{seq}.body", self.spec, seq)
+        body = SpoolBody(self.open_dir / f"{seq}.body", self.spec, seq, self.executor)
         self.open_bodies[seq] = body
         return body
 
@@ -388,6 +391,8 @@ class Spool:
     def close(self) -> None:
         for body in list(self.open_bodies.values()):
             body.abort()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
         self.state.close()
 
 

@@ -102,9 +102,9 @@ def test_max_age_since_first_record_with_injected_clock(tmp_path: Path) -> None:
 def test_partitions_are_separate_and_bounded(tmp_path: Path) -> None:
     clock = Clock()
     batcher = make_batcher(tmp_path, Limits(max_open_batches=2), BodySpec("ndjson", "none"), clock)
-    assert batcher.add(("a",), 1, line(1)) == []
+    assert not batcher.add(("a",), 1, line(1))
     clock.now += 1
-    assert batcher.add(("b",), 2, line(2)) == []
+    assert not batcher.add(("b",), 2, line(2))
     clock.now += 1
     batcher.add(("a",), 3, line(3))
     evicted = batcher.add(("c",), 4, line(4))  # third partition: the oldest-opened one is sealed

@@ -33,7 +33,7 @@ def open_spool(path: Path, dests=("a", "b"), now=lambda: 1_000) -> Spool:
 def fill(spool: Spool, records: list[dict], partition=("t1",)) -> Batcher:
     batcher = Batcher(Limits(), spool.new_body, lambda: 0.0)
     for record in records:
-        assert batcher.add(partition, record["ts"], orjson.dumps(record)) == []
+        assert not batcher.add(partition, record["ts"], orjson.dumps(record))
     return batcher
 
 
