@@ -14,7 +14,7 @@ import click
 
 from harmony_pipes._core.cli import command_main
 from harmony_pipes._core.errors import ConfigError
-from harmony_pipes._core.options import log_options, state_option
+from harmony_pipes._core.options import log_options
 
 from .classify import Selection, TagSelector, key_name
 
@@ -87,6 +87,14 @@ def aws_options(f: F) -> F:
             default=5,
             show_default=True,
             help="Attempts per EC2 call (retries on throttling and 5xx) before a region counts as failed.",
+        ),
+        _opt(
+            "--read-timeout-secs",
+            "READ_TIMEOUT_SECS",
+            type=click.FloatRange(min=1),
+            default=60,
+            show_default=True,
+            help="Seconds to wait for one EC2 response page before retrying it.",
         ),
     ]
     for option in reversed(options):
@@ -179,6 +187,7 @@ class AwsContext:
                 endpoint_url=self.params.get("endpoint_url"),
                 retry_mode=self.params.get("retry_mode") or "adaptive",
                 max_attempts=self.params.get("max_attempts") or 5,
+                read_timeout_secs=self.params.get("read_timeout_secs") or 60,
             )
         return self._reader
 
@@ -263,7 +272,13 @@ Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
 )
 @_opt("--once", "ONCE", is_flag=True, help="Run one cycle and exit.")
 @_opt("--resync", "RESYNC", is_flag=True, help="Re-emit a full snapshot instead of diffs against the state.")
-@state_option
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    envvar=["AWS_DISCOVERY_STATE_DIR", "HARMONY_PIPES_STATE_DIR"],
+    show_envvar=True,
+    help="Directory keeping the last inventory, so a restart emits diffs (default: memory only).",
+)
 @log_options
 @click.pass_context
 def cli(ctx: click.Context, **params: Any) -> int | None:

@@ -43,6 +43,7 @@ class Ec2Reader:
     endpoint_url: str | None = None
     retry_mode: str = "adaptive"
     max_attempts: int = 5
+    read_timeout_secs: float = 60
     _clients: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,6 +57,7 @@ class Ec2Reader:
                     endpoint_url=self.endpoint_url,
                     retry_mode=self.retry_mode,
                     max_attempts=self.max_attempts,
+                    read_timeout_secs=self.read_timeout_secs,
                 )
             return self._clients[region]
 
