@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 DEFAULT_SESSION_NAME = "harmony-pipes"
 DEFAULT_ROLE_DURATION_SECS = 3600
 RETRY_MODES = ("standard", "adaptive", "legacy")
+GLOBAL_DEFAULT_REGION_SERVICES = ("s3", "sts")
 
 CREDENTIALS_FIX = (
     "set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
@@ -212,6 +213,8 @@ def make_client(
         # S3-compatible stores and moto are reached by path; virtual hosts need wildcard DNS.
         options["s3"] = {"addressing_style": "path"}
     kwargs: dict[str, Any] = {"config": Config(**options)}
+    if not region and not session.region_name and service in GLOBAL_DEFAULT_REGION_SERVICES:
+        region = "us-east-1"  # as the AWS CLI does: S3 and STS work from us-east-1 without a region
     if region:
         kwargs["region_name"] = region
     if endpoint_url:

@@ -11,11 +11,19 @@ import pytest
 
 from harmony_pipes._core.aws import classify_aws_error, make_client, make_session
 from harmony_pipes._core.errors import ExitCode
+from tests.conftest import AWS_TEST_ENV
 from tests.helpers.s3_aws import AuthMoto, S3Double
 
 pytestmark = pytest.mark.integration
 
 SECRET_MARK = "sEcReT-must-not-leak-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def dummy_credentials(monkeypatch):
+    """Every test starts from the dummy test credentials, whatever ran before it."""
+    for key, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +289,19 @@ def test_errors_moto_cannot_produce(mode, code, needle):
             "The bucket you are attempting to access must be addressed using the specified endpoint. "
             "Please send all future requests to this endpoint.)"
         )
+
+
+def test_s3_and_sts_work_without_a_configured_region(moto_server, monkeypatch, tmp_path):
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    session = make_session()
+    assert session.region_name is None
+    s3 = make_client(session, "s3", endpoint_url=moto_server)
+    assert s3.meta.region_name == "us-east-1"
+    assert make_client(session, "sts", endpoint_url=moto_server).get_caller_identity()["Account"]
+    error = failure_of(
+        lambda: make_client(session, "ec2", endpoint_url=moto_server).describe_regions(),
+        what="describe regions",
+    )
+    assert error.exit_code == ExitCode.USAGE and "--region" in error.fix
