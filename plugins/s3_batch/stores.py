@@ -91,6 +91,9 @@ class ObjectMeta:
 class FileStore:
     """Writes `<root>/<key>` atomically: temp file in `<root>/.s3-batch-tmp/`, fsync, rename.
 
+    The temp file is a hard link to the (already fsynced, immutable) spool body when both are on
+    one filesystem, else a copy.
+
     A kill in the middle leaves at most a temp file in that hidden directory (cleaned at start),
     never a partial object under a real key.
     """
@@ -123,12 +126,15 @@ class FileStore:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_dir / f"{os.getpid()}-{meta.sha256[:16]}.tmp"
         try:
-            shutil.copyfile(body_path, tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            try:  # sealed bodies never change: on the same filesystem a hard link is a free copy
+                os.link(body_path, tmp)
+            except OSError:
+                shutil.copyfile(body_path, tmp)
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(FileNotFoundError):
