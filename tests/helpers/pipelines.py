@@ -10,12 +10,14 @@ from __future__ import annotations
 import inspect
 import re
 import shlex
+import subprocess
 from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
+import orjson
 
 OUR_COMMANDS = ("harmony-events", "harmony-alerts", "s3-batch", "aws-discovery", "hec-emulator")
 _SEPARATORS = {"|", "||", "&&", ";", "&", "(", ")"}
@@ -139,3 +141,39 @@ def interpolate_vector(text: str, env: dict[str, str]) -> str:
         return env.get(name, default)
 
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}", repl, text)
+
+
+def start_hec_emulator(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`hec-emulator --port 0 ARGS` on 127.0.0.1; returns (process, base URL) once it is ready.
+
+    It accepts the test tenant's credentials (tests/helpers/events.py CLIENT_ID / ACCESS_KEY).
+    """
+    import os
+    import sys
+
+    from tests.helpers.events import ACCESS_KEY, CLIENT_ID
+
+    full_env = {**os.environ, **_emulator_credentials_env(CLIENT_ID, ACCESS_KEY), **(env or {})}
+    binary = str(Path(sys.executable).parent / "hec-emulator")
+    proc = subprocess.Popen(
+        [binary, "--port", "0", *_emulator_credential_args(CLIENT_ID), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=full_env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.strip():
+        proc.kill()
+        raise AssertionError(f"hec-emulator exited {proc.wait()} without printing its URL")
+    return proc, orjson.loads(line)["url"]
+
+
+def _emulator_credentials_env(client_id: str, access_key: str) -> dict[str, str]:
+    return {"HARMONY_CLIENT_ID": client_id, "HARMONY_ACCESS_KEY": access_key}
+
+
+def _emulator_credential_args(client_id: str) -> list[str]:
+    return []

@@ -1,0 +1,160 @@
+"""Flows 1 and 2 with the real Fluent Bit, hec-emulator and a moto S3 server on 127.0.0.1.
+
+Flow 1 (harmony-to-s3.*): exec `harmony-events --once | harmony-alerts` every interval -> out_s3.
+Flow 2 (harmony-chain-to-s3.*): exec `... | s3-batch --dest s3://...` -> receipts -> out_file.
+
+The emulator serves a known set of events, including one whose alert is > 4 KiB (the exec
+default buf_size is 4096). Fluent Bit runs the shipped config with only the 60 s interval
+shortened to 2 s, for at least two exec cycles; then the bucket must hold exactly the expected
+alerts: every eventId once, none missing, none twice, the big one whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import AWS_TEST_ENV, SCHEMAS
+from tests.helpers.events import ACCESS_KEY, CLIENT_ID, make_events, write_events
+from tests.helpers.fluentbit import FluentBit, read_ndjson
+from tests.helpers.pipelines import start_hec_emulator
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.integration, pytest.mark.xdist_group("fb-harmony")]
+
+KEEP_TYPES = {"phishing", "malware", "alert", "dlp"}
+BIG_DESCRIPTION_BYTES = 6000
+INTERVAL = {
+    ".conf": ("Interval_Sec  60", "Interval_Sec  2"),
+    ".yaml": ("interval_sec: 60", "interval_sec: 2"),
+}
+
+
+def is_alert(event: dict) -> bool:
+    """harmony-alerts' default rule, written independently of its code."""
+    return event.get("type") in KEEP_TYPES or int(event.get("severity") or 0) >= 4
+
+
+@pytest.fixture(scope="module")
+def tenant(tmp_path_factory) -> dict:
+    """Events (one with a 6 KB description, kept as a phishing alert) served by hec-emulator."""
+    events = make_events(80, span_secs=1200, seed=21)
+    big = dict(events[40], type="phishing", severity="2")
+    big["description"] = "Phishing attempt, long body: " + "x" * BIG_DESCRIPTION_BYTES
+    events[40] = big
+    path = write_events(tmp_path_factory.mktemp("tenant") / "events.ndjson", events)
+    proc, url = start_hec_emulator(["--events", str(path)])
+    try:
+        yield {
+            "url": url,
+            "expected": {e["eventId"] for e in events if is_alert(e)},
+            "big_id": big["eventId"],
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def new_bucket(endpoint: str) -> str:
+    import boto3
+
+    name = f"fb-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def read_bucket(endpoint: str, bucket: str) -> dict[str, list[bytes]]:
+    """key -> NDJSON lines (gunzipped) of every object in the bucket."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    objects = {}
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        if body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        objects[item["Key"]] = [line for line in body.split(b"\n") if line.strip()]
+    return objects
+
+
+def chain_env(tenant: dict, tmp_path: Path, moto_server: str, bucket: str) -> dict[str, str]:
+    return {
+        **AWS_TEST_ENV,
+        "AWS_REGION": "us-east-1",
+        "HARMONY_BASE_URL": tenant["url"],
+        "HARMONY_CLIENT_ID": CLIENT_ID,
+        "HARMONY_ACCESS_KEY": ACCESS_KEY,
+        "HARMONY_START": "2h",
+        "HARMONY_STATE_ROOT": str(tmp_path / "state"),
+        "HARMONY_S3_BUCKET": bucket,
+        "HARMONY_S3_ENDPOINT": moto_server,
+        "S3_BATCH_ENDPOINT_URL": moto_server,
+        "HARMONY_RECEIPTS_DIR": str(tmp_path / "receipts"),
+    }
+
+
+def run_two_cycles(fb: FluentBit) -> None:
+    """Wait for two complete exec runs (harmony-alerts prints one stats line per run), then stop."""
+    fb.wait_until(lambda: len(fb.stats_lines("harmony-alerts")) >= 2, 40, "two exec cycles")
+    assert fb.stop() == 0, fb.tail()
+    first, second = fb.stats_lines("harmony-alerts")[:2]
+    assert first["records_out"] > 0
+    assert second["records_out"] == 0, "the second cycle must not emit anything again"
+
+
+def check_alerts(lines: list[bytes], tenant: dict) -> None:
+    alerts = [orjson.loads(line) for line in lines]
+    ids = [a["event_id"] for a in alerts]
+    assert len(ids) == len(set(ids)), "an alert arrived twice"
+    assert set(ids) == tenant["expected"]
+    assert all(a["msg_class"] == "checkpoint_harmony_security_event" for a in alerts)
+    assert all("date" not in a for a in alerts), "Fluent Bit added its date key"
+    (big_line,) = [line for line, a in zip(lines, alerts, strict=True) if a["event_id"] == tenant["big_id"]]
+    assert len(big_line) > 4096
+    big = orjson.loads(big_line)
+    assert big["description"].endswith("x" * BIG_DESCRIPTION_BYTES)
+    assert big["checkpoint_harmony"]["description"] == big["description"]
+
+
+@pytest.mark.parametrize("suffix", [".conf", ".yaml"])
+def test_flow1_exec_alerts_to_out_s3(fluent_bit_path, moto_server, tenant, tmp_path, suffix) -> None:
+    bucket = new_bucket(moto_server)
+    env = chain_env(tenant, tmp_path, moto_server, bucket)
+    old, new = INTERVAL[suffix]
+    with FluentBit(fluent_bit_path, f"harmony-to-s3{suffix}", tmp_path, env, {old: new}) as fb:
+        run_two_cycles(fb)
+    objects = read_bucket(moto_server, bucket)
+    assert objects, fb.tail()
+    assert all(key.startswith("harmony/alerts/dt=") and key.endswith(".ndjson.gz") for key in objects)
+    check_alerts([line for lines in objects.values() for line in lines], tenant)
+    assert ACCESS_KEY not in fb.stderr
+
+
+@pytest.mark.parametrize("suffix", [".conf", ".yaml"])
+def test_flow2_chain_to_s3_batch_with_receipts(
+    fluent_bit_path, moto_server, tenant, tmp_path, suffix
+) -> None:
+    bucket = new_bucket(moto_server)
+    env = chain_env(tenant, tmp_path, moto_server, bucket)
+    (tmp_path / "receipts").mkdir()
+    old, new = INTERVAL[suffix]
+    with FluentBit(fluent_bit_path, f"harmony-chain-to-s3{suffix}", tmp_path, env, {old: new}) as fb:
+        run_two_cycles(fb)
+    objects = read_bucket(moto_server, bucket)
+    receipts = read_ndjson(tmp_path / "receipts" / "s3-receipts.ndjson")
+    # One object for the run with alerts, none for the empty second run; one receipt each.
+    assert len(objects) == 1, list(objects)
+    assert [r["key"] for r in receipts] == list(objects)
+    assert receipts[0]["bucket"] == bucket
+    assert receipts[0]["records"] == len(tenant["expected"])
+    import jsonschema
+
+    schema = json.loads((SCHEMAS / "s3-receipt.schema.json").read_text())
+    for receipt in receipts:
+        jsonschema.validate(receipt, schema)
+    check_alerts(next(iter(objects.values())), tenant)
+    assert ACCESS_KEY not in fb.stderr
