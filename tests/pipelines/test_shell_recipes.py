@@ -1,0 +1,172 @@
+"""Every shell recipe in pipelines/shell/ runs: the cron-able one-shot, the long-running chain
+with ordered shutdown and restart, and the aws-discovery loop — against hec-emulator / moto on
+127.0.0.1 and a file:// store."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import AWS_TEST_ENV, REPO_ROOT
+from tests.helpers.discovery import MotoEc2
+from tests.helpers.events import ACCESS_KEY, CLIENT_ID, make_events, write_events
+from tests.helpers.pipelines import start_hec_emulator
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("shell-recipes")]
+
+SHELL = REPO_ROOT / "pipelines" / "shell"
+KEEP_TYPES = {"phishing", "malware", "alert", "dlp"}
+
+
+def recipe_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARMONY_", "S3_BATCH_", "AWS_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def stored_alerts(root: Path) -> list[dict]:
+    alerts = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts):
+            body = path.read_bytes()
+            if path.name.endswith(".gz"):
+                body = gzip.decompress(body)
+            alerts += [orjson.loads(line) for line in body.splitlines() if line.strip()]
+    return alerts
+
+
+@pytest.fixture(scope="module")
+def tenant(tmp_path_factory) -> dict:
+    events = make_events(50, span_secs=900, seed=33)
+    path = write_events(tmp_path_factory.mktemp("shell-tenant") / "events.ndjson", events)
+    proc, url = start_hec_emulator(["--events", str(path)])
+    expected = {e["eventId"] for e in events if e["type"] in KEEP_TYPES or int(e["severity"]) >= 4}
+    try:
+        yield {"url": url, "expected": expected}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def harmony_env(tenant: dict, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return recipe_env(
+        HARMONY_BASE_URL=tenant["url"],
+        HARMONY_CLIENT_ID=CLIENT_ID,
+        HARMONY_ACCESS_KEY=ACCESS_KEY,
+        HARMONY_START="1h",
+        HARMONY_STATE_ROOT=str(tmp_path / "state"),
+        HARMONY_DEST=f"file://{tmp_path / 'store'}/",
+        **extra,
+    )
+
+
+def test_once_recipe_is_cronable(tenant, tmp_path) -> None:
+    env = harmony_env(tenant, tmp_path)
+    recipe = str(SHELL / "harmony-to-s3-once.sh")
+    first = subprocess.run([recipe], env=env, capture_output=True, timeout=60)
+    assert first.returncode == 0, first.stderr.decode()
+    alerts = stored_alerts(tmp_path / "store")
+    assert {a["event_id"] for a in alerts} == tenant["expected"]
+    assert len(alerts) == len(tenant["expected"])
+    # The next cron run resumes: nothing new, nothing twice.
+    second = subprocess.run([recipe], env=env, capture_output=True, timeout=60)
+    assert second.returncode == 0, second.stderr.decode()
+    assert len(stored_alerts(tmp_path / "store")) == len(alerts)
+
+
+def test_once_recipe_exits_with_the_failing_command_code(tenant, tmp_path) -> None:
+    env = harmony_env(tenant, tmp_path, HARMONY_ACCESS_KEY="wrong-key")
+    result = subprocess.run([str(SHELL / "harmony-to-s3-once.sh")], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 3, result.stderr.decode()
+    assert "harmony-events exited 3" in result.stderr.decode()
+    assert "wrong-key" not in result.stderr.decode()
+
+
+def test_once_recipe_requires_a_destination(tmp_path) -> None:
+    result = subprocess.run([str(SHELL / "harmony-to-s3-once.sh")], env=recipe_env(), capture_output=True)
+    assert result.returncode != 0
+    assert b"HARMONY_DEST" in result.stderr
+
+
+def test_loop_recipe_streams_and_stops_in_order(tenant, tmp_path) -> None:
+    env = harmony_env(tenant, tmp_path, HARMONY_INTERVAL_SECS="1", S3_BATCH_MAX_AGE_SECS="60")
+    proc = subprocess.Popen(
+        [str(SHELL / "harmony-to-s3-loop.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        # harmony-events keeps polling; its first cycle's alerts wait in s3-batch's open batch
+        # (max age 60 s). SIGTERM: only harmony-events is stopped, the chain drains, s3-batch
+        # seals and writes the batch, the script exits 0.
+        time.sleep(4)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert b"stopped" in err
+    alerts = stored_alerts(tmp_path / "store")
+    assert {a["event_id"] for a in alerts} == tenant["expected"]
+    assert len(alerts) == len(tenant["expected"])
+    receipts = [orjson.loads(line) for line in out.splitlines() if line.strip()]
+    assert sum(r["records"] for r in receipts) == len(alerts)
+
+
+def test_loop_recipe_does_not_restart_on_a_config_error(tmp_path) -> None:
+    env = recipe_env(HARMONY_STATE_ROOT=str(tmp_path / "state"), HARMONY_DEST=f"file://{tmp_path}/store/")
+    result = subprocess.run([str(SHELL / "harmony-to-s3-loop.sh")], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 2, result.stderr.decode()
+    assert b"not restarting" in result.stderr
+
+
+def test_discovery_loop_recipe(tmp_path) -> None:
+    moto = MotoEc2()
+    try:
+        (instance,) = moto.launch("us-east-1", {"Name": "web", "env": "prod"})
+        env = recipe_env(
+            **AWS_TEST_ENV,
+            AWS_DISCOVERY_ENDPOINT_URL=moto.endpoint,
+            AWS_DISCOVERY_REGIONS="us-east-1",
+            AWS_DISCOVERY_TAGS="env=prod",
+            AWS_DISCOVERY_DEFAULT_USER="ec2-user",
+            AWS_DISCOVERY_DEFAULT_KEY="default-key",
+            AWS_DISCOVERY_KNOWN_KEYS="default-key",
+            AWS_DISCOVERY_INTERVAL_SECS="1",
+            HARMONY_STATE_ROOT=str(tmp_path / "state"),
+        )
+        proc = subprocess.Popen(
+            [str(SHELL / "aws-discovery-loop.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            line = proc.stdout.readline()
+            record = orjson.loads(line)
+            assert record["op"] == "snapshot"
+            assert record["instance_id"] == instance["InstanceId"]
+            proc.send_signal(signal.SIGTERM)
+            rest, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err.decode()
+        assert not rest.strip(), "no second snapshot"
+        # A configuration error (exit 2) stops the loop instead of restarting forever.
+        bad = subprocess.run(
+            [str(SHELL / "aws-discovery-loop.sh")],
+            env={**env, "AWS_DISCOVERY_RETRY_MODE": "bogus"},
+            capture_output=True,
+            timeout=30,
+        )
+        assert bad.returncode == 2
+        assert b"not restarting" in bad.stderr
+    finally:
+        moto.stop()
