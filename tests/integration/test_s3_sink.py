@@ -406,3 +406,20 @@ def wait_for(condition, timeout_secs: float = 15) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_configuration_from_environment(tmp_path: Path) -> None:
+    env = {
+        "S3_BATCH_DEST": f"one=file://{tmp_path}/a/ two=file://{tmp_path}/b/",
+        "S3_BATCH_MAX_RECORDS": "40",
+        "S3_BATCH_FORMAT": "json-array",
+        "S3_BATCH_COMPRESSION": "zstd",
+        "S3_BATCH_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    result = run_cli(["s3-batch"], make_records(100), env=env)
+    assert result.returncode == 0, result.stderr
+    for name in ("a", "b"):
+        objects = read_file_store(tmp_path / name)
+        assert len(objects) == 3 and all(k.endswith(".json.zst") for k in objects)
+        assert sequence_numbers(objects) == list(range(100))
+    assert sorted({r["destination"] for r in receipts_of(result)}) == ["one", "two"]
