@@ -239,7 +239,10 @@ def _os_failure(what: str, exc: OSError, path: str) -> PipesError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return TempFailError(f"{what}: {reason} ({path})", "free disk space or raise the quota")
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        return UnreachableError(f"{what}: {reason} ({path})", f"create it: mkdir -p {path}")
+        return UnreachableError(
+            f"{what}: {reason} ({path})",
+            "use a regular writable directory (this filesystem refuses new files)",
+        )
     return RuntimeFailure(f"{what}: {reason} ({path})")
 
 
