@@ -18,6 +18,7 @@ from typing import Any
 
 from harmony_pipes._core.errors import TempFailError
 from harmony_pipes._core.options import Runtime, StreamConfig
+from harmony_pipes._core.state import disk_error
 from harmony_pipes._core.stream import run_transform
 
 from .batcher import Batcher, Limits, OpenBatch
@@ -263,11 +264,13 @@ class Sink:
             run_transform(
                 self.runtime,
                 stream_config,
-                self.on_record,
+                self.record_handler,  # type: ignore[arg-type]
                 on_tick=self.on_tick,
                 on_drain=self.on_drain,
                 can_read=self.can_read,
             )
+        except OSError as exc:  # the spool disk is full or gone: what is sealed stays safe
+            raise disk_error(self.config.spool_dir, exc) from None
         finally:
             rows = self.close()
         stuck = [r for r in rows if r["objects"] and not r["paused"]]
