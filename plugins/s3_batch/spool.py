@@ -50,6 +50,15 @@ class SpoolBody(BodyWriter):
     def __init__(self, path: Path, spec: BodySpec, seq: str, executor: Executor | None = None) -> None:
         super().__init__(path, spec, executor)
         self.seq = seq
+        self._entry_durable = False
+
+    def sync(self) -> int:
+        """fsync the records; the first time also the directory entry (power loss safety)."""
+        newly = super().sync()
+        if newly and not self._entry_durable:
+            fsync_dir(Path(self.path).parent)
+            self._entry_durable = True
+        return newly
 
 
 @dataclass
@@ -151,7 +160,7 @@ class Spool:
             "level": self.spec.level,
             "opened_ms": self.wall_ms(),
         }
-        atomic_write_bytes(self.open_dir / f"{seq}.json", orjson.dumps(meta), fsync=False)
+        atomic_write_bytes(self.open_dir / f"{seq}.json", orjson.dumps(meta))
         body = SpoolBody(self.open_dir / f"{seq}.body", self.spec, seq, self.executor)
         self.open_bodies[seq] = body
         return body
