@@ -423,3 +423,35 @@ def test_configuration_from_environment(tmp_path: Path) -> None:
         assert len(objects) == 3 and all(k.endswith(".json.zst") for k in objects)
         assert sequence_numbers(objects) == list(range(100))
     assert sorted({r["destination"] for r in receipts_of(result)}) == ["one", "two"]
+
+
+def test_sigterm_with_a_dead_destination_keeps_the_backlog_for_the_next_start(tmp_path: Path) -> None:
+    root, spool = tmp_path / "store", tmp_path / "spool"
+    root.write_text("not a directory yet")
+    args = [
+        "--dest",
+        f"arch=file://{root}/",
+        "--spool-dir",
+        str(spool),
+        "--max-records",
+        "100",
+        "--retry-max-delay-secs",
+        "0.2",
+        "--drain-timeout-secs",
+        "1",
+    ]
+    proc = start_sink(args)
+    proc.stdin.write(make_records(250))  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert out == b"" and "stay in the spool" in err.decode()
+    (row,) = map(orjson.loads, run_cli(["s3-batch", "status", "--spool-dir", str(spool)]).stdout_lines)
+    assert (row["backlog_objects"], row["backlog_records"]) == (3, 250)
+    root.unlink()
+    again = run_cli(["s3-batch", *args], b"")
+    assert again.returncode == 0, again.stderr
+    assert sequence_numbers(read_file_store(root)) == list(range(250))
+    assert len(again.stdout_lines) == 3
