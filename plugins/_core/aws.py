@@ -149,7 +149,7 @@ def make_session(
     sts = make_client(base, "sts", region=region, endpoint_url=endpoint_url)
     params: dict[str, Any] = {
         "RoleArn": role_arn,
-        "RoleSessionName": session_name if len(session_name) >= 2 else DEFAULT_SESSION_NAME,
+        "RoleSessionName": _session_name(session_name),
         "DurationSeconds": int(duration_secs),
     }
     if external_id:
@@ -181,6 +181,12 @@ def make_session(
     if region_name:
         core.set_config_variable("region", region_name)
     return boto3.Session(botocore_session=core)
+
+
+def _session_name(name: str) -> str:
+    """STS allows 2-64 characters of [\\w+=,.@-]; anything else becomes '-'."""
+    cleaned = re.sub(r"[^\w+=,.@-]", "-", name or "")[:64]
+    return cleaned if len(cleaned) >= 2 else DEFAULT_SESSION_NAME
 
 
 def make_client(

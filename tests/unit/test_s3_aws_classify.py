@@ -115,3 +115,11 @@ def test_wrapped_errors_use_their_cause_and_pipes_errors_pass_through():
         assert classify_aws_error(wrapped, what="upload", bucket="b").exit_code == ExitCode.UNREACHABLE
     mine = AuthError("already classified")
     assert classify_aws_error(mine, what="x") is mine
+
+
+def test_role_session_names_are_made_valid_for_sts():
+    from harmony_pipes._core.aws import _session_name
+
+    assert _session_name("s3-batch audit/dest") == "s3-batch-audit-dest"
+    assert _session_name("a") == "harmony-pipes"
+    assert len(_session_name("x" * 100)) == 64
