@@ -34,6 +34,9 @@ class BatchWriter:
         self.bytes_written = 0
         self.last_flush_at = clock()
         self.closed = False
+        # called after every successful write: state that must follow output (dedupe keys,
+        # cursors) is persisted here, so it never runs ahead of what the reader received
+        self.on_flushed: Callable[[], None] | None = None
         self._lines: list[bytes] = []
         self._size = 0
 
@@ -65,6 +68,8 @@ class BatchWriter:
             raise OutputClosed() from exc
         self.lines_written += len(lines)
         self.bytes_written += len(data)
+        if self.on_flushed is not None:
+            self.on_flushed()
 
     def flush_if_stale(self, max_staleness_secs: float) -> None:
         """Flush when lines have waited longer than `max_staleness_secs` (a slow trickle)."""

@@ -1,0 +1,209 @@
+"""Bounded, restart-proof dedupe of alert keys in ~28 bytes per key.
+
+A Python set of 1,000,000 int digests costs ~100 MB; here each key is a 64-bit blake2b digest in
+an open-addressing table held in one `array('Q')` (load ≤ 0.5), plus an insertion-ordered ring
+of (digest, seen_at_secs) for oldest-first eviction by count (`max_keys`) and age (`ttl_secs`).
+Deletion uses backward-shift, so there are no tombstones and lookups stay short.
+
+Persistence is an append-only log of 12-byte entries (digest, seen_at) written *after* the
+alerts carrying those keys were flushed to stdout: a kill -9 can re-emit at most the last batch,
+never lose one. The log is rewritten (atomically) from the ring when it grows past twice the live
+keys.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from array import array
+from hashlib import blake2b
+from pathlib import Path
+
+from harmony_pipes._core.state import atomic_write_bytes, disk_error
+
+LOG_MAGIC = b"HPDEDUP1"
+ENTRY = struct.Struct("<QI")
+
+
+def key_digest(key: str) -> int:
+    """64-bit digest of a dedupe key; 0 marks an empty slot, so it is mapped to 1."""
+    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+
+
+class DigestSet:
+    """Insertion-ordered set of 64-bit digests with count and age bounds."""
+
+    def __init__(self, max_keys: int, ttl_secs: float | None = None) -> None:
+        self.max_keys = max(1, max_keys)
+        self.ttl_secs = ttl_secs
+        # the table grows by doubling, so a small run never pays for a million-key table
+        self._max_capacity = 1 << max(4, (self.max_keys * 2 - 1).bit_length())
+        capacity = min(self._max_capacity, 1 << 14)
+        self._mask = capacity - 1
+        self._table = array("Q", bytes(8 * capacity))
+        self._ring_keys = array("Q")
+        self._ring_times = array("I")
+        self._head = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._ring_keys) - self._head
+
+    def __contains__(self, digest: int) -> bool:
+        table = self._table
+        mask = self._mask
+        slot = digest & mask
+        while True:
+            found = table[slot]
+            if found == digest:
+                return True
+            if found == 0:
+                return False
+            slot = (slot + 1) & mask
+
+    def add(self, digest: int, now_secs: int) -> bool:
+        """Insert; False when already present. Evicts the oldest keys past the bounds first."""
+        table = self._table
+        mask = self._mask
+        slot = digest & mask
+        while True:
+            found = table[slot]
+            if found == digest:
+                return False
+            if found == 0:
+                break
+            slot = (slot + 1) & mask
+        if self.ttl_secs is not None:
+            self.expire(now_secs)
+        if len(self) >= self.max_keys:
+            self._evict_oldest()
+        elif (len(self) + 1) * 2 > len(table) and len(table) < self._max_capacity:
+            self._grow()
+            table, mask = self._table, self._mask
+        # eviction or growth may have moved entries: find the free slot again
+        slot = digest & mask
+        while table[slot] != 0:
+            slot = (slot + 1) & mask
+        table[slot] = digest
+        self._ring_keys.append(digest)
+        self._ring_times.append(now_secs & 0xFFFFFFFF)
+        return True
+
+    def _grow(self) -> None:
+        capacity = len(self._table) * 2
+        mask = capacity - 1
+        table = array("Q", bytes(8 * capacity))
+        keys = self._ring_keys
+        for i in range(self._head, len(keys)):
+            digest = keys[i]
+            slot = digest & mask
+            while table[slot] != 0:
+                slot = (slot + 1) & mask
+            table[slot] = digest
+        self._table, self._mask = table, mask
+
+    def expire(self, now_secs: int) -> None:
+        if self.ttl_secs is None:
+            return
+        oldest_allowed = now_secs - self.ttl_secs
+        times = self._ring_times
+        while self._head < len(times) and times[self._head] < oldest_allowed:
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        digest = self._ring_keys[self._head]
+        self._head += 1
+        self.evicted += 1
+        self._delete(digest)
+        if self._head > 65536 and self._head * 2 > len(self._ring_keys):
+            del self._ring_keys[: self._head]
+            del self._ring_times[: self._head]
+            self._head = 0
+
+    def _delete(self, digest: int) -> None:
+        table = self._table
+        mask = self._mask
+        slot = digest & mask
+        while table[slot] != digest:
+            if table[slot] == 0:
+                return
+            slot = (slot + 1) & mask
+        # backward-shift deletion keeps every probe chain unbroken
+        hole = slot
+        slot = (slot + 1) & mask
+        while True:
+            found = table[slot]
+            if found == 0:
+                break
+            home = found & mask
+            if (slot - home) & mask >= (slot - hole) & mask:
+                table[hole] = found
+                hole = slot
+            slot = (slot + 1) & mask
+        table[hole] = 0
+
+    def entries(self) -> list[tuple[int, int]]:
+        """Live (digest, seen_at_secs) in insertion order."""
+        keys = self._ring_keys
+        times = self._ring_times
+        return [(keys[i], times[i]) for i in range(self._head, len(keys))]
+
+
+class DedupeLog:
+    """Append-only persistence for a `DigestSet`, with atomic compaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.entries_on_disk = 0
+
+    def load_into(self, digests: DigestSet) -> int:
+        """Replay the log (oldest first, applying the bounds); returns entries read."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        if not data.startswith(LOG_MAGIC):
+            from harmony_pipes._core.errors import ConfigError
+
+            raise ConfigError(f"dedupe state {self.path} is not a harmony-alerts key log", "move it away")
+        body = memoryview(data)[len(LOG_MAGIC) :]
+        usable = len(body) - len(body) % ENTRY.size  # a torn last entry after kill -9 is dropped
+        count = 0
+        for digest, seen_at in ENTRY.iter_unpack(body[:usable]):
+            digests.add(digest, seen_at)
+            count += 1
+        self.entries_on_disk = count
+        return count
+
+    def append(self, new_entries: list[tuple[int, int]]) -> None:
+        if not new_entries:
+            return
+        try:
+            if self._fd is None:
+                fresh = not self.path.exists()
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                if fresh:
+                    os.write(self._fd, LOG_MAGIC)
+            pack = ENTRY.pack
+            os.write(self._fd, b"".join(pack(d, t & 0xFFFFFFFF) for d, t in new_entries))
+        except OSError as exc:
+            raise disk_error(self.path, exc) from exc
+        self.entries_on_disk += len(new_entries)
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def compact(self, digests: DigestSet) -> None:
+        """Rewrite the log with only the live keys (atomic: old or new file, never half)."""
+        live = digests.entries()
+        pack = ENTRY.pack
+        self.close()
+        atomic_write_bytes(self.path, LOG_MAGIC + b"".join(pack(d, t) for d, t in live))
+        self.entries_on_disk = len(live)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
