@@ -433,6 +433,13 @@ def test_continuous_mode_syncs_each_interval_and_stops_on_sigterm(moto: MotoEc2,
         assert time.monotonic() < deadline
         assert (second["op"], second["instance_id"]) == ("add", added)
         validate_records([first, second])
+        # the state dir is locked while the loop runs (env alias of --state-dir)
+        other = discover(
+            ["--regions", E1, "--tags", "env", "--once"],
+            moto.endpoint,
+            env={"AWS_DISCOVERY_STATE_DIR": str(tmp_path)},
+        )
+        assert other.returncode == 2 and "in use by another running instance" in other.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
