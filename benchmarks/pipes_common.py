@@ -42,32 +42,17 @@ def corpus(ctx: Any) -> tuple[Path, int, int]:
         found = provided()
         path = Path(found[0] if isinstance(found, tuple) else found)
     else:
-        path = ctx.workdir / "pipes-corpus.ndjson"
+        path = ctx.workdir / "hec-events-corpus.ndjson"
         if not path.exists():
-            records = int(CORPUS_RECORDS * scale())
-            generator = BENCH_DIR / "gen_corpus.py"
-            if generator.exists():
-                subprocess.run(
-                    [sys.executable, str(generator), "--records", str(records), "--out", str(path)],
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                )
-            else:
-                _fallback_corpus(path, records)
+            sys.path.insert(0, str(BENCH_DIR))
+            from gen_corpus import write_corpus
+
+            write_corpus(path, int(CORPUS_RECORDS * scale()), seed=42)
     data_records = 0
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             data_records += chunk.count(b"\n")
     return path, data_records, path.stat().st_size
-
-
-def _fallback_corpus(path: Path, records: int) -> None:
-    sys.path.insert(0, str(REPO))
-    from tests.helpers.events import make_events, write_events
-
-    events = make_events(records, span_secs=86_400, seed=11)
-    events += events[: records // 50]  # some duplicates, as in the real feed
-    write_events(path, events)
 
 
 def fluent_bit(ctx: Any) -> str | None:

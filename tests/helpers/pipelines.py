@@ -71,7 +71,15 @@ def split_shell(script: str) -> list[list[str]]:
     lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     commands: list[list[str]] = [[]]
+    in_array = False
     for token in lexer:
+        if in_array:  # `names=(a b c)`: words of an array assignment, not a command
+            in_array = token != ")"
+            continue
+        if token == "(" and commands[-1] and commands[-1][-1].endswith("="):
+            in_array = True
+            commands[-1].pop()
+            continue
         if token in _SEPARATORS or set(token) <= set("|;&()"):
             commands.append([])
         elif token.startswith(("<", ">")):
@@ -82,8 +90,10 @@ def split_shell(script: str) -> list[list[str]]:
             commands[-1].append(token)
     cleaned = []
     for command in commands:
-        argv = []
+        argv: list[str] = []
         skip = False
+        while command and re.fullmatch(r"[A-Za-z_]\w*=.*", command[0]):
+            command = command[1:]  # VAR=value prefix
         for token in command:
             if skip:
                 skip = False
