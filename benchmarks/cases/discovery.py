@@ -227,6 +227,11 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         full_records = sum(1 for _ in out_full.open("rb"))
         again_records = sum(1 for _ in out_again.open("rb"))
         base_records = sum(1 for _ in out_base.open("rb"))
+        if full_records != selected or again_records != 0:
+            raise RuntimeError(
+                f"aws-discovery emitted {full_records} snapshot records (expected {selected}) and "
+                f"{again_records} on the no-change cycle (expected 0); run it by hand to see why"
+            )
         note = (
             f"{instances} instances in {len(REGIONS)} regions (moto, one server process per region), "
             f"{selected} selected; setup {setup_secs:.0f}s"

@@ -57,9 +57,7 @@ class TagSelector:
         if not key:
             raise ValueError(f"tag selector {text!r} has an empty key")
         if is_reserved_tag(key):
-            raise ValueError(
-                f"tag {key!r} cannot be selected: Name and checkpoint_ssh:* tags never select instances"
-            )
+            raise ValueError(f"tag {key!r} cannot be selected: Name and checkpoint_ssh:* tags never select instances")
         return cls(key, value if sep else None)
 
     def matches(self, tags: Mapping[str, str]) -> bool:

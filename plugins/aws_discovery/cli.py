@@ -1,228 +1,31 @@
 """`aws-discovery`: EC2 instances -> zero-trust SSH/RDP inventory records (NDJSON on stdout).
 
-Thin click layer: option parsing and validation here, the loop in `run.py`, the rules in
-`classify.py` / `diff.py`. boto3 is imported only when a command actually talks to AWS.
+Thin click layer: options in `settings.py`, the loop in `run.py`, the rules in `classify.py` /
+`diff.py`. boto3 is imported only when a command actually talks to AWS.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from harmony_pipes._core.cli import command_main
-from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.options import log_options
 
-from .classify import Selection, TagSelector, key_name
-
-F = TypeVar("F", bound=Callable[..., Any])
-ENV = "AWS_DISCOVERY_"
-STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
-
-
-class CommaList(click.ParamType):
-    """`a,b` or repeated options; the env var is comma separated (AWS tags cannot hold commas)."""
-
-    name = "LIST"
-    envvar_list_splitter = ","
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> list[str]:
-        if isinstance(value, list | tuple):
-            return [str(v) for v in value]
-        return [part.strip() for part in str(value).split(",") if part.strip()]
-
-
-def flat(values: Iterable[Any] | None) -> list[str]:
-    out: list[str] = []
-    for value in values or ():
-        if isinstance(value, list | tuple):
-            out.extend(flat(value))
-        elif value is not None and str(value).strip():
-            out.append(str(value).strip())
-    return list(dict.fromkeys(out))
-
-
-def _opt(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-    return click.option(name, envvar=ENV + env, show_envvar=True, **kwargs)
-
-
-def aws_options(f: F) -> F:
-    """Where to look and as whom: regions, credentials, endpoint, retries."""
-    options = [
-        _opt(
-            "--regions",
-            "REGIONS",
-            type=CommaList(),
-            multiple=True,
-            help="Regions to read (comma list or repeated), or `all` for every enabled region "
-            "(DescribeRegions). Default: the profile/AWS_REGION region.",
-        ),
-        _opt("--profile", "PROFILE", help="AWS profile (otherwise boto3's normal credential chain)."),
-        _opt(
-            "--endpoint-url",
-            "ENDPOINT_URL",
-            help="EC2/STS endpoint (e.g. a moto server); default AWS (AWS_ENDPOINT_URL also works).",
-        ),
-        _opt(
-            "--role-arn",
-            "ROLE_ARN",
-            help="Assume this role (cross-account); credentials are refreshed before they expire.",
-        ),
-        _opt("--external-id", "EXTERNAL_ID", help="ExternalId for --role-arn (the trust policy condition)."),
-        _opt(
-            "--retry-mode",
-            "RETRY_MODE",
-            type=click.Choice(["adaptive", "standard", "legacy"]),
-            default="adaptive",
-            show_default=True,
-            help="botocore retry mode for EC2 calls.",
-        ),
-        _opt(
-            "--max-attempts",
-            "MAX_ATTEMPTS",
-            type=click.IntRange(min=1),
-            default=5,
-            show_default=True,
-            help="Attempts per EC2 call (retries on throttling and 5xx) before a region counts as failed.",
-        ),
-        _opt(
-            "--read-timeout-secs",
-            "READ_TIMEOUT_SECS",
-            type=click.FloatRange(min=1),
-            default=60,
-            show_default=True,
-            help="Seconds to wait for one EC2 response page before retrying it.",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def filter_options(f: F) -> F:
-    options = [
-        _opt(
-            "--vpcs",
-            "VPCS",
-            type=CommaList(),
-            multiple=True,
-            help="VPC ids to read (comma list or repeated). Default: every VPC in the selected regions.",
-        ),
-        _opt(
-            "--instance-states",
-            "INSTANCE_STATES",
-            type=CommaList(),
-            multiple=True,
-            help="Instance states to include (comma list). Default: running.",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _merged(ctx: click.Context, name: str, value: Any) -> Any:
-    """A subcommand option falls back to the same option given before the subcommand name."""
-    if value not in (None, (), [], ""):
-        return value
-    parent = ctx.parent.params if ctx.parent is not None else {}
-    return parent.get(name, value)
-
-
-def _states(values: Iterable[Any]) -> tuple[str, ...]:
-    states = flat(values) or ["running"]
-    bad = [s for s in states if s not in STATES]
-    if bad:
-        raise ConfigError(f"unknown instance state {bad[0]!r}", f"use some of {', '.join(STATES)}")
-    return tuple(states)
-
-
-class AwsContext:
-    """Session, reader and regions built lazily from the AWS options."""
-
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
-        self._reader: Any = None
-        self._session: Any = None
-
-    @property
-    def session(self) -> Any:
-        if self._session is None:
-            from harmony_pipes._core.aws import make_session
-
-            p = self.params
-            region = self.home_region_hint()
-            self._session = make_session(
-                profile=p.get("profile"),
-                region=region,
-                role_arn=p.get("role_arn"),
-                external_id=p.get("external_id"),
-                session_name="aws-discovery",
-                endpoint_url=p.get("endpoint_url"),
-            )
-        return self._session
-
-    def home_region_hint(self) -> str | None:
-        regions = [r for r in flat(self.params.get("regions")) if r.lower() != "all"]
-        return regions[0] if regions else None
-
-    def home_region(self) -> str:
-        region = self.home_region_hint() or self.session.region_name
-        if not region:
-            raise ConfigError(
-                "no region selected", "pass --regions (or AWS_DISCOVERY_REGIONS, AWS_REGION), e.g. us-east-1"
-            )
-        return region
-
-    @property
-    def reader(self) -> Any:
-        if self._reader is None:
-            from .ec2 import Ec2Reader
-
-            self._reader = Ec2Reader(
-                self.session,
-                endpoint_url=self.params.get("endpoint_url"),
-                retry_mode=self.params.get("retry_mode") or "adaptive",
-                max_attempts=self.params.get("max_attempts") or 5,
-                read_timeout_secs=self.params.get("read_timeout_secs") or 60,
-            )
-        return self._reader
-
-    def regions(self) -> tuple[str, ...]:
-        from .run import resolve_regions
-
-        requested = flat(self.params.get("regions")) or [self.home_region()]
-        return resolve_regions(self.reader, requested, self.home_region_hint() or self.home_region())
-
-
-def build_selection(params: dict[str, Any]) -> Selection:
-    try:
-        selectors = tuple(dict.fromkeys(TagSelector.parse(t) for t in flat(params.get("tags"))))
-    except ValueError as exc:
-        raise ConfigError(str(exc), "choose a designated tag (see `aws-discovery list-tags`)") from None
-    if not selectors:
-        raise ConfigError(
-            "no tags selected: only instances holding a selected tag are integrated",
-            "pass --tags KEY or KEY=VALUE (env AWS_DISCOVERY_TAGS); `aws-discovery list-tags` shows them",
-        )
-    user, key = params.get("default_user"), params.get("default_key")
-    if bool(user) != bool(key):
-        raise ConfigError("--default-user and --default-key go together", "set both (or neither) of them")
-    known = frozenset(key_name(k) for k in flat(params.get("known_keys"))) or None
-    default_key = key_name(key) if key else None
-    if known is not None and default_key and default_key not in known:
-        raise ConfigError(f"--default-key {default_key!r} is not in --known-keys", "add it to --known-keys")
-    return Selection(
-        tags=selectors,
-        site=params.get("site"),
-        default_user=user or None,
-        default_key=default_key,
-        known_keys=known,
-    )
-
+from .settings import (
+    ENV,
+    AwsContext,
+    CommaList,
+    aws_options,
+    build_selection,
+    env_option,
+    filter_options,
+    flat,
+    merged_param,
+    parse_states,
+)
 
 MAIN_HELP = """Emit EC2 instances as zero-trust access inventory records (NDJSON on stdout).
 
@@ -244,7 +47,7 @@ Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
 @click.group(invoke_without_command=True, help=MAIN_HELP, context_settings={"max_content_width": 110})
 @aws_options
 @filter_options
-@_opt(
+@env_option(
     "--tags",
     "TAGS",
     type=CommaList(),
@@ -252,17 +55,17 @@ Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
     help="Selected tags, KEY or KEY=VALUE (repeat or comma list). An instance holding ANY of them "
     "is integrated (OR semantics).",
 )
-@_opt("--site", "SITE", help="Label of the site (connector) this integration belongs to; one per site.")
-@_opt("--default-user", "DEFAULT_USER", help="Linux user for instances without a checkpoint_ssh tag.")
-@_opt("--default-key", "DEFAULT_KEY", help="Key name (with or without .pem) used with --default-user.")
-@_opt(
+@env_option("--site", "SITE", help="Label of the site (connector) this integration belongs to; one per site.")
+@env_option("--default-user", "DEFAULT_USER", help="Linux user for instances without a checkpoint_ssh tag.")
+@env_option("--default-key", "DEFAULT_KEY", help="Key name (with or without .pem) used with --default-user.")
+@env_option(
     "--known-keys",
     "KNOWN_KEYS",
     type=CommaList(),
     multiple=True,
     help="Key names that exist on the access side; a tag naming another key configures nothing.",
 )
-@_opt(
+@env_option(
     "--interval-secs",
     "INTERVAL_SECS",
     type=click.FloatRange(min=1),
@@ -270,8 +73,8 @@ Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
     show_default=True,
     help="Seconds between sync cycles.",
 )
-@_opt("--once", "ONCE", is_flag=True, help="Run one cycle and exit.")
-@_opt("--resync", "RESYNC", is_flag=True, help="Re-emit a full snapshot instead of diffs against the state.")
+@env_option("--once", "ONCE", is_flag=True, help="Run one cycle and exit.")
+@env_option("--resync", "RESYNC", is_flag=True, help="Re-emit a full snapshot instead of diffs against the state.")
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False),
@@ -291,7 +94,7 @@ def cli(ctx: click.Context, **params: Any) -> int | None:
     from .run import SyncConfig, Syncer
 
     selection = build_selection(params)
-    states = _states(params.get("instance_states"))
+    states = parse_states(params.get("instance_states"))
     runtime = Runtime.from_options("aws-discovery", params)
     aws = AwsContext(params)
     regions = aws.regions()
@@ -313,7 +116,7 @@ def cli(ctx: click.Context, **params: Any) -> int | None:
 
 
 def _aws_for(ctx: click.Context, params: dict[str, Any]) -> AwsContext:
-    merged = {name: _merged(ctx, name, value) for name, value in params.items()}
+    merged = {name: merged_param(ctx, name, value) for name, value in params.items()}
     return AwsContext(merged)
 
 
@@ -381,8 +184,8 @@ def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
     from .ec2 import build_filters
 
     aws = _aws_for(ctx, params)
-    states = _states(_merged(ctx, "instance_states", params.get("instance_states")))
-    vpcs = flat(_merged(ctx, "vpcs", params.get("vpcs")))
+    states = parse_states(merged_param(ctx, "instance_states", params.get("instance_states")))
+    vpcs = flat(merged_param(ctx, "vpcs", params.get("vpcs")))
     filters = build_filters(states=states, vpcs=vpcs, tag_keys=())
     results = aws.reader.describe_regions(aws.regions(), filters)
     for result in results:
@@ -430,7 +233,7 @@ def test_cmd(ctx: click.Context, **params: Any) -> int:
     show_default=True,
     help="Account id allowed to assume the role (where aws-discovery runs).",
 )
-@_opt(
+@env_option(
     "--external-id",
     "EXTERNAL_ID",
     default="<EXTERNAL_ID>",

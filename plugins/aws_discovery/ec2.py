@@ -136,9 +136,7 @@ class Ec2Reader:
         return found
 
 
-def build_filters(
-    *, states: Sequence[str], vpcs: Sequence[str], tag_keys: Sequence[str]
-) -> list[dict[str, Any]]:
+def build_filters(*, states: Sequence[str], vpcs: Sequence[str], tag_keys: Sequence[str]) -> list[dict[str, Any]]:
     filters: list[dict[str, Any]] = []
     if states:
         filters.append({"Name": "instance-state-name", "Values": list(states)})

@@ -19,9 +19,7 @@ def permissions_policy() -> dict[str, Any]:
 
 
 def trust_policy(trusted_account: str, external_id: str) -> dict[str, Any]:
-    principal = (
-        trusted_account if trusted_account.startswith("arn:") else f"arn:aws:iam::{trusted_account}:root"
-    )
+    principal = trusted_account if trusted_account.startswith("arn:") else f"arn:aws:iam::{trusted_account}:root"
     return {
         "Version": "2012-10-17",
         "Statement": [

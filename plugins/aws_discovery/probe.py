@@ -65,9 +65,7 @@ def run_checks(aws: Any) -> int:
             extra = " with ExternalId" if params.get("external_id") else " (no ExternalId given)"
             _ok("assume-role", f"{who.get('Arn')} (account {who.get('Account')}){extra}")
         except Exception as exc:
-            failed(
-                "assume-role", classify_aws_error(exc, what=f"AssumeRole {params['role_arn']}", service="sts")
-            )
+            failed("assume-role", classify_aws_error(exc, what=f"AssumeRole {params['role_arn']}", service="sts"))
             return first_failure
 
     try:

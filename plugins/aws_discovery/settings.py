@@ -1,0 +1,222 @@
+"""aws-discovery's options and the objects built from them (selection, AWS session, reader).
+
+Kept apart from `cli.py` so the click layer stays a list of commands. Every option has an
+AWS_DISCOVERY_* environment variable; list options take comma lists (AWS tag keys and values
+cannot contain commas) or repeated flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+
+from harmony_pipes._core.errors import ConfigError
+
+from .classify import Selection, TagSelector, key_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+ENV = "AWS_DISCOVERY_"
+STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
+
+
+class CommaList(click.ParamType):
+    """`a,b` or repeated options; the env var is comma separated (AWS tags cannot hold commas)."""
+
+    name = "LIST"
+    envvar_list_splitter = ","
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            return [str(v) for v in value]
+        return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+def flat(values: Iterable[Any] | None) -> list[str]:
+    out: list[str] = []
+    for value in values or ():
+        if isinstance(value, list | tuple):
+            out.extend(flat(value))
+        elif value is not None and str(value).strip():
+            out.append(str(value).strip())
+    return list(dict.fromkeys(out))
+
+
+def env_option(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    return click.option(name, envvar=ENV + env, show_envvar=True, **kwargs)
+
+
+def aws_options(f: F) -> F:
+    """Where to look and as whom: regions, credentials, endpoint, retries."""
+    options = [
+        env_option(
+            "--regions",
+            "REGIONS",
+            type=CommaList(),
+            multiple=True,
+            help="Regions to read (comma list or repeated), or `all` for every enabled region "
+            "(DescribeRegions). Default: the profile/AWS_REGION region.",
+        ),
+        env_option("--profile", "PROFILE", help="AWS profile (otherwise boto3's normal credential chain)."),
+        env_option(
+            "--endpoint-url",
+            "ENDPOINT_URL",
+            help="EC2/STS endpoint (e.g. a moto server); default AWS (AWS_ENDPOINT_URL also works).",
+        ),
+        env_option(
+            "--role-arn",
+            "ROLE_ARN",
+            help="Assume this role (cross-account); credentials are refreshed before they expire.",
+        ),
+        env_option("--external-id", "EXTERNAL_ID", help="ExternalId for --role-arn (the trust policy condition)."),
+        env_option(
+            "--retry-mode",
+            "RETRY_MODE",
+            type=click.Choice(["adaptive", "standard", "legacy"]),
+            default="adaptive",
+            show_default=True,
+            help="botocore retry mode for EC2 calls.",
+        ),
+        env_option(
+            "--max-attempts",
+            "MAX_ATTEMPTS",
+            type=click.IntRange(min=1),
+            default=5,
+            show_default=True,
+            help="Attempts per EC2 call (retries on throttling and 5xx) before a region counts as failed.",
+        ),
+        env_option(
+            "--read-timeout-secs",
+            "READ_TIMEOUT_SECS",
+            type=click.FloatRange(min=1),
+            default=60,
+            show_default=True,
+            help="Seconds to wait for one EC2 response page before retrying it.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def filter_options(f: F) -> F:
+    options = [
+        env_option(
+            "--vpcs",
+            "VPCS",
+            type=CommaList(),
+            multiple=True,
+            help="VPC ids to read (comma list or repeated). Default: every VPC in the selected regions.",
+        ),
+        env_option(
+            "--instance-states",
+            "INSTANCE_STATES",
+            type=CommaList(),
+            multiple=True,
+            help="Instance states to include (comma list). Default: running.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def merged_param(ctx: click.Context, name: str, value: Any) -> Any:
+    """A subcommand option falls back to the same option given before the subcommand name."""
+    if value not in (None, (), [], ""):
+        return value
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    return parent.get(name, value)
+
+
+def parse_states(values: Iterable[Any]) -> tuple[str, ...]:
+    states = flat(values) or ["running"]
+    bad = [s for s in states if s not in STATES]
+    if bad:
+        raise ConfigError(f"unknown instance state {bad[0]!r}", f"use some of {', '.join(STATES)}")
+    return tuple(states)
+
+
+class AwsContext:
+    """Session, reader and regions built lazily from the AWS options."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self._reader: Any = None
+        self._session: Any = None
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            from harmony_pipes._core.aws import make_session
+
+            p = self.params
+            region = self.home_region_hint()
+            self._session = make_session(
+                profile=p.get("profile"),
+                region=region,
+                role_arn=p.get("role_arn"),
+                external_id=p.get("external_id"),
+                session_name="aws-discovery",
+                endpoint_url=p.get("endpoint_url"),
+            )
+        return self._session
+
+    def home_region_hint(self) -> str | None:
+        regions = [r for r in flat(self.params.get("regions")) if r.lower() != "all"]
+        return regions[0] if regions else None
+
+    def home_region(self) -> str:
+        region = self.home_region_hint() or self.session.region_name
+        if not region:
+            raise ConfigError(
+                "no region selected", "pass --regions (or AWS_DISCOVERY_REGIONS, AWS_REGION), e.g. us-east-1"
+            )
+        return region
+
+    @property
+    def reader(self) -> Any:
+        if self._reader is None:
+            from .ec2 import Ec2Reader
+
+            self._reader = Ec2Reader(
+                self.session,
+                endpoint_url=self.params.get("endpoint_url"),
+                retry_mode=self.params.get("retry_mode") or "adaptive",
+                max_attempts=self.params.get("max_attempts") or 5,
+                read_timeout_secs=self.params.get("read_timeout_secs") or 60,
+            )
+        return self._reader
+
+    def regions(self) -> tuple[str, ...]:
+        from .run import resolve_regions
+
+        requested = flat(self.params.get("regions")) or [self.home_region()]
+        return resolve_regions(self.reader, requested, self.home_region_hint() or self.home_region())
+
+
+def build_selection(params: dict[str, Any]) -> Selection:
+    try:
+        selectors = tuple(dict.fromkeys(TagSelector.parse(t) for t in flat(params.get("tags"))))
+    except ValueError as exc:
+        raise ConfigError(str(exc), "choose a designated tag (see `aws-discovery list-tags`)") from None
+    if not selectors:
+        raise ConfigError(
+            "no tags selected: only instances holding a selected tag are integrated",
+            "pass --tags KEY or KEY=VALUE (env AWS_DISCOVERY_TAGS); `aws-discovery list-tags` shows them",
+        )
+    user, key = params.get("default_user"), params.get("default_key")
+    if bool(user) != bool(key):
+        raise ConfigError("--default-user and --default-key go together", "set both (or neither) of them")
+    known = frozenset(key_name(k) for k in flat(params.get("known_keys"))) or None
+    default_key = key_name(key) if key else None
+    if known is not None and default_key and default_key not in known:
+        raise ConfigError(f"--default-key {default_key!r} is not in --known-keys", "add it to --known-keys")
+    return Selection(
+        tags=selectors,
+        site=params.get("site"),
+        default_user=user or None,
+        default_key=default_key,
+        known_keys=known,
+    )
