@@ -44,10 +44,11 @@ class DigestSet:
         self._ring_keys = array("Q")
         self._ring_times = array("I")
         self._head = 0
+        self._count = 0
         self.evicted = 0
 
     def __len__(self) -> int:
-        return len(self._ring_keys) - self._head
+        return self._count
 
     def __contains__(self, digest: int) -> bool:
         table = self._table
@@ -75,9 +76,9 @@ class DigestSet:
             slot = (slot + 1) & mask
         if self.ttl_secs is not None:
             self.expire(now_secs)
-        if len(self) >= self.max_keys:
+        if self._count >= self.max_keys:
             self._evict_oldest()
-        elif (len(self) + 1) * 2 > len(table) and len(table) < self._max_capacity:
+        elif (self._count + 1) * 2 > mask and mask + 1 < self._max_capacity:
             self._grow()
             table, mask = self._table, self._mask
         # eviction or growth may have moved entries: find the free slot again
@@ -85,6 +86,7 @@ class DigestSet:
         while table[slot] != 0:
             slot = (slot + 1) & mask
         table[slot] = digest
+        self._count += 1
         self._ring_keys.append(digest)
         self._ring_times.append(now_secs & 0xFFFFFFFF)
         return True
@@ -113,6 +115,7 @@ class DigestSet:
     def _evict_oldest(self) -> None:
         digest = self._ring_keys[self._head]
         self._head += 1
+        self._count -= 1
         self.evicted += 1
         self._delete(digest)
         if self._head > 65536 and self._head * 2 > len(self._ring_keys):
