@@ -29,6 +29,7 @@ from typing import IO, Any
 
 DEMO_EVENTS = int(os.environ.get("HARMONY_DEMO_EVENTS", "2000"))
 DEMO_SEED = int(os.environ.get("HARMONY_DEMO_SEED", "7"))
+DEMO_SPAN_SECS = 3600  # events spread over the last hour; collected with --start 24h
 DEMO_CLIENT_ID = "demo-client"
 SAMPLE_EVENTS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "hec-events-sample.ndjson"
 STARTUP_TIMEOUT_SECS = 15.0
@@ -113,6 +114,7 @@ def run_chain(steps: list[Step], env: dict[str, str], first_stdin: IO[bytes] | i
 def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes] | None, str | None, str]:
     """`hec-emulator --port 0 --generate N --seed S`; returns (process, url, why-not)."""
     argv = [command("hec-emulator"), "--port", "0", "--generate", str(DEMO_EVENTS), "--seed", str(DEMO_SEED)]
+    argv += ["--span-secs", str(DEMO_SPAN_SECS)]
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     except OSError as exc:
@@ -197,9 +199,7 @@ def summarize(
     for receipt in first.receipts:
         path = object_path(receipt)
         shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-        lines.append(
-            f"      {shown}   {fmt_int(receipt['records'])} alerts, {fmt_int(receipt['bytes'])} bytes"
-        )
+        lines.append(f"      {shown}   {fmt_int(receipt['records'])} alerts, {fmt_int(receipt['bytes'])} bytes")
     if alerts:
         sample = dict(alerts[0])
         original = sample.pop("checkpoint_harmony", None)
@@ -260,7 +260,7 @@ def main() -> int:
                             command("harmony-events"),
                             "--once",
                             "--start",
-                            "7d",
+                            "24h",
                             "--state-dir",
                             str(state / state_name),
                         ],

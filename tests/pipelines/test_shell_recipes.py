@@ -58,15 +58,15 @@ def tenant(tmp_path_factory) -> dict:
 
 
 def harmony_env(tenant: dict, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return recipe_env(
-        HARMONY_BASE_URL=tenant["url"],
-        HARMONY_CLIENT_ID=CLIENT_ID,
-        HARMONY_ACCESS_KEY=ACCESS_KEY,
-        HARMONY_START="1h",
-        HARMONY_STATE_ROOT=str(tmp_path / "state"),
-        HARMONY_DEST=f"file://{tmp_path / 'store'}/",
-        **extra,
-    )
+    settings = {
+        "HARMONY_BASE_URL": tenant["url"],
+        "HARMONY_CLIENT_ID": CLIENT_ID,
+        "HARMONY_ACCESS_KEY": ACCESS_KEY,
+        "HARMONY_START": "1h",
+        "HARMONY_STATE_ROOT": str(tmp_path / "state"),
+        "HARMONY_DEST": f"file://{tmp_path / 'store'}/",
+    }
+    return recipe_env(**{**settings, **extra})
 
 
 def test_once_recipe_is_cronable(tenant, tmp_path) -> None:
