@@ -1,0 +1,104 @@
+"""The pure alert rules: severity scale, timestamps, the keep policy, dedupe store."""
+
+from __future__ import annotations
+
+import pytest
+
+from harmony_pipes.harmony_alerts.dedupe import DedupeLog, DigestSet, key_digest
+from harmony_pipes.harmony_alerts.normalize import KeepPolicy, build_alert, event_time_ms, parse_severity
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", 1), ("5", 5), (3, 3), (4.0, 4), ("Very Low", 1), ("lowest", 1), ("Low", 2), ("MEDIUM", 3),
+        ("High", 4), ("Critical", 5), ("Highest", 5), (" 2 ", 2),
+        ("0", None), ("6", None), (7, None), (True, None), (None, None), ("urgent", None), (2.5, None), ([], None),
+    ],
+)  # fmt: skip
+def test_severity_scale(value, expected) -> None:
+    assert parse_severity(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-10-14T07:02:11.229935+00:00", 1728889331229),
+        ("2025-06-29T21:37:45+00:00", 1751233065000),  # no fraction
+        ("2025-06-29T21:37:45Z", 1751233065000),
+        ("2025-06-29T21:37:45", 1751233065000),  # naive = UTC
+        ("2025-06-29T23:37:45.5+02:00", 1751233065500),  # other offsets take the slow path
+        ("2024-02-29T23:59:59.999999Z", 1709251199999),
+        (1751233065, 1751233065000),  # epoch seconds
+        (1751233065000, 1751233065000),  # epoch ms
+        ("2025-06-29T21:61:45Z", None),
+        ("yesterday", None),
+        (None, None),
+        ({"a": 1}, None),
+    ],
+)
+def test_event_time_ms(value, expected) -> None:
+    assert event_time_ms(value) == expected
+
+
+def test_keep_policy_or_semantics_and_reasons() -> None:
+    policy = KeepPolicy()
+    assert policy.reasons("phishing", 5) == ["type:phishing", "severity>=4"]
+    assert policy.reasons("spam", 4) == ["severity>=4"]
+    assert policy.reasons("DLP", 1) == ["type:dlp"]
+    assert policy.reasons("spam", 3) is None
+    assert policy.reasons(None, None) is None
+    assert KeepPolicy.from_options(["spam"], 6, keep_all=True).reasons("anomaly", 5) == ["all"]
+
+
+def test_missing_and_odd_keys_never_crash() -> None:
+    alert = build_alert({"eventId": 12345, "type": "malware", "state": ["x"], "severity": {"a": 1}}, None, KeepPolicy())
+    assert alert is not None
+    assert alert["event_id"] == "12345"
+    assert alert["event_state"] == "['x']"
+    assert alert["severity"] is None and alert["severity_label"] is None
+    assert alert["timestamp"] is None
+    assert alert["dedupe_key"] == ":12345"
+    assert build_alert({}, None, KeepPolicy(keep_all=True))["dedupe_key"] is None
+
+
+def test_digest_set_evicts_oldest_first_and_by_age() -> None:
+    keys = [key_digest(f"t:{i}") for i in range(5000)]
+    store = DigestSet(max_keys=1000)
+    for i, key in enumerate(keys):
+        assert store.add(key, i)
+    assert len(store) == 1000
+    assert all(k in store for k in keys[-1000:])
+    assert not any(k in store for k in keys[:4000])
+    assert not store.add(keys[-1], 9999)  # still there: a duplicate
+    aging = DigestSet(max_keys=100, ttl_secs=10)
+    for i in range(50):
+        aging.add(key_digest(str(i)), now_secs=i)
+    assert len(aging) == 11  # each add expires keys older than 10 s: 39..49 are left
+    aging.expire(now_secs=55)
+    assert len(aging) == 5  # 45..49
+
+
+def test_digest_set_grows_without_losing_keys() -> None:
+    keys = [key_digest(f"k{i}") for i in range(70_000)]
+    store = DigestSet(max_keys=1_000_000)
+    for key in keys:
+        store.add(key, 0)
+    assert len(store) == 70_000 and all(k in store for k in keys)
+
+
+def test_key_log_round_trip_and_torn_tail(tmp_path) -> None:
+    path = tmp_path / "keys.bin"
+    log = DedupeLog(path)
+    log.append([(key_digest("a:1"), 100), (key_digest("a:2"), 101)])
+    log.close()
+    with path.open("ab") as handle:
+        handle.write(b"\x01\x02\x03")  # a torn entry from a kill -9 mid-write
+    restored = DigestSet(10)
+    assert DedupeLog(path).load_into(restored) == 2
+    assert key_digest("a:1") in restored and key_digest("a:2") in restored
+    log = DedupeLog(path)
+    log.load_into(restored)
+    log.compact(restored)
+    again = DigestSet(10)
+    assert DedupeLog(path).load_into(again) == 2
