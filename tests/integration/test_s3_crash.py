@@ -209,3 +209,40 @@ def test_full_spool_applies_backpressure(tmp_path: Path) -> None:
     assert "spool full" in stderr and "stopped reading stdin" in stderr
     assert sequence_numbers(read_file_store(store)) == list(range(20_000))
     assert len(out.splitlines()) == len(read_file_store(store))
+
+
+DOUBLE_DELAYS = random_kill_delays(4, seed=77, low=0.4, high=1.2)
+
+
+@pytest.mark.parametrize("trial", range(len(DOUBLE_DELAYS)))
+def test_kill9_again_during_the_restart(tmp_path: Path, trial: int) -> None:
+    """A second crash while the restart recovers and uploads still loses and duplicates nothing."""
+    import os
+    import signal
+    import time
+
+    spool, store = tmp_path / "spool", tmp_path / "store"
+    fmt, compression = FORMATS[trial % len(FORMATS)]
+    args = [
+        "--dest",
+        f"file://{store}/",
+        "--spool-dir",
+        str(spool),
+        "--format",
+        fmt,
+        "--compression",
+        compression,
+        *TRIAL_ARGS,
+    ]
+    accepted, _ = kill_trial(args, make_records(RECORDS), kill_after_secs=DOUBLE_DELAYS[trial])
+    restart = start_sink(args)
+    restart.stdin.close()  # type: ignore[union-attr]
+    restart.stdin = None
+    time.sleep(0.25 + 0.05 * trial)  # start-up takes ~0.25 s: kill during recovery / uploads
+    if restart.poll() is None:
+        os.kill(restart.pid, signal.SIGKILL)
+    restart.communicate()
+    final = run_cli(["s3-batch", *args], b"")
+    assert final.returncode == 0, final.stderr
+    check_prefix(sequence_numbers(read_file_store(store)), accepted)
+    assert not list((spool / "objects").iterdir())
