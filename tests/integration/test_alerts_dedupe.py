@@ -1,0 +1,96 @@
+"""Dedupe across restarts and kill -9 with --state-dir: a replay emits nothing new."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import orjson
+
+from tests.conftest import command_path, run_cli
+from tests.integration.test_stream_contract import valid_lines
+
+
+def event_ids(stdout: bytes) -> list[str]:
+    return [orjson.loads(line)["event_id"] for line in stdout.splitlines() if line]
+
+
+def test_replay_after_restart_emits_nothing_new(tmp_path) -> None:
+    lines = valid_lines(400, seed=7)
+    data = b"\n".join(lines) + b"\n"
+    state = ["--all", "--state-dir", str(tmp_path / "state")]
+    first = run_cli(["harmony-alerts", *state], data)
+    assert first.returncode == 0 and len(first.stdout_lines) == 400
+    replay = run_cli(["harmony-alerts", *state], data)
+    assert replay.returncode == 0
+    assert replay.stdout == b""
+    assert replay.stats["duplicates"] == 400
+    assert replay.stats["dedupe_keys_loaded"] == 400
+    more = valid_lines(450, seed=7)[400:]  # same seed: the first 400 are the same events
+    mixed = run_cli(["harmony-alerts", *state], data + b"\n".join(more) + b"\n")
+    assert event_ids(mixed.stdout) == [orjson.loads(line)["eventId"] for line in more]
+
+
+def test_without_state_dir_a_restart_forgets(tmp_path) -> None:
+    data = b"\n".join(valid_lines(10)) + b"\n"
+    assert len(run_cli(["harmony-alerts", "--all"], data).stdout_lines) == 10
+    assert len(run_cli(["harmony-alerts", "--all"], data).stdout_lines) == 10
+
+
+def test_kill_9_then_replay_loses_nothing_and_repeats_nothing_flushed(tmp_path) -> None:
+    lines = valid_lines(600, seed=11)
+    state_dir = tmp_path / "state"
+    proc = subprocess.Popen(
+        [command_path("harmony-alerts"), "--all", "--state-dir", str(state_dir), "--flush-idle-ms", "50"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    proc.stdin.write(b"\n".join(lines[:250]) + b"\n")
+    proc.stdin.flush()
+    before = []
+    deadline = time.monotonic() + 20
+    while len(before) < 250 and time.monotonic() < deadline:
+        before.append(proc.stdout.readline())
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(before) == 250  # everything fed was flushed while idle, before the kill
+    after = run_cli(["harmony-alerts", "--all", "--state-dir", str(state_dir)], b"\n".join(lines) + b"\n")
+    assert after.returncode == 0
+    first_ids = event_ids(b"".join(before))
+    second_ids = event_ids(after.stdout)
+    assert not set(first_ids) & set(second_ids)  # nothing flushed before the kill comes out again
+    assert first_ids + second_ids == [orjson.loads(line)["eventId"] for line in lines]  # nothing lost
+
+
+def test_dedupe_max_keys_bounds_memory_by_forgetting_the_oldest(tmp_path) -> None:
+    lines = valid_lines(30, seed=3)
+    data = b"\n".join(lines + lines[:5] + lines[-5:]) + b"\n"
+    result = run_cli(["harmony-alerts", "--all", "--dedupe-max-keys", "10"], data)
+    # the first five were evicted by the time they came back; the last five were still known
+    assert result.stats["duplicates"] == 5
+    assert len(result.stdout_lines) == 35
+
+
+def test_two_instances_cannot_share_a_state_dir(tmp_path) -> None:
+    state_dir = tmp_path / "state"
+    proc = subprocess.Popen(
+        [command_path("harmony-alerts"), "--state-dir", str(state_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (state_dir / ".lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        second = run_cli(["harmony-alerts", "--state-dir", str(state_dir)], b"")
+        assert second.returncode == 2
+        assert "in use by another running instance" in second.stderr
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)

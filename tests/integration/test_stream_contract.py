@@ -1,0 +1,184 @@
+"""The stream contract (DESIGN section 3), proven on the real `harmony-alerts` process.
+
+Bad input never crashes and never costs a good record; signals and a closed stdout end the
+command cleanly with its output flushed; exit codes and the stats line are as documented.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from tests.conftest import command_path, run_cli
+from tests.helpers.schemas import assert_valid
+
+sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")))
+from gen_corpus import make_event
+
+
+def valid_lines(count: int, seed: int = 1) -> list[bytes]:
+    from datetime import UTC, datetime, timedelta
+
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return [orjson.dumps(make_event(rng, start + timedelta(seconds=i), "fuzz-tenant")) for i in range(count)]
+
+
+def mutate(line: bytes, rng: random.Random) -> bytes:
+    data = bytearray(line)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(4)
+        pos = rng.randrange(len(data)) if data else 0
+        if op == 0 and data:
+            del data[pos]
+        elif op == 1:
+            data.insert(pos, rng.choice(b'{}[]",:\\\x00\xff\xc3 0aZ'))
+        elif op == 2 and data:
+            data[pos] = rng.randrange(256)
+        else:
+            data = data[: rng.randrange(len(data) + 1)]
+    return bytes(data).replace(b"\n", b" ")
+
+
+def classify(line: bytes, max_line_bytes: int) -> str:
+    """The oracle: 'blank', 'good' (a JSON object within the limit) or 'bad'."""
+    if not line.strip():
+        return "blank"
+    if len(line) > max_line_bytes:
+        return "bad"
+    try:
+        return "good" if type(orjson.loads(line)) is dict else "bad"
+    except orjson.JSONDecodeError:
+        return "bad"
+
+
+def test_fuzz_never_crashes_counts_every_bad_line_and_keeps_every_good_one(tmp_path) -> None:
+    rng = random.Random(20261125)
+    base = valid_lines(300)
+    lines = list(base)
+    lines += [b'{"eventId": "trunc', b"[1, 2, 3]", b"42", b'"just a string"', b"null", b"\xff\xfe\xfd", b"{\x00}"]
+    lines += [b'{"eventId":"nul\x00inside","type":"phishing"}', b'{"x":"' + b"a" * (2 << 20) + b'"}']
+    lines += [mutate(rng.choice(base), rng) for _ in range(10_000)]
+    rng.shuffle(lines)
+    data = b"\n".join(lines) + b"\n"
+    physical = data.split(b"\n")[:-1]
+    verdicts = [classify(line, 1 << 20) for line in physical]
+    expected_good = [orjson.loads(line) for line, v in zip(physical, verdicts, strict=True) if v == "good"]
+    expected_bad_line_nos = [i + 1 for i, v in enumerate(verdicts) if v == "bad"]
+    dead_letter = tmp_path / "dead.ndjson"
+
+    result = run_cli(["harmony-alerts", "--all", "--no-dedupe", "--dead-letter", str(dead_letter)], data)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    stats = result.stats
+    assert stats["bad_records"] == len(expected_bad_line_nos) > 1000
+    assert stats["records_in"] == len(expected_good)
+    got = [orjson.loads(line)["checkpoint_harmony"] for line in result.stdout_lines]
+    assert got == expected_good  # every good line, in order, untouched
+    dead = [orjson.loads(line) for line in dead_letter.read_bytes().splitlines()]
+    assert [d["line_no"] for d in dead] == expected_bad_line_nos
+    assert all(set(d) >= {"error", "line_no", "raw"} and d["error"] for d in dead)
+    oversized = [d for d in dead if "longer than --max-line-bytes" in d["error"]]
+    assert len(oversized) == 1 and len(oversized[0]["raw"]) <= 1024
+
+
+def test_strict_stops_at_the_first_bad_record_with_exit_65() -> None:
+    good = valid_lines(3)
+    data = b"\n".join([good[0], b"not json", good[1], good[2]]) + b"\n"
+    result = run_cli(["harmony-alerts", "--all", "--strict"], data)
+    assert result.returncode == 65
+    assert len(result.stdout_lines) == 1  # the record before the bad one was still written
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert error_lines == [error_lines[0]] and "input line 2" in error_lines[0] and "--strict" in error_lines[0]
+    assert result.stats["bad_records"] == 1
+
+
+def test_usage_error_exits_2_with_one_readable_line() -> None:
+    result = run_cli(["harmony-alerts", "--min-severity", "9"], b"")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--min-severity" in result.stderr
+
+
+def test_stats_line_has_the_documented_fields() -> None:
+    lines = valid_lines(50)
+    result = run_cli(["harmony-alerts"], b"\n".join(lines + lines[:10]) + b"\n")
+    stats = result.stats
+    for field in ("records_in", "records_out", "bad_records", "bytes_in", "bytes_out", "elapsed_secs",
+                  "rate_per_sec", "alerts", "duplicates", "filtered", "command"):  # fmt: skip
+        assert field in stats
+    assert stats["records_in"] == 60
+    assert stats["duplicates"] == sum(
+        1
+        for line in lines[:10]
+        if orjson.loads(line)["type"] in {"phishing", "malware", "alert", "dlp"}
+        or int(orjson.loads(line)["severity"]) >= 4
+    )
+    assert stats["records_out"] == stats["alerts"] == len(result.stdout_lines)
+    for line in result.stdout_lines:
+        assert_valid("alert", orjson.loads(line))
+
+
+def test_sigterm_flushes_everything_read_and_exits_0(tmp_path) -> None:
+    proc = subprocess.Popen(
+        [command_path("harmony-alerts"), "--all", "--state-dir", str(tmp_path / "state")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    lines = valid_lines(20)
+    proc.stdin.write(b"\n".join(lines) + b"\n")
+    proc.stdin.flush()
+    time.sleep(0.8)  # let it read; stdin stays open, as in a long-running shipper pipe
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert len(out.splitlines()) == 20
+    assert b'{"stats"' in err and b"SIGTERM" in err
+    assert (tmp_path / "state" / "dedupe-keys.bin").stat().st_size == 8 + 20 * 12
+
+
+def test_idle_input_is_flushed_without_waiting_for_eof() -> None:
+    proc = subprocess.Popen(
+        [command_path("harmony-alerts"), "--all", "--flush-idle-ms", "50"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    proc.stdin.write(valid_lines(1)[0] + b"\n")
+    proc.stdin.flush()
+    first = proc.stdout.readline()  # would block forever if output waited for a full buffer
+    assert b"checkpoint_harmony" in first
+    proc.stdin.close()
+    proc.wait(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_closed_stdout_ends_quietly_with_exit_0(tmp_path) -> None:
+    big = tmp_path / "big.ndjson"
+    big.write_bytes(b"\n".join(valid_lines(20_000)) + b"\n")
+    cmd = f"set -o pipefail; {command_path('harmony-alerts')} --all < {big} | head -1"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(b"\n") == 1
+    assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr
+    assert proc.stderr.count(b'{"stats"') == 1
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_format(fmt) -> None:
+    result = run_cli(["harmony-alerts", "--log-format", fmt], valid_lines(1)[0] + b"\n")
+    info = [line for line in result.stderr.splitlines() if "memory only" in line]
+    assert len(info) == 1
+    if fmt == "json":
+        assert orjson.loads(info[0])["level"] == "info"
+    else:
+        assert info[0].startswith("harmony-alerts: info:")
