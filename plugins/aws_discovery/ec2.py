@@ -5,9 +5,10 @@ concurrently by a small thread pool. Clients use botocore's `adaptive` retry mod
 rate limiting on top of standard retries) and are cached across cycles. A region that fails is
 returned as a failure (never raised), so the caller can carry its instances forward.
 
-Filters pushed to the server: `instance-state-name`, `vpc-id` (values ORed) and `tag-key` with
-the selected keys (ORed, so one call per region still gives OR semantics across different tag
-keys, which one set of AWS tag filters cannot); the exact `KEY=VALUE` match is done client-side.
+Filters pushed to the server: `instance-state-name`, `vpc-id` (values ORed) and either
+`tag:<key>` (a single selected key with values) or `tag-key` with the selected keys (ORed, so
+one call per region still gives OR semantics across different tag keys, which one set of AWS tag
+filters cannot); the exact `KEY=VALUE` match is always re-checked client-side.
 """
 
 from __future__ import annotations
@@ -136,14 +137,26 @@ class Ec2Reader:
         return found
 
 
-def build_filters(*, states: Sequence[str], vpcs: Sequence[str], tag_keys: Sequence[str]) -> list[dict[str, Any]]:
+def build_filters(
+    *, states: Sequence[str], vpcs: Sequence[str], tags: Sequence[tuple[str, str | None]] = ()
+) -> list[dict[str, Any]]:
+    """Server-side filters for one DescribeInstances per region.
+
+    `tags` are the selectors as (key, value or None). One key with values only -> `tag:<key>`
+    with those values (exact, least data); otherwise `tag-key` with every selected key (ORed),
+    and the exact values are checked client-side.
+    """
     filters: list[dict[str, Any]] = []
     if states:
         filters.append({"Name": "instance-state-name", "Values": list(states)})
     if vpcs:
         filters.append({"Name": "vpc-id", "Values": list(vpcs)})
-    if tag_keys:
-        filters.append({"Name": "tag-key", "Values": sorted(set(tag_keys))})
+    keys = sorted({key for key, _ in tags})
+    if len(keys) == 1 and all(value for _, value in tags):  # empty values: let the client check
+        values = sorted({str(value) for _, value in tags})
+        filters.append({"Name": f"tag:{keys[0]}", "Values": values})
+    elif keys:
+        filters.append({"Name": "tag-key", "Values": keys})
     return filters
 
 

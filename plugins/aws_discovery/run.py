@@ -71,7 +71,9 @@ class Syncer:
         self.state = state
         self.clock = clock
         self.filters = build_filters(
-            states=config.states, vpcs=config.vpcs, tag_keys=sorted(config.selection.selected_keys)
+            states=config.states,
+            vpcs=config.vpcs,
+            tags=[(t.key, t.value) for t in config.selection.tags],
         )
         self.previous: Inventory | None = None
         self.cycle = 0

@@ -168,3 +168,20 @@ def test_count_selectable_tags_excludes_reserved_and_counts_values() -> None:
         ("team", None): 1,
         ("team", "x"): 1,
     }
+
+
+def test_server_side_filters_push_a_single_key_exactly_and_several_keys_as_tag_key() -> None:
+    from harmony_pipes.aws_discovery.ec2 import build_filters
+
+    assert build_filters(states=["running"], vpcs=[], tags=[("env", "prod"), ("env", "qa")]) == [
+        {"Name": "instance-state-name", "Values": ["running"]},
+        {"Name": "tag:env", "Values": ["prod", "qa"]},
+    ]
+    assert build_filters(states=[], vpcs=["vpc-1"], tags=[("env", "prod"), ("team", None)]) == [
+        {"Name": "vpc-id", "Values": ["vpc-1"]},
+        {"Name": "tag-key", "Values": ["env", "team"]},
+    ]
+    assert build_filters(states=[], vpcs=[], tags=[("env", None), ("env", "prod")]) == [
+        {"Name": "tag-key", "Values": ["env"]}
+    ]
+    assert build_filters(states=[], vpcs=[], tags=[]) == []
