@@ -7,74 +7,29 @@ s3-batch test --dest URL / s3-batch policy --dest URL                 check acce
 
 from __future__ import annotations
 
-import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import orjson
 
 from harmony_pipes._core.cli import command_main
-from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.options import Runtime, StreamConfig, log_options, state_option, stream_options
 
 from .batcher import DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_BYTES, DEFAULT_MAX_OPEN_BATCHES, DEFAULT_MAX_RECORDS
 from .body import COMPRESSIONS, FORMATS
+from .config import BYTES, PRESETS, SPOOL_SUBDIR, apply_preset, build_config, split_dests
+from .control import known_destinations, scan_backlog, set_paused, spool_path
 from .keys import DEFAULT_KEY_TEMPLATE
 
 F = TypeVar("F", bound=Callable[..., Any])
 COMMAND = "s3-batch"
-SPOOL_SUBDIR = "s3-batch-spool"
 DEFAULT_FSYNC_INTERVAL_MS = 200
 DEFAULT_MAX_SPOOL_BYTES = 2 * 1024**3
 DEFAULT_DRAIN_TIMEOUT_SECS = 30.0
 DEFAULT_RETRY_MAX_DELAY_SECS = 30.0
-PRESETS = {"harness": {"max_age_secs": 1800.0, "body_format": "json-array"}}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "ki": 1024,
-    "kib": 1024,
-    "mi": 1024**2,
-    "mib": 1024**2,
-    "gi": 1024**3,
-    "gib": 1024**3,
-    "ti": 1024**4,
-    "tib": 1024**4,
-}
-
-
-class ByteSize(click.ParamType):
-    """`67108864`, `64MiB`, `100MB`, `1GiB`."""
-
-    name = "bytes"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        match = _SIZE_RE.match(str(value))
-        if not match or match.group(2).lower() not in _UNITS:
-            self.fail(f"{value!r} is not a size (e.g. 64MiB, 100MB, 1048576)", param, ctx)
-        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-        if size < 1:
-            self.fail("must be at least 1 byte", param, ctx)
-        return size
-
-
-BYTES = ByteSize()
 
 
 def _opt(*names: str, env: str, **kwargs: Any) -> Callable[[F], F]:
@@ -101,13 +56,9 @@ def aws_options(f: F) -> F:
                 env="ENDPOINT_URL",
                 help="S3-compatible endpoint (MinIO, moto). AWS_ENDPOINT_URL is honoured too.",
             ),
-            _opt(
-                "--role-arn", env="ROLE_ARN", help="Assume this role (credentials refreshed before expiry)."
-            ),
+            _opt("--role-arn", env="ROLE_ARN", help="Assume this role (credentials refreshed before expiry)."),
             _opt("--external-id", env="EXTERNAL_ID", help="External id for --role-arn."),
-            _opt(
-                "--sse", env="SSE", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption."
-            ),
+            _opt("--sse", env="SSE", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption."),
             _opt("--sse-kms-key-id", env="SSE_KMS_KEY_ID", help="KMS key for --sse aws:kms."),
             _opt(
                 "--storage-class",
@@ -288,7 +239,7 @@ def cli(ctx: click.Context, **kwargs: Any) -> int | None:
         return None
     if not kwargs["dest_values"]:
         raise click.UsageError("give at least one --dest URL (or a subcommand; see --help)")
-    _apply_preset(ctx, kwargs)
+    apply_preset(ctx, kwargs)
     runtime = Runtime.from_options(COMMAND, kwargs)
     stream_config = StreamConfig.pop_from(kwargs)
     from .sink import Sink
@@ -298,141 +249,12 @@ def cli(ctx: click.Context, **kwargs: Any) -> int | None:
     return 0
 
 
-def _apply_preset(ctx: click.Context, kwargs: dict[str, Any]) -> None:
-    """A preset sets values the user did not give explicitly (flags and env vars win)."""
-    preset = kwargs.pop("preset")
-    if not preset:
-        return
-    for name, value in PRESETS[preset].items():
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
-            kwargs[name] = value
-
-
-def resolve_spool_dir(spool_dir: str | None, state_dir: str | None) -> tuple[Path, bool]:
-    if spool_dir:
-        return Path(spool_dir), False
-    if state_dir:
-        return Path(state_dir) / SPOOL_SUBDIR, False
-    return Path(tempfile.mkdtemp(prefix="s3-batch-spool-")), True
-
-
-def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
-    from .batcher import Limits
-    from .body import BodySpec
-    from .keys import KeyTemplate, KeyTemplateError
-    from .sink import SinkConfig
-    from .stores import S3Options, parse_destinations
-
-    dests = parse_destinations(_split_dests(kwargs["dest_values"]))
-    try:
-        template = KeyTemplate.parse(kwargs["key_template"])
-    except KeyTemplateError as exc:
-        raise ConfigError(f"--key-template: {exc}", "see s3-batch --help for the placeholders") from None
-    if not template.uses_hash:
-        runtime.log.warning("--key-template has no {hash}: two objects may get the same key and overwrite")
-    compression, level = kwargs["compression"], kwargs["compression_level"]
-    if compression == "gzip" and level is not None and level > 9:
-        raise ConfigError(f"--compression-level {level} is not a gzip level", "use 1-9 for gzip")
-    if kwargs["sse_kms_key_id"] and kwargs["sse"] != "aws:kms":
-        raise ConfigError("--sse-kms-key-id needs --sse aws:kms", "add --sse aws:kms")
-    validator = None
-    if kwargs["validate_kind"] or kwargs["schema_path"]:
-        from .validate import build_validator
-
-        validator = build_validator(kwargs["validate_kind"], kwargs["schema_path"])
-    spool_dir, temporary = resolve_spool_dir(kwargs["spool_dir"], kwargs["state_dir"])
-    if temporary:
-        runtime.log.warning(
-            f"no --spool-dir or --state-dir: spooling in {spool_dir}; give a spool directory so "
-            "records survive a restart"
-        )
-    return SinkConfig(
-        destinations=dests,
-        spool_dir=spool_dir,
-        spool_is_temporary=temporary,
-        spec=BodySpec(kwargs["body_format"], compression, level),
-        template=template,
-        time_field=kwargs["time_field"],
-        limits=Limits(
-            kwargs["max_records"], kwargs["max_bytes"], kwargs["max_age_secs"], kwargs["max_open_batches"]
-        ),
-        fsync_interval_ms=kwargs["fsync_interval_ms"],
-        max_spool_bytes=kwargs["max_spool_bytes"],
-        drain_timeout_secs=kwargs["drain_timeout_secs"],
-        retry_max_delay_secs=kwargs["retry_max_delay_secs"],
-        startup_check=kwargs["startup_check"],
-        s3=S3Options(
-            profile=kwargs["profile"],
-            region=kwargs["region"],
-            endpoint_url=kwargs["endpoint_url"],
-            role_arn=kwargs["role_arn"],
-            external_id=kwargs["external_id"],
-            retry_mode=kwargs["retry_mode"],
-            sse=kwargs["sse"],
-            sse_kms_key_id=kwargs["sse_kms_key_id"],
-            storage_class=kwargs["storage_class"],
-            multipart_threshold_bytes=kwargs["multipart_threshold_bytes"],
-        ),
-        validator=validator,
-    )
-
-
-def _split_dests(values: tuple[str, ...]) -> list[str]:
-    """Env S3_BATCH_DEST may hold several URLs separated by spaces or commas."""
-    out: list[str] = []
-    for value in values:
-        out.extend(part for part in re.split(r"[\s,]+", value) if part)
-    return out
-
-
-# -- pause / resume / status --------------------------------------------------------------------
-
-
-def _spool_path(spool_dir: str | None, state_dir: str | None) -> Path:
-    if not spool_dir and not state_dir:
-        raise ConfigError("no spool given", "pass --spool-dir (or --state-dir) of the running s3-batch")
-    path, _ = resolve_spool_dir(spool_dir, state_dir)
-    if not path.is_dir():
-        raise ConfigError(f"spool directory {path} does not exist", "check --spool-dir / --state-dir")
-    return path
-
-
-def _known_destinations(path: Path) -> list[str]:
-    try:
-        doc = orjson.loads((path / "destinations.json").read_bytes())
-        return list(doc["data"]["destinations"])
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
-        return []
-
-
-def _set_paused(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...], paused: bool) -> None:
-    from .spool import ALL_DESTINATIONS, read_control, write_control
-
-    path = _spool_path(spool_dir, state_dir)
-    known = _known_destinations(path)
-    for name in names:
-        if known and name not in known:
-            raise ConfigError(f"unknown destination {name!r}", f"known here: {', '.join(known)}")
-    current = set(read_control(path).get("paused", []))
-    if not names:
-        current = {ALL_DESTINATIONS} if paused else set()
-    elif paused:
-        current |= set(names)
-    else:
-        if ALL_DESTINATIONS in current:
-            current = (current - {ALL_DESTINATIONS}) | set(known)
-        current -= set(names)
-    write_control(path, {"paused": sorted(current)})
-    what = ", ".join(names) if names else "all destinations"
-    click.echo(f"{'paused' if paused else 'resumed'} {what} in {path}", err=True)
-
-
 @cli.command()
 @spool_options
 @_opt("--dest", "names", env="PAUSE_DEST", multiple=True, metavar="NAME", help="Destination (default: all).")
 def pause(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) -> int:
     """Stop uploading to a destination; records keep being spooled for it."""
-    _set_paused(spool_dir, state_dir, names, True)
+    set_paused(spool_dir, state_dir, names, True)
     return 0
 
 
@@ -441,7 +263,7 @@ def pause(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) 
 @_opt("--dest", "names", env="PAUSE_DEST", multiple=True, metavar="NAME", help="Destination (default: all).")
 def resume(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) -> int:
     """Upload again: the backlog is drained oldest first, from where it was paused."""
-    _set_paused(spool_dir, state_dir, names, False)
+    set_paused(spool_dir, state_dir, names, False)
     return 0
 
 
@@ -450,10 +272,8 @@ def resume(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...])
 @_opt("--dest", "names", env="PAUSE_DEST", multiple=True, metavar="NAME", help="Destination (default: all).")
 def status(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) -> int:
     """Backlog per destination (objects, bytes, records, oldest age) as one JSON line each."""
-    from .spool import scan_backlog
-
-    path = _spool_path(spool_dir, state_dir)
-    dests = list(names) or _known_destinations(path)
+    path = spool_path(spool_dir, state_dir)
+    dests = list(names) or known_destinations(path)
     for row in scan_backlog(path, dests, time.time_ns() // 1_000_000):
         click.echo(orjson.dumps(row).decode())
     return 0
@@ -475,7 +295,7 @@ def test_command(dest_values: tuple[str, ...], **aws: Any) -> int:
     from .probe import run_test
 
     worst = 0
-    for url in _split_dests(dest_values):
+    for url in split_dests(dest_values):
         code = run_test(
             url,
             profile=aws["profile"],
@@ -507,7 +327,7 @@ def policy_command(dest_values: tuple[str, ...], sse_kms_key_id: str | None, reg
     """Print the least-privilege IAM policy (List + Write on the bucket/prefix)."""
     from .probe import render_policy
 
-    for url in _split_dests(dest_values):
+    for url in split_dests(dest_values):
         click.echo(render_policy(url, sse_kms_key_id=sse_kms_key_id, region=region))
     return 0
 

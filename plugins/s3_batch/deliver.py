@@ -20,8 +20,9 @@ import orjson
 from harmony_pipes._core.log import Log
 from harmony_pipes._core.retry import Backoff
 
+from .control import is_paused
 from .keys import format_iso_ms
-from .spool import Entry, Spool, is_paused
+from .spool import Entry, Spool
 from .stores import Destination, FileStore, ObjectMeta, S3Store, describe_failure
 
 IDLE_WAIT_SECS = 0.25

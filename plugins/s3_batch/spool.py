@@ -31,17 +31,12 @@ from typing import Any
 
 import orjson
 
-from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.state import StateDir, atomic_write_bytes, ensure_private_dir, fsync_dir
 
 from .batcher import OpenBatch
 from .body import BodySpec, BodyWriter, read_records
+from .control import CONTROL_FILE, DESTINATIONS_FILE, FORMAT_VERSION, read_control
 from .keys import KeyTemplate, TimeExtractor
-
-FORMAT_VERSION = 1
-CONTROL_FILE = "control.json"
-DESTINATIONS_FILE = "destinations.json"
-ALL_DESTINATIONS = "*"
 
 
 class SpoolBody(BodyWriter):
@@ -92,28 +87,6 @@ class SeqClock:
         return f"{value:020d}"
 
 
-def read_control(spool_dir: Path) -> dict[str, Any]:
-    """`{"paused": [names...]}`; "*" means every destination."""
-    try:
-        doc = orjson.loads((spool_dir / CONTROL_FILE).read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {"paused": []}
-    data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, dict) or not isinstance(data.get("paused"), list):
-        return {"paused": []}
-    return data
-
-
-def write_control(spool_dir: Path, data: dict[str, Any]) -> None:
-    payload = orjson.dumps({"format_version": FORMAT_VERSION, "data": data})
-    atomic_write_bytes(spool_dir / CONTROL_FILE, payload)
-
-
-def is_paused(control: dict[str, Any], dest: str) -> bool:
-    paused = control.get("paused", [])
-    return dest in paused or ALL_DESTINATIONS in paused
-
-
 class Spool:
     """The sink's view of the spool directory; thread-safe for the delivery workers."""
 
@@ -145,9 +118,7 @@ class Spool:
         self.open_bodies: dict[str, SpoolBody] = {}
         self._control_mtime_ns = -1
         self._control: dict[str, Any] = {"paused": []}
-        self.state.write_json(
-            DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION
-        )
+        self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
 
     # -- open batches -------------------------------------------------------------------------
 
@@ -417,40 +388,3 @@ def render_key(inputs: dict[str, Any], prefix: str) -> str:
         ext=inputs["ext"],
         field_values=inputs.get("field_values", ()),
     )
-
-
-def scan_backlog(spool_dir: Path, destinations: Iterable[str], now_ms: int) -> list[dict[str, Any]]:
-    """Backlog per destination from the files alone (used by `s3-batch status`, no lock)."""
-    objects_dir = spool_dir / "objects"
-    if not spool_dir.is_dir():
-        raise ConfigError(f"spool directory {spool_dir} does not exist", "check --spool-dir / --state-dir")
-    manifests: list[dict[str, Any]] = []
-    for path in sorted(objects_dir.glob("*.json")) if objects_dir.is_dir() else []:
-        try:
-            manifests.append(orjson.loads(path.read_bytes()))
-        except (OSError, orjson.JSONDecodeError):
-            continue
-    open_bytes = 0
-    open_batches = 0
-    for path in (spool_dir / "open").glob("*.body") if (spool_dir / "open").is_dir() else []:
-        with contextlib.suppress(FileNotFoundError):
-            open_bytes += path.stat().st_size
-            open_batches += 1
-    control = read_control(spool_dir)
-    rows = []
-    for dest in destinations:
-        pending = [m for m in manifests if not (objects_dir / f"{m['seq']}.done.{dest}").exists()]
-        oldest = min((m["sealed_ms"] for m in pending), default=None)
-        rows.append(
-            {
-                "destination": dest,
-                "paused": is_paused(control, dest),
-                "backlog_objects": len(pending),
-                "backlog_bytes": sum(m["bytes"] for m in pending),
-                "backlog_records": sum(m["records"] for m in pending),
-                "oldest_age_secs": None if oldest is None else round(max(0, now_ms - oldest) / 1000, 3),
-                "open_batches": open_batches,
-                "open_bytes": open_bytes,
-            }
-        )
-    return rows

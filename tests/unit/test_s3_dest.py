@@ -6,7 +6,7 @@ import click
 import pytest
 
 from harmony_pipes._core.errors import ConfigError
-from harmony_pipes.s3_batch.cli import BYTES, _split_dests
+from harmony_pipes.s3_batch.config import BYTES, split_dests
 from harmony_pipes.s3_batch.stores import parse_destinations
 
 
@@ -40,7 +40,7 @@ def test_bad_destinations_are_config_errors(values) -> None:
 
 
 def test_env_value_with_several_urls() -> None:
-    assert _split_dests(("a=s3://x/ b=file:///y/,file:///z/",)) == ["a=s3://x/", "b=file:///y/", "file:///z/"]
+    assert split_dests(("a=s3://x/ b=file:///y/,file:///z/",)) == ["a=s3://x/", "b=file:///y/", "file:///z/"]
 
 
 @pytest.mark.parametrize(

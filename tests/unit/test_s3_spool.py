@@ -11,8 +11,9 @@ import pytest
 from harmony_pipes._core.errors import ConfigError
 from harmony_pipes.s3_batch.batcher import Batcher, Limits
 from harmony_pipes.s3_batch.body import BodySpec, read_records
+from harmony_pipes.s3_batch.control import is_paused, read_control, scan_backlog, write_control
 from harmony_pipes.s3_batch.keys import KeyTemplate, TimeExtractor
-from harmony_pipes.s3_batch.spool import Spool, is_paused, read_control, scan_backlog, write_control
+from harmony_pipes.s3_batch.spool import Spool
 
 TEMPLATE = KeyTemplate.parse("{prefix}{field:tenant}/{t1}_{t2}_{t3}_{hash}{ext}")
 SPEC = BodySpec("ndjson", "gzip")
@@ -73,9 +74,7 @@ def test_recover_after_a_crash_with_open_and_sealed_batches(tmp_path: Path) -> N
     assert (objects, recovered) == (1, 1000)
     entries = list(again.entries.values())
     assert [e.seq for e in entries] == sorted(e.seq for e in entries)
-    assert entries[0].done == {"a"} and entries[0].manifest == sealed.manifest, (
-        "a sealed object never changes"
-    )
+    assert entries[0].done == {"a"} and entries[0].manifest == sealed.manifest, "a sealed object never changes"
     new = entries[1].manifest
     assert new["reason"] == "recovered" and new["records"] == 1000
     assert (new["first_ms"], new["last_ms"]) == (T0 + 1500, T0 + 2499)
