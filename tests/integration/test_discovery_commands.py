@@ -94,6 +94,7 @@ def test_regions_all_reads_every_enabled_region(moto: MotoEc2) -> None:
     result = discover(["--regions", "all", "--tags", "env", "--once"], moto.endpoint)
     assert result.returncode == 0, result.stderr
     out = records(result)
+    validate_records(out)
     assert [(r["region"], r["instance_id"]) for r in out] == [("ap-southeast-2", far)]
 
 

@@ -224,6 +224,7 @@ def test_vpc_and_tag_filters(moto: MotoEc2) -> None:
 
     result = discover(["--regions", E1, "--vpcs", vpc_a, "--tags", "env=prod", "--once"], moto.endpoint)
     assert [r["instance_id"] for r in records(result)] == [in_a]
+    validate_records(records(result))
     env = {"AWS_DISCOVERY_VPCS": vpc_a, "AWS_DISCOVERY_TAGS": "env=prod,team"}
     result = discover(["--regions", E1, "--once"], moto.endpoint, env=env)
     assert sorted(r["instance_id"] for r in records(result)) == sorted([in_a, team])
