@@ -81,6 +81,10 @@ class SeqClock:
     def __init__(self) -> None:
         self._last = 0
 
+    def advance_past(self, seq: str) -> None:
+        """Never hand out an id at or below one already on disk (the wall clock may step back)."""
+        self._last = max(self._last, int(seq))
+
     def next(self) -> str:
         value = max(time.time_ns(), self._last + 1)
         self._last = value
@@ -227,6 +231,8 @@ class Spool:
     def recover(self, time_of: TimeExtractor) -> tuple[int, int]:
         """Load sealed objects and seal the open bodies a crash left; returns (objects, records)."""
         recovered_records = 0
+        names = [p.name.split(".", 1)[0] for p in [*self.objects_dir.iterdir(), *self.open_dir.iterdir()]]
+        self.seq.advance_past(max((n for n in names if n.isdigit()), default="0"))
         for manifest_path in sorted(self.objects_dir.glob("*.json")):
             seq = manifest_path.stem
             try:

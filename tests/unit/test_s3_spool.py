@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import orjson
@@ -119,3 +120,17 @@ def test_pause_flags_and_status(tmp_path: Path) -> None:
     ]
     assert rows[0]["oldest_age_secs"] == 3.0
     spool.close()
+
+
+def test_sequence_ids_stay_above_the_spooled_ones(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path / "s")
+    batcher = fill(spool, [{"i": 1, "ts": 1}])
+    spool.seal(batcher.drain()[0])
+    spool.close()
+    future = f"{time.time_ns() * 2:020d}"  # as if the previous run's clock was far ahead
+    for path in (tmp_path / "s" / "objects").iterdir():
+        path.rename(path.with_name(future + path.name[20:]))
+    again = open_spool(tmp_path / "s")
+    again.recover(TimeExtractor())
+    assert again.new_body(()).seq > future
+    again.close()
