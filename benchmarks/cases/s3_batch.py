@@ -90,9 +90,7 @@ def make_input(ctx: Any, target_bytes: int) -> tuple[Path, int, int]:
     """An NDJSON file of about `target_bytes` (cached in the workdir); (path, records, bytes)."""
     path = Path(ctx.workdir) / f"s3_batch_input_{target_bytes}.ndjson"
     if not path.exists():
-        subprocess.run(
-            [ctx.python, "-c", GENERATE, str(target_bytes), str(path), str(BLOCK_RECORDS)], check=True
-        )
+        subprocess.run([ctx.python, "-c", GENERATE, str(target_bytes), str(path), str(BLOCK_RECORDS)], check=True)
     size = path.stat().st_size
     with open(path, "rb") as handle:
         records = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 24), b""))
@@ -121,9 +119,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
 
     floor_out = workdir / "s3_floor_out"
     shutil.rmtree(floor_out, ignore_errors=True)
-    m = ctx.measure(
-        [ctx.python, "-c", FLOOR, str(floor_out), str(GZIP_LEVEL), str(RECORDS_PER_OBJECT)], stdin_path=big
-    )
+    m = ctx.measure([ctx.python, "-c", FLOOR, str(floor_out), str(GZIP_LEVEL), str(RECORDS_PER_OBJECT)], stdin_path=big)
     rows.append(
         _row(
             "floor: python gzip batches to local files",

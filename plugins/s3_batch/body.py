@@ -123,9 +123,7 @@ class BodyWriter:
     uses the second core. Every operation that needs the exact state waits for the slices in flight.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], spec: BodySpec, executor: Executor | None = None
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], spec: BodySpec, executor: Executor | None = None) -> None:
         self.path = os.fspath(path)
         self.spec = spec
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

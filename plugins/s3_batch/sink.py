@@ -68,9 +68,7 @@ class Sink:
             self.counters.setdefault(name, 0)
         self.time_of = TimeExtractor(config.time_field)
         self.template = config.template
-        self.partitioned = bool(
-            self.template.field_paths or self.template.uses_date or self.template.uses_hour
-        )
+        self.partitioned = bool(self.template.field_paths or self.template.uses_date or self.template.uses_hour)
         self.stores = {d.name: make_store(d, config.s3) for d in config.destinations}
         self.receipts: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self.spool: Spool | None = None
@@ -101,11 +99,7 @@ class Sink:
         if pending:
             self.log.info(
                 f"spool {self.spool.path}: {pending} objects waiting from an earlier run"
-                + (
-                    f" ({objects} sealed now from {records} records spooled before a crash)"
-                    if objects
-                    else ""
-                )
+                + (f" ({objects} sealed now from {records} records spooled before a crash)" if objects else "")
             )
         self.batcher = Batcher(self.config.limits, self.spool.new_body, self.clock)
         self.record_handler = self._make_record_handler()
@@ -124,8 +118,7 @@ class Sink:
             except PipesError as exc:
                 if getattr(exc, "transient", False):
                     self.log.warning(
-                        f"destination {dest.name} is unreachable now; spooling until it is back: "
-                        + exc.one_line()
+                        f"destination {dest.name} is unreachable now; spooling until it is back: " + exc.one_line()
                     )
                     continue
                 raise

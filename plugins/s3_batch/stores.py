@@ -174,9 +174,7 @@ class S3Store:
             from harmony_pipes._core.aws import make_client, make_session
 
             o = self.options
-            session = make_session(
-                o.profile, o.region, o.role_arn, o.external_id, endpoint_url=o.endpoint_url
-            )
+            session = make_session(o.profile, o.region, o.role_arn, o.external_id, endpoint_url=o.endpoint_url)
             self._client = make_client(
                 session, "s3", region=o.region, endpoint_url=o.endpoint_url, retry_mode=o.retry_mode
             )

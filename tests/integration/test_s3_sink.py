@@ -77,9 +77,7 @@ def test_file_store_holds_the_input_exactly_once(tmp_path: Path, fmt: str, compr
     assert result.returncode == 0, result.stderr
     objects = read_file_store(store)
     assert sorted(objects) == sorted(k for k in objects if k.endswith(EXTENSIONS[fmt, compression]))
-    records = [
-        r for key in sorted(objects, key=lambda k: k.split("/")[-1]) for r in decode_body(objects[key], key)
-    ]
+    records = [r for key in sorted(objects, key=lambda k: k.split("/")[-1]) for r in decode_body(objects[key], key)]
     assert sorted(records, key=lambda r: r["i"]) == input_records(data)
     receipts = receipts_of(result)
     validate_receipts(receipts)
@@ -95,9 +93,7 @@ def test_file_store_holds_the_input_exactly_once(tmp_path: Path, fmt: str, compr
 
 @pytest.mark.xdist_group("s3-moto")
 @pytest.mark.parametrize(("fmt", "compression"), COMBOS)
-def test_moto_holds_the_input_exactly_once(
-    moto_server: str, tmp_path: Path, fmt: str, compression: str
-) -> None:
+def test_moto_holds_the_input_exactly_once(moto_server: str, tmp_path: Path, fmt: str, compression: str) -> None:
     bucket = new_bucket(moto_server)
     data = make_records(4000)
     result = run_cli(
@@ -188,9 +184,7 @@ def test_max_age_seals_a_trickle(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert len(read_file_store(store)) == 1, "sealed by age while input is still open"
     first_receipt = proc.stdout.readline()  # type: ignore[union-attr]
-    assert orjson.loads(first_receipt)["records"] == 3, (
-        "the receipt is flushed without waiting for more input"
-    )
+    assert orjson.loads(first_receipt)["records"] == 3, "the receipt is flushed without waiting for more input"
     proc.communicate(make_records(2, start=3), timeout=30)
     assert proc.returncode == 0
     assert sequence_numbers(read_file_store(store)) == list(range(5))
@@ -236,9 +230,7 @@ def test_two_destinations_one_failing_then_recovering(tmp_path: Path) -> None:
     deadline = time.monotonic() + 15
     while len(read_file_store(good)) < 6 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sequence_numbers(read_file_store(good)) == list(range(3000)), (
-        "the dead one does not stop the other"
-    )
+    assert sequence_numbers(read_file_store(good)) == list(range(3000)), "the dead one does not stop the other"
     status = run_cli(["s3-batch", "status", "--spool-dir", str(tmp_path / "spool")])
     rows = {r["destination"]: r for r in map(orjson.loads, status.stdout_lines)}
     assert rows["good"]["backlog_objects"] == 0 and rows["bad"]["backlog_objects"] == 6
@@ -318,9 +310,7 @@ def test_refused_credentials_exit_3(tmp_path: Path) -> None:
             "AWS_SECRET_ACCESS_KEY": "x",
         }
         env.pop("AWS_SESSION_TOKEN", None)
-        result = run_cli(
-            ["s3-batch", "--dest", "s3://locked/", "--spool-dir", str(tmp_path / "s")], b"", env=env
-        )
+        result = run_cli(["s3-batch", "--dest", "s3://locked/", "--spool-dir", str(tmp_path / "s")], b"", env=env)
         assert result.returncode == 3, result.stderr
         errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1 and "AKIAWRONG" not in result.stderr

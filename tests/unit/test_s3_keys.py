@@ -52,9 +52,7 @@ def test_time_extractor_default_order_and_arrival_fallback() -> None:
 
 def test_time_extractor_dotted_path() -> None:
     extract = TimeExtractor("checkpoint_harmony.eventCreated")
-    assert (
-        extract({"checkpoint_harmony": {"eventCreated": "2024-05-01T00:00:00Z"}, "timestamp": 1}, 7) == MAY_1
-    )
+    assert extract({"checkpoint_harmony": {"eventCreated": "2024-05-01T00:00:00Z"}, "timestamp": 1}, 7) == MAY_1
     assert extract({"checkpoint_harmony": "flat"}, 7) == 7
 
 
@@ -72,9 +70,7 @@ def test_default_template_follows_the_seed() -> None:
 
 
 def test_every_placeholder_renders() -> None:
-    template = KeyTemplate.parse(
-        "{prefix}{field:tenantid}/{field:a.b}/{date}/{hour}/{t1}-{t2}-{t3}-{hash}{ext}"
-    )
+    template = KeyTemplate.parse("{prefix}{field:tenantid}/{field:a.b}/{date}/{hour}/{t1}-{t2}-{t3}-{hash}{ext}")
     key = template.render(
         prefix="p/",
         first_ms=MAY_1 + 3_600_000 * 13,
