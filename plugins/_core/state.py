@@ -41,7 +41,7 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Replace `path` with `data` so that readers see the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")  # concurrent writers never share
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
@@ -56,6 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
         if fsync:
             fsync_dir(path.parent)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise disk_error(path, exc) from exc
 
 
