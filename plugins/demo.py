@@ -179,7 +179,7 @@ def summarize(
         "",
         "harmony-pipes demo",
         f"  source      {source}",
-        f"  chain       harmony-events --once | harmony-alerts | s3-batch --dest file://{out_dir}/",
+        f"  chain       {chain_line(first, out_dir)}",
         "",
         f"  events collected    {fmt_int(events):>7}",
         f"  alerts kept         {fmt_int(kept):>7}   (type in phishing,malware,alert,dlp or severity >= 4)",
@@ -208,6 +208,13 @@ def summarize(
         lines += ["", "  one alert:", _indent(json.dumps(sample, indent=2, ensure_ascii=False), 4)]
     lines += ["", f"  done in {elapsed_secs:.1f} s — objects are in {out_dir}/", ""]
     return "\n".join(lines)
+
+
+def chain_line(result: ChainResult, out_dir: Path) -> str:
+    sink = f"s3-batch --dest file://{out_dir}/"
+    if result.steps[0].name == "harmony-events":
+        return f"harmony-events --once | harmony-alerts | {sink}"
+    return f"harmony-alerts < {SAMPLE_EVENTS.name} | {sink}"
 
 
 def _indent(text: str, spaces: int) -> str:
