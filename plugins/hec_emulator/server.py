@@ -1,0 +1,84 @@
+"""HTTP/1.1 keep-alive server on 127.0.0.1 around the pure `Emulator` (stdlib only, one thread per connection).
+
+Each response is written with a single `send` (status line, headers and body together) and
+Nagle disabled, so keep-alive clients never wait on delayed ACKs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .api import Emulator
+
+HOST = "127.0.0.1"
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(self, port: int, emulator: Emulator, delay_secs: float = 0.0, log_requests: bool = False) -> None:
+        self.emulator = emulator
+        self.delay_secs = delay_secs
+        self.log_requests = log_requests
+        super().__init__((HOST, port), EmulatorHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}"
+
+
+class EmulatorHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "hec-emulator"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    server: EmulatorServer
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        response = self.server.emulator.handle(method, self.path, headers, body)
+        if response.delayed and self.server.delay_secs > 0:
+            time.sleep(self.server.delay_secs)
+        try:
+            reason = HTTPStatus(response.status).phrase
+        except ValueError:
+            reason = "Error"
+        lines = [
+            f"HTTP/1.1 {response.status} {reason}",
+            f"Date: {formatdate(usegmt=True)}",
+            f"Content-Type: {response.content_type}",
+            f"Content-Length: {len(response.body)}",
+        ]
+        lines += [f"{name}: {value}" for name, value in response.headers]
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + response.body)
+        if self.server.log_requests:
+            sys.stderr.write(f"hec-emulator: {method} {self.path} {response.status} {len(response.body)}\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet by default: the request log (`--log-requests`) is written by `_serve`."""
