@@ -96,11 +96,11 @@ class Emulator:
             style=config.scroll_style,
             ttl_secs=config.scroll_ttl_secs,
             clock=clock,
+            invalidate_every=config.invalid_scroll_every,
         )
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._lock = threading.Lock()
         self._api_requests = 0
-        self._scroll_requests = 0
         self._authorized_requests = 0
         self._started = clock()
         self._started_wall_us = int(wall_clock() * US_PER_SEC)
@@ -296,16 +296,8 @@ class Emulator:
         return self._page(request_id, page, next_id)
 
     def _scroll(self, request_id: str, scroll_id: str) -> Response:
-        every = self.config.invalid_scroll_every
-        with self._lock:
-            self._scroll_requests += 1
-            self.stats["scroll_requests"] += 1
-            n = self._scroll_requests
-        if every and n % every == 0:
-            self.scrolls.drop(scroll_id)  # as if the server had expired it: the id is dead now
-            result = None
-        else:
-            result = self.scrolls.next_page(scroll_id)
+        self._count("scroll_requests")
+        result = self.scrolls.next_page(scroll_id)
         if result is None:
             self._count("invalid_scroll")
             return json_response(400, INVALID_SCROLL)

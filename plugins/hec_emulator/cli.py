@@ -151,7 +151,7 @@ SECS = click.FloatRange(min=0)
     type=EVERY,
     default=0,
     show_default=True,
-    help="Every Nth scroll request gets 400 Invalid scroll and its scroll is dropped.",
+    help="Every Nth scroll (paged query) loses its id: its next page request gets 400 Invalid scroll.",
 )
 @_opt(
     "--rate-limit-every",

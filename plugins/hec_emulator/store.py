@@ -226,7 +226,7 @@ class Scroll:
     records: list[bytes]
     position: int = 0
     last_used: float = 0.0
-    finished: bool = False
+    doomed: bool = False  # `invalidate_every`: unknown from its first continuation on
 
 
 @dataclass
@@ -237,6 +237,8 @@ class ScrollRegistry:
     style: str = SCROLL_NULL
     ttl_secs: float = 300.0
     clock: Callable[[], float] = field(default=lambda: 0.0)
+    invalidate_every: int = 0  # every Nth opened scroll loses its id: 400 Invalid scroll on its next page
+    opened: int = 0
     _scrolls: dict[str, Scroll] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -257,6 +259,8 @@ class ScrollRegistry:
             scroll.last_used = now
             page, more = self._take(scroll)
             if more or self.style == SCROLL_CONSTANT:
+                self.opened += 1
+                scroll.doomed = bool(self.invalidate_every) and self.opened % self.invalidate_every == 0
                 self._scrolls[scroll_id] = scroll
                 return page, scroll_id
         return page, None
@@ -268,6 +272,9 @@ class ScrollRegistry:
             self._expire(now)
             scroll = self._scrolls.get(scroll_id)
             if scroll is None:
+                return None
+            if scroll.doomed:  # as if the server had expired it early: the id is dead for good
+                del self._scrolls[scroll_id]
                 return None
             scroll.last_used = now
             page, more = self._take(scroll)
