@@ -35,6 +35,9 @@ class MotoEc2:
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
         self._clients: dict[str, Any] = {}
+        # moto's backends are process-wide: a new server still sees the instances an earlier test
+        # in this pytest worker launched, so every MotoEc2 starts empty.
+        self.reset()
 
     def stop(self) -> None:
         self.server.stop()
