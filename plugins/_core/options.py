@@ -7,6 +7,7 @@ so the command's own code sees only its own options.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,14 +107,33 @@ def log_options(f: F) -> F:
     )
 
 
-def state_option(f: F) -> F:
+SHARED_STATE_ROOT_ENV = "HARMONY_PIPES_STATE_DIR"
+
+
+def state_option(own_env: str, subdir: str) -> Callable[[F], F]:
+    """`--state-dir`, from argv, the command's own env var, or a subfolder of the shared root.
+
+    Each state dir is locked by one process, so the commands of one pipe cannot share it. The
+    shared `HARMONY_PIPES_STATE_DIR` is therefore a root: `harmony-events | harmony-alerts`
+    with it exported keep their state in `<root>/events/` and `<root>/alerts/`.
+    """
+
+    def resolve(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            root = os.environ.get(SHARED_STATE_ROOT_ENV)
+            if root:
+                return os.path.join(root, subdir)
+        return value
+
     return click.option(
         "--state-dir",
         type=click.Path(file_okay=False),
-        envvar="HARMONY_PIPES_STATE_DIR",
+        envvar=own_env,
         show_envvar=True,
-        help="Directory for cursors, dedupe keys and spools (kept across restarts).",
-    )(f)
+        callback=resolve,
+        help=f"Directory for state kept across restarts (default: ${SHARED_STATE_ROOT_ENV}/{subdir} if set, "
+        "else memory only).",
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from harmony_pipes._core.cli import command_main
-from harmony_pipes._core.options import log_options
+from harmony_pipes._core.options import log_options, state_option
 
 from .settings import (
     ENV,
@@ -75,13 +75,7 @@ Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
 )
 @env_option("--once", "ONCE", is_flag=True, help="Run one cycle and exit.")
 @env_option("--resync", "RESYNC", is_flag=True, help="Re-emit a full snapshot instead of diffs against the state.")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False),
-    envvar=["AWS_DISCOVERY_STATE_DIR", "HARMONY_PIPES_STATE_DIR"],
-    show_envvar=True,
-    help="Directory keeping the last inventory, so a restart emits diffs (default: memory only).",
-)
+@state_option("AWS_DISCOVERY_STATE_DIR", "discovery")
 @log_options
 @click.pass_context
 def cli(ctx: click.Context, **params: Any) -> int | None:

@@ -97,7 +97,7 @@ FSYNC_INTERVAL_SECS = 1.0
     show_envvar=True,
     help="Emit every alert, duplicates included.",
 )
-@state_option
+@state_option("HARMONY_ALERTS_STATE_DIR", "alerts")
 @stream_options
 @log_options
 def cli(**options: Any) -> None:

@@ -174,7 +174,7 @@ def cli() -> None:
     show_default=True,
     help="First backoff step (full jitter, doubling, capped at 30 s).",
 )
-@state_option
+@state_option("HARMONY_EVENTS_STATE_DIR", "events")
 @log_options
 def collect_cmd(**kwargs: Any) -> int:
     """Write one security event per line on stdout, exactly as the API returned it, each once."""

@@ -43,7 +43,7 @@ def spool_options(f: F) -> F:
         type=click.Path(file_okay=False),
         help=f"Durable spool (default: <--state-dir>/{SPOOL_SUBDIR}).",
     )(f)
-    return state_option(f)
+    return state_option("S3_BATCH_STATE_DIR", "s3-batch")(f)
 
 
 def aws_options(f: F) -> F:

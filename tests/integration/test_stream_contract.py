@@ -182,3 +182,31 @@ def test_log_format(fmt) -> None:
         assert orjson.loads(info[0])["level"] == "info"
     else:
         assert info[0].startswith("harmony-alerts: info:")
+
+
+def test_shared_state_root_gives_each_command_of_a_pipe_its_own_dir(tmp_path) -> None:
+    """With HARMONY_PIPES_STATE_DIR exported, `harmony-alerts | s3-batch` must not fight over one
+    locked directory: each command keeps its state in its own subfolder of the root."""
+    root = tmp_path / "state"
+    env = {**os.environ, "HARMONY_PIPES_STATE_DIR": str(root)}
+    env.pop("HARMONY_ALERTS_STATE_DIR", None)
+    env.pop("S3_BATCH_STATE_DIR", None)
+    store = tmp_path / "store"
+    lines = valid_lines(50)
+    pipe = (
+        f"{command_path('harmony-alerts')} --all | "
+        f"{command_path('s3-batch')} --dest file://{store}/ --compression none > {tmp_path / 'receipts'}"
+    )
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipe], input=b"\n".join(lines) + b"\n", env=env, capture_output=True
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert (root / "alerts" / "dedupe-keys.bin").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["alerts", "s3-batch"]
+    stored = [orjson.loads(line) for p in store.rglob("*.ndjson") for line in p.read_bytes().splitlines()]
+    assert len(stored) == 50
+    # An explicit --state-dir (or the command's own env var) is used as given.
+    own = tmp_path / "own"
+    again = run_cli(["harmony-alerts", "--all"], b"\n".join(lines), env={"HARMONY_ALERTS_STATE_DIR": str(own)})
+    assert again.returncode == 0, again.stderr
+    assert (own / "dedupe-keys.bin").is_file()
