@@ -19,9 +19,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from harmony_pipes._core.errors import (
     AuthError,
@@ -33,51 +31,17 @@ from harmony_pipes._core.errors import (
     UnreachableError,
 )
 
+from .stores import Destination, parse_destinations
+
 PROBE_DIR = ".s3-batch-probe"
 PROBE_BODY = b'{"s3-batch":"probe","note":"safe to delete"}\n'
 
 Emit = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Dest:
-    """A parsed --dest URL: `s3://bucket/prefix/` or `file:///dir/prefix/`."""
-
-    scheme: str  # "s3" | "file"
-    bucket: str  # the bucket, or the local directory for file://
-    prefix: str  # key prefix ("" or ending in what the user wrote, usually "/")
-
-    @property
-    def url(self) -> str:
-        if self.scheme == "s3":
-            return f"s3://{self.bucket}/{self.prefix}"
-        return f"file://{os.path.join(self.bucket, self.prefix)}"
-
-
-def parse_dest(url: str) -> Dest:
-    """Split a destination URL (an optional `name=` in front is ignored)."""
-    raw = url
-    if "=" in url.split("://", 1)[0]:
-        url = url.split("=", 1)[1]
-    parsed = urlparse(url)
-    if parsed.scheme == "s3":
-        bucket = parsed.netloc
-        if not bucket:
-            raise ConfigError(f"--dest {raw!r} has no bucket", "use s3://BUCKET/PREFIX/")
-        return Dest("s3", bucket, unquote(parsed.path.lstrip("/")))
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise ConfigError(f"--dest {raw!r} names a host", "use file:///absolute/dir/")
-        path = unquote(parsed.path)
-        if not path.startswith("/"):
-            raise ConfigError(f"--dest {raw!r} is not an absolute path", "use file:///absolute/dir/")
-        if path.endswith("/"):
-            return Dest("file", path.rstrip("/") or "/", "")
-        head, tail = os.path.split(path)
-        return Dest("file", head, tail)
-    raise ConfigError(
-        f"--dest {raw!r} is neither s3:// nor file://", "use s3://BUCKET/PREFIX/ or file:///DIR/"
-    )
+def parse_dest(url: str) -> Destination:
+    """The destination exactly as the sink would parse it (an optional `name=` in front is kept)."""
+    return parse_destinations([url])[0]
 
 
 def _stderr(line: str) -> None:
@@ -138,7 +102,7 @@ def _probe_key(prefix: str) -> str:
 
 
 def _test_s3(
-    dest: Dest,
+    dest: Destination,
     emit: Emit,
     *,
     profile: str | None,
@@ -246,14 +210,22 @@ def _os_failure(what: str, exc: OSError, path: str) -> PipesError:
     return RuntimeFailure(f"{what}: {reason} ({path})")
 
 
-def _test_file(dest: Dest, emit: Emit) -> int:
+def _test_file(dest: Destination, emit: Emit) -> int:
     directory = dest.bucket
-    if not os.path.isdir(directory):
-        what = "is not a directory" if os.path.exists(directory) else "does not exist"
-        failure = UnreachableError(f"file store {directory} {what}", f"create it: mkdir -p {directory}")
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        failure = UnreachableError(f"file store {directory} is not a directory", "choose a directory: file:///DIR/")
         emit(failure.one_line())
         return int(failure.exit_code)
-    emit(f"ok    directory: {directory} exists")
+    if os.path.isdir(directory):
+        emit(f"ok    directory: {directory} exists")
+    else:
+        try:  # the sink creates it on its first object; so does the probe
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            failure = _os_failure("create the file store directory", exc, directory)
+            emit(failure.one_line())
+            return int(failure.exit_code)
+        emit(f"ok    directory: {directory} created")
     path = os.path.join(directory, f"{dest.prefix}{PROBE_DIR}-{uuid.uuid4().hex}.json")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -286,15 +258,11 @@ def _kms_resource(key_id: str, region: str | None) -> tuple[str, dict[str, Any] 
     return f"arn:aws:kms:{region or '*'}:*:key/{key_id}", None
 
 
-def policy_document(
-    dest_url: str, *, sse_kms_key_id: str | None = None, region: str | None = None
-) -> dict[str, Any]:
+def policy_document(dest_url: str, *, sse_kms_key_id: str | None = None, region: str | None = None) -> dict[str, Any]:
     """The least-privilege IAM policy for writing to `dest_url` (an s3:// URL)."""
     dest = parse_dest(dest_url)
     if dest.scheme != "s3":
-        raise ConfigError(
-            "`policy` is for s3:// destinations", "a file:// store needs only a writable directory"
-        )
+        raise ConfigError("`policy` is for s3:// destinations", "a file:// store needs only a writable directory")
     bucket_arn = f"arn:aws:s3:::{dest.bucket}"
     list_statement: dict[str, Any] = {
         "Sid": "ListTheDestinationPrefix",

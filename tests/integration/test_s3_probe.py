@@ -11,6 +11,7 @@ import pytest
 
 from harmony_pipes._core.errors import ConfigError, ExitCode
 from harmony_pipes.s3_batch.probe import PROBE_DIR, parse_dest, policy_document, render_policy, run_test
+from harmony_pipes.s3_batch.stores import parse_destinations
 from tests.conftest import run_cli
 from tests.helpers.s3_aws import AuthMoto, S3Double
 
@@ -106,7 +107,10 @@ def test_policy_rejects_non_s3(url):
 def test_parse_dest():
     assert parse_dest("audit=s3://b-1/harmony/").prefix == "harmony/"
     assert parse_dest("file:///var/store/").bucket == "/var/store"
-    assert parse_dest("file:///var/store/pre").prefix == "pre"
+    # The probe reads a URL exactly as the sink does (the same parser): a file:// path is a directory.
+    assert parse_dest("file:///var/store/pre") == parse_destinations(["file:///var/store/pre"])[0]
+    assert parse_dest("file:///var/store/pre").bucket == "/var/store/pre"
+    assert parse_dest("s3://b-1/harmony").prefix == "harmony/"
 
 
 def test_rendered_policy_is_enough_and_no_more(auth_moto, as_user):
@@ -258,12 +262,11 @@ def test_file_store_ok(tmp_path):
 
 
 def test_file_store_missing_or_not_a_directory(tmp_path):
-    code, lines = probe(f"file://{tmp_path}/nope/")
-    assert code == ExitCode.UNREACHABLE
-    assert (
-        single_error(lines)
-        == f"Error: file store {tmp_path}/nope does not exist — create it: mkdir -p {tmp_path}/nope"
-    )
+    # A missing directory is created, as the sink creates it on its first object; the probe leaves it empty.
+    code, lines = probe(f"file://{tmp_path}/new/store/")
+    assert code == ExitCode.OK, lines
+    assert f"ok    directory: {tmp_path}/new/store created" in lines
+    assert list((tmp_path / "new" / "store").iterdir()) == []
     (tmp_path / "afile").write_text("x")
     code, lines = probe(f"file://{tmp_path}/afile/")
     assert code == ExitCode.UNREACHABLE and "is not a directory" in single_error(lines)
