@@ -13,14 +13,15 @@ from typing import Any
 
 import click
 import orjson
+from xxhash import xxh3_64_intdigest
 
 from harmony_pipes._core.cli import command_main
 from harmony_pipes._core.options import Runtime, StreamConfig, log_options, state_option, stream_options
 from harmony_pipes._core.state import StateDir
 from harmony_pipes._core.stream import run_transform
 
-from .dedupe import DedupeLog, DigestSet, key_digest
-from .formats import FORMATS, SPLICE_PREFIX, to_ecs, to_ocsf
+from .dedupe import DedupeLog, DigestSet
+from .formats import FORMATS, to_ecs, to_ocsf
 from .normalize import DEFAULT_MIN_SEVERITY, DEFAULT_TYPES, KeepPolicy, build_alert
 
 COMMAND = "harmony-alerts"
@@ -138,6 +139,8 @@ class AlertsRun:
         self.state: StateDir | None = None
         self.key_log: DedupeLog | None = None
         self.last_fsync_at = time.monotonic()
+        # wall-clock seconds for key ages, read once per input batch (on_tick), not per record
+        self.now_secs = [int(time.time())]
         if self.dedupe and state_dir:
             self.state = StateDir(state_dir)
             self.key_log = DedupeLog(self.state.file("dedupe-keys.bin"))
@@ -166,11 +169,16 @@ class AlertsRun:
         tenant = self.tenant
         dedupe = self.dedupe
         digests_add = self.digests.add
+        # keys wait here for the flush that makes them persistable; without a state dir there is
+        # nothing to persist, and keeping them would grow without bound
+        persist = self.key_log is not None
         pending_append = self.pending_keys.append
         dumps = orjson.dumps
         shape = {"native": None, "ecs": to_ecs, "ocsf": to_ocsf}[self.output_format]
-        prefix, suffix = SPLICE_PREFIX[self.output_format]
-        clock = time.time
+        fragment = orjson.Fragment
+        ocsf = self.output_format == "ocsf"
+        now_secs = self.now_secs
+        xxh3 = xxh3_64_intdigest
 
         def on_record(event: dict[str, Any], raw: bytes) -> bytes | None:
             alert = build_alert(event, tenant, policy)
@@ -178,16 +186,22 @@ class AlertsRun:
                 counters["filtered"] += 1
                 return None
             if dedupe and alert["event_id"] is not None:
-                digest = key_digest(alert["dedupe_key"])
-                now_secs = int(clock())
-                if not digests_add(digest, now_secs):
+                digest = xxh3(alert["dedupe_key"].encode()) or 1  # = key_digest, inlined (hot path)
+                seen_at = now_secs[0]
+                if not digests_add(digest, seen_at):
                     counters["duplicates"] += 1
                     return None
-                pending_append((digest, now_secs))
+                if persist:
+                    pending_append((digest, seen_at))
             counters["alerts"] += 1
             if shape is not None:
                 alert = shape(alert)
-            return dumps(alert)[:-1] + prefix + raw.strip() + suffix
+            # the original event, byte-exact, without serializing it a second time
+            if ocsf:
+                alert["unmapped"] = {"checkpoint_harmony": fragment(raw.strip())}
+            else:
+                alert["checkpoint_harmony"] = fragment(raw.strip())
+            return dumps(alert)
 
         return on_record
 
@@ -198,6 +212,7 @@ class AlertsRun:
             self.pending_keys.clear()
 
     def on_tick(self) -> None:
+        self.now_secs[0] = int(time.time())
         if self.key_log is None:
             return
         now = time.monotonic()

@@ -1,6 +1,6 @@
 """Bounded, restart-proof dedupe of alert keys in ~28 bytes per key.
 
-A Python set of 1,000,000 int digests costs ~100 MB; here each key is a 64-bit blake2b digest in
+A Python set of 1,000,000 int digests costs ~100 MB; here each key is a 64-bit XXH3 digest in
 an open-addressing table held in one `array('Q')` (load ≤ 0.5), plus an insertion-ordered ring
 of (digest, seen_at_secs) for oldest-first eviction by count (`max_keys`) and age (`ttl_secs`).
 Deletion uses backward-shift, so there are no tombstones and lookups stay short.
@@ -16,18 +16,20 @@ from __future__ import annotations
 import os
 import struct
 from array import array
-from hashlib import blake2b
 from pathlib import Path
+
+from xxhash import xxh3_64_intdigest
 
 from harmony_pipes._core.state import atomic_write_bytes, disk_error
 
-LOG_MAGIC = b"HPDEDUP1"
+LOG_MAGIC = b"HPDEDUP2"  # 2: XXH3 digests (1 held blake2b digests, which cannot be converted)
 ENTRY = struct.Struct("<QI")
 
 
 def key_digest(key: str) -> int:
-    """64-bit digest of a dedupe key; 0 marks an empty slot, so it is mapped to 1."""
-    return int.from_bytes(blake2b(key.encode(), digest_size=8).digest(), "little") or 1
+    """64-bit XXH3 digest of a dedupe key (stable across runs and machines, ~7x cheaper than
+    blake2b here); 0 marks an empty slot, so it is mapped to 1."""
+    return xxh3_64_intdigest(key.encode()) or 1
 
 
 class DigestSet:
@@ -38,13 +40,14 @@ class DigestSet:
         self.ttl_secs = ttl_secs
         # the table grows by doubling, so a small run never pays for a million-key table
         self._max_capacity = 1 << max(4, (self.max_keys * 2 - 1).bit_length())
-        capacity = min(self._max_capacity, 1 << 14)
+        capacity = min(self._max_capacity, 1 << 18)  # 2 MiB: typical runs never rehash
         self._mask = capacity - 1
         self._table = array("Q", bytes(8 * capacity))
         self._ring_keys = array("Q")
         self._ring_times = array("I")
         self._head = 0
         self._count = 0
+        self._expired_at = -1
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -63,28 +66,35 @@ class DigestSet:
             slot = (slot + 1) & mask
 
     def add(self, digest: int, now_secs: int) -> bool:
-        """Insert; False when already present. Evicts the oldest keys past the bounds first."""
+        """Insert; False when already present. Evicts the oldest keys past the bounds first.
+
+        The hot path (a new key, no bound reached) probes the table once; eviction and growth,
+        which move entries, are rare and probe again.
+        """
         table = self._table
         mask = self._mask
         slot = digest & mask
-        while True:
-            found = table[slot]
+        found = table[slot]
+        while found:
             if found == digest:
                 return False
-            if found == 0:
-                break
             slot = (slot + 1) & mask
-        if self.ttl_secs is not None:
+            found = table[slot]
+        if now_secs != self._expired_at and self.ttl_secs is not None:
+            self._expired_at = now_secs
             self.expire(now_secs)
+            slot = -1
         if self._count >= self.max_keys:
             self._evict_oldest()
-        elif (self._count + 1) * 2 > mask and mask + 1 < self._max_capacity:
+            slot = -1
+        elif self._count * 2 >= mask and mask + 1 < self._max_capacity:
             self._grow()
             table, mask = self._table, self._mask
-        # eviction or growth may have moved entries: find the free slot again
-        slot = digest & mask
-        while table[slot] != 0:
-            slot = (slot + 1) & mask
+            slot = -1
+        if slot < 0:  # entries moved: find the free slot again
+            slot = digest & mask
+            while table[slot]:
+                slot = (slot + 1) & mask
         table[slot] = digest
         self._count += 1
         self._ring_keys.append(digest)
@@ -169,6 +179,11 @@ class DedupeLog:
         if not data.startswith(LOG_MAGIC):
             from harmony_pipes._core.errors import ConfigError
 
+            if data.startswith(b"HPDEDUP"):
+                raise ConfigError(
+                    f"dedupe state {self.path} was written by another harmony-alerts version",
+                    "move it away (the keys are re-learned; alerts already sent may be sent once more)",
+                )
             raise ConfigError(f"dedupe state {self.path} is not a harmony-alerts key log", "move it away")
         body = memoryview(data)[len(LOG_MAGIC) :]
         usable = len(body) - len(body) % ENTRY.size  # a torn last entry after kill -9 is dropped

@@ -122,10 +122,3 @@ def to_ocsf(alert: dict[str, Any]) -> dict[str, Any]:
             else []
         ),
     }
-
-
-SPLICE_PREFIX = {
-    "native": (b',"checkpoint_harmony":', b"}"),
-    "ecs": (b',"checkpoint_harmony":', b"}"),
-    "ocsf": (b',"unmapped":{"checkpoint_harmony":', b"}}"),
-}

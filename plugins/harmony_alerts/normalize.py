@@ -37,6 +37,7 @@ _SEVERITY_NAMES = {
     "highest": 5,
 }
 _SEVERITY_STRINGS = {str(n): n for n in SEVERITY_LABELS}
+_LABEL_OF: dict[int | None, str] = dict(SEVERITY_LABELS)
 
 
 def parse_severity(value: Any) -> int | None:
@@ -81,7 +82,7 @@ class KeepPolicy:
     The reason strings are built once here, not per event.
     """
 
-    __slots__ = ("_severity_reason", "_type_reasons", "keep_all", "min_severity", "types")
+    __slots__ = ("_cache", "_severity_reason", "_type_reasons", "keep_all", "min_severity", "types")
 
     def __init__(
         self, types: Iterable[str] = DEFAULT_TYPES, min_severity: int = DEFAULT_MIN_SEVERITY, keep_all: bool = False
@@ -91,6 +92,21 @@ class KeepPolicy:
         self.keep_all = keep_all
         self._type_reasons = {t: f"type:{t}" for t in self.types}
         self._severity_reason = f"severity>={min_severity}"
+        self._cache: dict[tuple[Any, int | None], tuple[str, ...] | None] = {}
+
+    def cached_reasons(self, event_type: Any, severity: int | None) -> tuple[str, ...] | None:
+        """`reasons` memoised per (type, severity): there are only a few dozen combinations."""
+        key = (event_type, severity) if type(event_type) is str or event_type is None else None
+        if key is None:
+            found = self.reasons(event_type, severity)
+            return None if found is None else tuple(found)
+        try:
+            return self._cache[key]
+        except KeyError:
+            found = self.reasons(event_type, severity)
+            if len(self._cache) < 4096:  # a flood of distinct junk types must not grow it forever
+                self._cache[key] = None if found is None else tuple(found)
+            return None if found is None else tuple(found)
 
     @classmethod
     def from_options(cls, types: Iterable[str], min_severity: int, keep_all: bool) -> KeepPolicy:
@@ -116,19 +132,12 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def tenant_of(event: dict[str, Any], tenant: str | None) -> str | None:
-    tenant_id = tenant or event.get("customerId")
-    return tenant_id if tenant_id is None or type(tenant_id) is str else str(tenant_id)
-
-
-_TEXT_FIELDS = ("event_type", "event_state", "saas", "confidence", "description", "sender", "entity_id", "entity_link")
-
-
 def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -> dict[str, Any] | None:
     """The native alert (DESIGN section 4) without `checkpoint_harmony`, or None when dropped.
 
-    This is the hot path (one call per event), so fields are read with plain `get` and only
-    values that are neither str nor None (malformed events) take the slow conversion below.
+    This is the hot path (one call per event): fields are read with plain `get`, the keep
+    decision is cached per (type, severity), and only values that are neither str nor None
+    (malformed events) take the slow conversion in `_stringify`.
     """
     get = event.get
     raw_severity = get("severity")
@@ -136,13 +145,18 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
     if severity is None and raw_severity is not None:
         severity = parse_severity(raw_severity)
     event_type = get("type")
-    reasons = policy.reasons(event_type, severity)
+    reasons = policy.cached_reasons(event_type, severity)
     if reasons is None:
         return None
-    tenant_id = tenant_of(event, tenant)
+    tenant_id = tenant or get("customerId")
     event_id = get("eventId")
-    if event_id is not None and type(event_id) is not str:
-        event_id = str(event_id)
+    event_state = get("state")
+    saas = get("saas")
+    confidence = get("confidenceIndicator")
+    description = get("description")
+    sender = get("senderAddress")
+    entity_id = get("entityId")
+    entity_link = get("entityLink")
     alert = {
         "timestamp": event_time_ms(get("eventCreated")),
         "msg_class": MSG_CLASS,
@@ -150,20 +164,54 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
         "tenantid": tenant_id,
         "event_id": event_id,
         "event_type": event_type,
-        "event_state": get("state"),
-        "saas": get("saas"),
-        "confidence": get("confidenceIndicator"),
+        "event_state": event_state,
+        "saas": saas,
+        "confidence": confidence,
         "severity": severity,
-        "severity_label": SEVERITY_LABELS.get(severity) if severity is not None else None,
-        "description": get("description"),
-        "sender": get("senderAddress"),
-        "entity_id": get("entityId"),
-        "entity_link": get("entityLink"),
-        "alert_reasons": reasons,
-        "dedupe_key": None if event_id is None else f"{tenant_id or ''}:{event_id}",
+        "severity_label": _LABEL_OF.get(severity),
+        "description": description,
+        "sender": sender,
+        "entity_id": entity_id,
+        "entity_link": entity_link,
+        "alert_reasons": list(reasons),
+        "dedupe_key": None,
     }
+    if not (
+        (type(tenant_id) is str or tenant_id is None)
+        and (type(event_id) is str or event_id is None)
+        and (type(event_type) is str or event_type is None)
+        and (type(event_state) is str or event_state is None)
+        and (type(saas) is str or saas is None)
+        and (type(confidence) is str or confidence is None)
+        and (type(description) is str or description is None)
+        and (type(sender) is str or sender is None)
+        and (type(entity_id) is str or entity_id is None)
+        and (type(entity_link) is str or entity_link is None)
+    ):
+        _stringify(alert)
+        tenant_id, event_id = alert["tenantid"], alert["event_id"]
+    if event_id is not None:
+        alert["dedupe_key"] = f"{tenant_id or ''}:{event_id}"
+    return alert
+
+
+_TEXT_FIELDS = (
+    "tenantid",
+    "event_id",
+    "event_type",
+    "event_state",
+    "saas",
+    "confidence",
+    "description",
+    "sender",
+    "entity_id",
+    "entity_link",
+)
+
+
+def _stringify(alert: dict[str, Any]) -> None:
+    """Malformed events (numbers, lists where text belongs): the text fields become strings."""
     for name in _TEXT_FIELDS:
         value = alert[name]
         if value is not None and type(value) is not str:
             alert[name] = _text(value)
-    return alert

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from harmony_pipes._core.errors import ConfigError
 from harmony_pipes.harmony_alerts.dedupe import DedupeLog, DigestSet, key_digest
 from harmony_pipes.harmony_alerts.normalize import KeepPolicy, build_alert, event_time_ms, parse_severity
 
@@ -102,3 +103,17 @@ def test_key_log_round_trip_and_torn_tail(tmp_path) -> None:
     log.compact(restored)
     again = DigestSet(10)
     assert DedupeLog(path).load_into(again) == 2
+
+
+def test_key_log_of_another_format_version_is_refused_with_the_fix(tmp_path) -> None:
+    path = tmp_path / "keys.bin"
+    path.write_bytes(b"HPDEDUP1" + bytes(12))  # version 1 held blake2b digests
+    with pytest.raises(ConfigError) as caught:
+        DedupeLog(path).load_into(DigestSet(10))
+    assert "another harmony-alerts version" in caught.value.one_line()
+    assert "move it away" in caught.value.one_line()
+
+
+def test_digests_are_stable_xxh3_values() -> None:
+    """Persisted keys must mean the same after an upgrade or on another machine."""
+    assert key_digest("exampletest:c7a2ea20b2f14c942e05319acb5c7427") == 0xAA80024B617082E8
