@@ -215,10 +215,21 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         name = f"*{r['case']}* (baseline)" if r.get("baseline") else f"**{r['case']}**"
         rps = f"{r['records_per_sec']:,.0f}" if r.get("records_per_sec") else "–"
         mbs = f"{r['mb_per_sec']:.1f}" if r.get("mb_per_sec") else "–"
-        lines.append(
-            f"| {r['group']} | {name} | {r.get('records') or '–'} | {rps} | {mbs} | "
-            f"{r.get('peak_rss_mb', '–')} | {r.get('wall_secs', '–')} | {ratios or '–'} | {r.get('notes', '')} |"
-        )
+        rss = r.get("peak_rss_mb")
+        wall = r.get("wall_secs")
+        cells = [
+            r["group"],
+            name,
+            f"{r['records']:,}" if r.get("records") else "–",
+            rps,
+            mbs,
+            f"{rss:.1f}" if isinstance(rss, int | float) and rss else "–",
+            f"{wall:.3f}" if isinstance(wall, int | float) else "–",
+            ratios or "–",
+            r.get("notes", ""),
+        ]
+        # a | inside a cell would split the Markdown row
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 

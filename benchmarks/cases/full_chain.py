@@ -108,7 +108,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         written = [json.loads(line) for line in receipts.read_text().splitlines() if line.strip()]
         alerts_written = sum(r["records"] for r in written)
         notes = f"a shell pipe; {len(written)} objects, {alerts_written:,} alerts written to file://"
-        rows.append(row(GROUP, "harmony-events | harmony-alerts | s3-batch file://", served, size, m, False, notes))
+        rows.append(row(GROUP, "harmony-events → harmony-alerts → s3-batch file://", served, size, m, False, notes))
     finally:
         emulator.terminate()
         try:
