@@ -163,6 +163,13 @@ class Runtime:
         self.writer = writer
         self.stop = stop
         self.final_emitted = False
+        stats.before_snapshot = self._count_output
+
+    def _count_output(self) -> None:
+        """records_out/bytes_out are what reached stdout: progress lines and the status agree."""
+        counters = self.stats.counters
+        counters["records_out"] = max(counters["records_out"], self.writer.lines_written)
+        counters["bytes_out"] = max(counters["bytes_out"], self.writer.bytes_written)
 
     @classmethod
     def from_options(cls, command: str, kwargs: dict[str, Any], *, install_signals: bool = True) -> Runtime:
@@ -191,9 +198,6 @@ class Runtime:
             self.writer.flush()
         except OutputClosed:
             pass
-        counters = self.stats.counters
-        counters["records_out"] = max(counters["records_out"], self.writer.lines_written)
-        counters["bytes_out"] = max(counters["bytes_out"], self.writer.bytes_written)
         self.stats.emit_final()
 
 

@@ -43,11 +43,15 @@ class Stats:
         self._next_status_at = self.started_at + 1.0 if live_status else float("inf")
         self._status_shown = False
         self.extra: dict[str, object] = {}
+        # refreshes counters owned elsewhere (lines the writer has flushed) before each snapshot
+        self.before_snapshot: Callable[[], None] | None = None
 
     def add(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
 
     def snapshot(self) -> dict[str, object]:
+        if self.before_snapshot is not None:
+            self.before_snapshot()
         elapsed_secs = max(self.clock() - self.started_at, 1e-9)
         main_count = self.counters.get("records_in") or self.counters.get("records_out", 0)
         return {

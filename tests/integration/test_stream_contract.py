@@ -210,3 +210,71 @@ def test_shared_state_root_gives_each_command_of_a_pipe_its_own_dir(tmp_path) ->
     again = run_cli(["harmony-alerts", "--all"], b"\n".join(lines), env={"HARMONY_ALERTS_STATE_DIR": str(own)})
     assert again.returncode == 0, again.stderr
     assert (own / "dedupe-keys.bin").is_file()
+
+
+def test_sigint_drains_like_sigterm(tmp_path) -> None:
+    proc = subprocess.Popen(
+        [command_path("harmony-alerts"), "--all"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdin.write(b"\n".join(valid_lines(7)) + b"\n")
+    proc.stdin.flush()
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert len(out.splitlines()) == 7
+    assert b"SIGINT" in err and b"Traceback" not in err
+
+
+def test_progress_lines_every_interval_and_one_final_stats_line() -> None:
+    proc = subprocess.Popen(
+        [command_path("harmony-alerts"), "--all", "--stats-interval-secs", "0.2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    lines = valid_lines(30)
+    for part in (lines[:10], lines[10:20], lines[20:]):
+        proc.stdin.write(b"\n".join(part) + b"\n")
+        proc.stdin.flush()
+        time.sleep(0.5)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    docs = [orjson.loads(line) for line in err.splitlines() if line.startswith(b"{")]
+    progress = [d["progress"] for d in docs if "progress" in d]
+    finals = [d["stats"] for d in docs if "stats" in d]
+    assert len(progress) >= 2 and len(finals) == 1
+    counts = [p["records_in"] for p in progress]
+    assert counts == sorted(counts) and counts[-1] <= 30
+    assert finals[0]["records_in"] == 30 == len(out.splitlines())
+
+
+def test_live_status_line_on_a_terminal() -> None:
+    """stderr on a terminal shows a self-overwriting status line, cleared before the stats line."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [command_path("harmony-alerts"), "--all"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=slave
+    )
+    os.close(slave)
+    proc.stdin.write(b"\n".join(valid_lines(12)) + b"\n")
+    proc.stdin.flush()
+    time.sleep(1.6)  # the status line is refreshed once a second
+    proc.stdin.close()
+    out = proc.stdout.read()
+    assert proc.wait(timeout=20) == 0
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert len(out.splitlines()) == 12
+    assert b"\rharmony-alerts: 12 in, 12 out, 0 bad, " in screen
+    status_at = screen.index(b"\rharmony-alerts: 12 in")
+    assert screen.index(b"\r\x1b[K", status_at) < screen.index(b'{"stats"')
