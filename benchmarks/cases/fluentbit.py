@@ -58,6 +58,8 @@ LUA_FILTER = """
     Match        *
     script       {script}
     call         harmony_alert
+    # JSON null stays null (as nil it would delete the key): same records as harmony-alerts
+    enable_flb_null true
 """
 
 

@@ -6,6 +6,10 @@
 -- Same rules as harmony-alerts' defaults: keep an event when its type is phishing, malware,
 -- alert or dlp, or its severity is >= 4; alert_reasons says why; dedupe on tenant + eventId
 -- (in memory only, unbounded: no eviction, no persistence — harmony-alerts does both).
+--
+-- Needs `enable_flb_null true` on the filter: otherwise a JSON null reaches Lua as nil, which
+-- deletes the key, and the alert (and the original event inside it) loses its null fields.
+-- tests/pipelines/test_fluentbit_lua.py checks the output equals harmony-alerts' record for record.
 
 local KEEP_TYPES = { phishing = true, malware = true, alert = true, dlp = true }
 local MIN_SEVERITY = 4
@@ -15,6 +19,13 @@ local SEVERITY_NAMES = {
 }
 local ORIGIN = { source = "checkpoint_harmony", vendor = "Check Point", product = "Harmony Email & Collaboration" }
 local seen = {}
+-- JSON null (flb_null exists when the filter sets enable_flb_null); a nil value would drop the key.
+local NULL = flb_null
+
+local function nullable(value)
+    if value == nil then return NULL end
+    return value
+end
 
 local function severity_of(value)
     if type(value) == "number" then
@@ -81,21 +92,21 @@ function harmony_alert(tag, timestamp, event)
     end
     seen[key] = true
     local alert = {
-        timestamp = epoch_ms(event["eventCreated"]),
+        timestamp = nullable(epoch_ms(event["eventCreated"])),
         msg_class = "checkpoint_harmony_security_event",
         msg_origin = ORIGIN,
-        tenantid = tenant,
-        event_id = event_id,
-        event_type = event_type,
-        event_state = event["state"],
-        saas = event["saas"],
-        confidence = event["confidenceIndicator"],
-        description = event["description"],
-        sender = event["senderAddress"],
-        entity_id = event["entityId"],
-        entity_link = event["entityLink"],
-        severity = severity,
-        severity_label = severity and LABELS[severity] or nil,
+        tenantid = nullable(tenant),
+        event_id = nullable(event_id),
+        event_type = nullable(event_type),
+        event_state = nullable(event["state"]),
+        saas = nullable(event["saas"]),
+        confidence = nullable(event["confidenceIndicator"]),
+        description = nullable(event["description"]),
+        sender = nullable(event["senderAddress"]),
+        entity_id = nullable(event["entityId"]),
+        entity_link = nullable(event["entityLink"]),
+        severity = nullable(severity),
+        severity_label = nullable(severity and LABELS[severity] or nil),
         alert_reasons = reasons,
         dedupe_key = key,
         checkpoint_harmony = event,

@@ -4,9 +4,11 @@ Flow 1 (harmony-to-s3.*): exec `harmony-events --once | harmony-alerts` every in
 Flow 2 (harmony-chain-to-s3.*): exec `... | s3-batch --dest s3://...` -> receipts -> out_file.
 
 The emulator serves a known set of events, including one whose alert is > 4 KiB (the exec
-default buf_size is 4096). Fluent Bit runs the shipped config with only the 60 s interval
-shortened to 2 s, for at least two exec cycles; then the bucket must hold exactly the expected
-alerts: every eventId once, none missing, none twice, the big one whole.
+default buf_size is 4096) and one full of JSON escapes and non-ASCII text. Fluent Bit runs the
+shipped config with only the 60 s interval shortened to 2 s, for at least two exec cycles; then
+the bucket must hold exactly the expected alerts: every eventId once, none missing, none twice,
+the big one whole, and each record equal (as JSON) to what harmony-alerts writes for the same
+events when run on its own — so Fluent Bit's parse and re-serialization changed nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import AWS_TEST_ENV, SCHEMAS
+from tests.conftest import AWS_TEST_ENV, SCHEMAS, run_cli
 from tests.helpers.events import ACCESS_KEY, CLIENT_ID, make_events, write_events
 from tests.helpers.fluentbit import FluentBit, read_ndjson
 from tests.helpers.pipelines import start_hec_emulator
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.integration, pytest.mark.xdist_g
 
 KEEP_TYPES = {"phishing", "malware", "alert", "dlp"}
 BIG_DESCRIPTION_BYTES = 6000
+TRICKY_TEXT = 'Réunion — 日本 "quoted" \\ back\nslash \u2028 \u0001 😀 </script>'
 INTERVAL = {
     ".conf": ("Interval_Sec  60", "Interval_Sec  2"),
     ".yaml": ("interval_sec: 60", "interval_sec: 2"),
@@ -46,13 +49,19 @@ def tenant(tmp_path_factory) -> dict:
     big = dict(events[40], type="phishing", severity="2")
     big["description"] = "Phishing attempt, long body: " + "x" * BIG_DESCRIPTION_BYTES
     events[40] = big
+    events[41] = dict(events[41], type="malware", description=TRICKY_TEXT, senderAddress="josé@exämple.com")
     path = write_events(tmp_path_factory.mktemp("tenant") / "events.ndjson", events)
+    # What harmony-alerts itself writes for these events (no shipper in between).
+    alone = run_cli(["harmony-alerts"], path.read_bytes(), env={})
+    assert alone.returncode == 0, alone.stderr
     proc, url = start_hec_emulator(["--events", str(path)])
     try:
         yield {
             "url": url,
             "expected": {e["eventId"] for e in events if is_alert(e)},
+            "records": {r["event_id"]: r for r in map(orjson.loads, alone.stdout_lines)},
             "big_id": big["eventId"],
+            "tricky_id": events[41]["eventId"],
         }
     finally:
         proc.terminate()
@@ -118,6 +127,13 @@ def check_alerts(lines: list[bytes], tenant: dict) -> None:
     big = orjson.loads(big_line)
     assert big["description"].endswith("x" * BIG_DESCRIPTION_BYTES)
     assert big["checkpoint_harmony"]["description"] == big["description"]
+    # JSON parsed and re-serialized without loss: every record equals harmony-alerts' own output
+    # (Fluent Bit writes non-ASCII as \u escapes, so compare as JSON, not bytes).
+    assert set(tenant["records"]) == tenant["expected"]
+    for alert in alerts:
+        assert alert == tenant["records"][alert["event_id"]], alert["event_id"]
+    (tricky,) = [a for a in alerts if a["event_id"] == tenant["tricky_id"]]
+    assert tricky["description"] == TRICKY_TEXT
 
 
 @pytest.mark.parametrize("suffix", [".conf", ".yaml"])
@@ -135,9 +151,7 @@ def test_flow1_exec_alerts_to_out_s3(fluent_bit_path, moto_server, tenant, tmp_p
 
 
 @pytest.mark.parametrize("suffix", [".conf", ".yaml"])
-def test_flow2_chain_to_s3_batch_with_receipts(
-    fluent_bit_path, moto_server, tenant, tmp_path, suffix
-) -> None:
+def test_flow2_chain_to_s3_batch_with_receipts(fluent_bit_path, moto_server, tenant, tmp_path, suffix) -> None:
     bucket = new_bucket(moto_server)
     env = chain_env(tenant, tmp_path, moto_server, bucket)
     (tmp_path / "receipts").mkdir()
