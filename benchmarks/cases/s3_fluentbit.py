@@ -135,9 +135,7 @@ def _count_in_bucket(endpoint: str, bucket: str) -> tuple[int, int, int]:
 
 def _piped(fluent_bit: str, conf: Path, input_path: Path) -> list[str]:
     """`cat input | fluent-bit -c conf` (stdin must be a pipe for Fluent Bit's stdin plugin)."""
-    command = (
-        f"cat {shlex.quote(str(input_path))} | exec {shlex.quote(fluent_bit)} -q -c {shlex.quote(str(conf))}"
-    )
+    command = f"cat {shlex.quote(str(input_path))} | exec {shlex.quote(fluent_bit)} -q -c {shlex.quote(str(conf))}"
     return ["/bin/sh", "-c", command]
 
 

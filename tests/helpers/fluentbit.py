@@ -80,9 +80,7 @@ class FluentBit:
             if predicate():
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"fluent-bit exited {self.proc.returncode} before {what}:\n{self.tail()}"
-                )
+                raise AssertionError(f"fluent-bit exited {self.proc.returncode} before {what}:\n{self.tail()}")
             time.sleep(0.2)
         raise AssertionError(f"timed out after {timeout_secs}s waiting for {what}:\n{self.tail()}")
 

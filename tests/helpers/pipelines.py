@@ -153,9 +153,7 @@ def interpolate_vector(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}", repl, text)
 
 
-def start_hec_emulator(
-    args: list[str], env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
+def start_hec_emulator(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """`hec-emulator --port 0 ARGS` on 127.0.0.1; returns (process, base URL) once it is ready.
 
     It accepts the test tenant's credentials (tests/helpers/events.py CLIENT_ID / ACCESS_KEY).

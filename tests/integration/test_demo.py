@@ -40,9 +40,7 @@ def test_demo_prints_the_summary(tmp_path: Path) -> None:
     assert objects >= 1
     assert re.search(r"duplicates dropped\s+\d+", out)
     # The replay of the same events emits nothing new: every alert is a known duplicate.
-    replay = re.search(
-        r"replay of the same events: ([\d,]+) in, ([\d,]+) new alerts, ([\d,]+) duplicates", out
-    )
+    replay = re.search(r"replay of the same events: ([\d,]+) in, ([\d,]+) new alerts, ([\d,]+) duplicates", out)
     assert replay, out
     assert replay.group(2) == "0"
     assert int(replay.group(3).replace(",", "")) >= kept

@@ -29,9 +29,7 @@ def ec2() -> Iterator[tuple[MotoEc2, dict[str, str]]]:
     moto = MotoEc2()
     try:
         expected = {}
-        (linux,) = moto.launch(
-            REGION, {"Name": "web-1", "env": "prod", "checkpoint_ssh:ubuntu": "ops-key.pem"}
-        )
+        (linux,) = moto.launch(REGION, {"Name": "web-1", "env": "prod", "checkpoint_ssh:ubuntu": "ops-key.pem"})
         expected[linux["InstanceId"]] = "ssh"
         (plain,) = moto.launch(REGION, {"Name": "db-1", "env": "prod"})
         expected[plain["InstanceId"]] = "ssh"

@@ -34,9 +34,7 @@ def run_exec(fluent_bit_path: str, tmp_path: Path, command: str, *props: str) ->
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith(b"{")]
 
 
-def test_a_line_longer_than_buf_size_is_dropped_and_a_big_buf_size_keeps_it(
-    fluent_bit_path, tmp_path
-) -> None:
+def test_a_line_longer_than_buf_size_is_dropped_and_a_big_buf_size_keeps_it(fluent_bit_path, tmp_path) -> None:
     data = tmp_path / "lines.ndjson"
     data.write_text(json.dumps({"id": 1, "pad": "x" * 5000}) + "\n" + json.dumps({"id": 2}) + "\n")
     assert [r["id"] for r in run_exec(fluent_bit_path, tmp_path, f"cat {data}")] == [2]

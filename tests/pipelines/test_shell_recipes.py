@@ -122,6 +122,71 @@ def test_loop_recipe_streams_and_stops_in_order(tenant, tmp_path) -> None:
     assert sum(r["records"] for r in receipts) == len(alerts)
 
 
+def test_loop_recipe_restarts_with_backoff_after_a_runtime_failure(tmp_path) -> None:
+    """An unreachable gateway (exit 4) is not a config error: the loop restarts the chain after
+    1 s, then 2 s, ...; SIGTERM during the pause still stops it with exit 0."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    env = recipe_env(
+        HARMONY_BASE_URL=f"http://127.0.0.1:{closed_port}",
+        HARMONY_CLIENT_ID=CLIENT_ID,
+        HARMONY_ACCESS_KEY=ACCESS_KEY,
+        HARMONY_MAX_RETRIES="0",
+        HARMONY_STATE_ROOT=str(tmp_path / "state"),
+        HARMONY_DEST=f"file://{tmp_path}/store/",
+    )
+    proc = subprocess.Popen(
+        [str(SHELL / "harmony-to-s3-loop.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None
+        restarts = []
+        deadline = time.monotonic() + 30
+        while len(restarts) < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline().decode()
+            if not line:
+                break
+            if "restarting in" in line:
+                restarts.append(line.strip())
+        assert len(restarts) == 2, restarts
+        assert "harmony-events 4" in restarts[0] and restarts[0].endswith("restarting in 1s"), restarts
+        assert restarts[1].endswith("restarting in 2s"), restarts
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+
+
+def test_systemd_unit_verifies_and_matches_the_loop_script(tmp_path) -> None:
+    """`systemd-analyze verify` accepts the unit (pointed at this checkout), and it does not
+    restart on the exit codes the loop script itself refuses to retry (2, 3)."""
+    import shutil
+
+    text = (SHELL / "harmony-to-s3.service").read_text()
+    assert "ExecStart=/opt/harmony-pipes/pipelines/shell/harmony-to-s3-loop.sh" in text
+    assert "RestartPreventExitStatus=2 3" in text
+    assert "KillMode=mixed" in text  # SIGTERM to the script only: it drains the chain in order
+    loop = (SHELL / "harmony-to-s3-loop.sh").read_text()
+    assert "2|3)" in loop
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    env_file = tmp_path / "harmony.env"
+    env_file.write_text("HARMONY_DEST=file:///tmp/x/\n")
+    unit = tmp_path / "harmony-to-s3.service"
+    unit.write_text(
+        text.replace("/opt/harmony-pipes", str(REPO_ROOT)).replace("/etc/harmony-pipes/harmony.env", str(env_file))
+    )
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert not result.stderr.strip() and not result.stdout.strip(), (result.stdout + result.stderr).decode()
+
+
 def test_loop_recipe_does_not_restart_on_a_config_error(tmp_path) -> None:
     env = recipe_env(HARMONY_STATE_ROOT=str(tmp_path / "state"), HARMONY_DEST=f"file://{tmp_path}/store/")
     result = subprocess.run([str(SHELL / "harmony-to-s3-loop.sh")], env=env, capture_output=True, timeout=60)

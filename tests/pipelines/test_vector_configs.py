@@ -4,6 +4,7 @@ The same command-line check runs over the Fluent Bit configs and the shell recip
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,91 @@ def test_shell_recipe_command_lines_use_only_accepted_options(path: Path) -> Non
     assert commands, f"{path.name} runs none of our commands"
     for argv in commands:
         check_argv(argv)
+
+
+# Option names of the components the configs use (Vector 0.58 reference: sources/exec,
+# sinks/aws_s3, sinks/file, sinks/http; ../shared/reference/shippers.md section 2). A misspelt
+# key would be rejected by Vector at start-up ("unknown field"); with no binary here, this list
+# stands in for its config schema.
+COMMON_SINK = {"type", "inputs", "encoding", "framing", "buffer", "healthcheck", "acknowledgements"}
+KNOWN_OPTIONS = {
+    ("source", "exec"): {
+        "type",
+        "command",
+        "mode",
+        "scheduled",
+        "streaming",
+        "working_directory",
+        "environment",
+        "clear_environment",
+        "include_stderr",
+        "maximum_buffer_size_bytes",
+        "decoding",
+        "framing",
+    },
+    ("sink", "aws_s3"): COMMON_SINK
+    | {
+        "bucket",
+        "region",
+        "endpoint",
+        "key_prefix",
+        "filename_time_format",
+        "filename_append_uuid",
+        "filename_extension",
+        "compression",
+        "batch",
+        "acl",
+        "auth",
+        "storage_class",
+        "server_side_encryption",
+        "ssekms_key_id",
+        "tags",
+        "content_type",
+        "content_encoding",
+        "force_path_style",
+        "request",
+        "tls",
+        "timezone",
+        "batch_encoding",
+    },
+    ("sink", "file"): COMMON_SINK | {"path", "compression", "idle_timeout_secs", "timezone"},
+    ("sink", "http"): COMMON_SINK | {"uri", "auth", "method", "headers", "compression", "batch", "request", "tls"},
+}
+NESTED = {
+    "scheduled": {"exec_interval_secs"},
+    "streaming": {"respawn_on_exit", "respawn_interval_secs"},
+    "decoding": {"codec", "json"},
+    "framing": {"method", "newline_delimited", "character_delimited"},
+    "batch": {"max_bytes", "max_events", "timeout_secs"},
+    "buffer": {"type", "max_size", "max_events", "when_full"},
+}
+
+
+def _commented_sinks(path: Path) -> dict:
+    """Sinks shipped commented out (`#   type: http` ...): uncomment them to check them too."""
+    lines = path.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("sinks:")), None)
+    if start is None:
+        return {}
+    body = [
+        re.sub(r"^  # ", "  ", line)
+        for line in lines[start:]
+        if re.match(r"^  #   ", line) or re.match(r"^  # \w+:", line)
+    ]
+    if not body:
+        return {}
+    return yaml.safe_load(interpolate_vector("sinks:\n" + "\n".join(body), ENV))["sinks"]
+
+
+@pytest.mark.parametrize("path", VECTOR_CONFIGS, ids=lambda p: p.name)
+def test_vector_configs_use_only_known_option_names(path: Path) -> None:
+    config = load_vector(path)
+    assert set(config) <= {"schema", "sources", "transforms", "sinks", "data_dir", "api"}
+    components = [("source", c) for c in config["sources"].values()]
+    components += [("sink", c) for c in {**config["sinks"], **_commented_sinks(path)}.values()]
+    for kind, component in components:
+        known = KNOWN_OPTIONS[(kind, component["type"])]
+        assert set(component) <= known, f"{path.name}: unknown {set(component) - known}"
+        for key, value in component.items():
+            if key in NESTED and isinstance(value, dict):
+                assert set(value) <= NESTED[key], f"{path.name}: {key}: unknown {set(value) - NESTED[key]}"
