@@ -122,7 +122,7 @@ def _echo_json(obj: Any) -> None:
 
 @cli.command("list-regions")
 @aws_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_regions(ctx: click.Context, as_json: bool, **params: Any) -> None:
     """Enabled regions (DescribeRegions)."""
@@ -136,7 +136,7 @@ def list_regions(ctx: click.Context, as_json: bool, **params: Any) -> None:
 
 @cli.command("list-vpcs")
 @aws_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_vpcs(ctx: click.Context, as_json: bool, **params: Any) -> None:
     """VPCs per selected region (DescribeVpcs), to choose --vpcs."""
@@ -165,7 +165,7 @@ def list_vpcs(ctx: click.Context, as_json: bool, **params: Any) -> None:
 @cli.command("list-tags")
 @aws_options
 @filter_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
     """Selectable tags with instance counts (Name, checkpoint_ssh:* and 0-instance tags excluded).

@@ -45,6 +45,7 @@ class Ec2Reader:
     retry_mode: str = "adaptive"
     max_attempts: int = 5
     read_timeout_secs: float = 60
+    page_size: int = PAGE_SIZE
     _clients: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,7 +87,7 @@ class Ec2Reader:
         self, region: str, filters: list[dict[str, Any]], counter: list[int] | None = None
     ) -> Iterator[dict[str, Any]]:
         paginator = self.client(region).get_paginator("describe_instances")
-        pages = paginator.paginate(Filters=filters, PaginationConfig={"PageSize": PAGE_SIZE})
+        pages = paginator.paginate(Filters=filters, PaginationConfig={"PageSize": self.page_size})
         for page in pages:
             if counter is not None:
                 counter[0] += 1

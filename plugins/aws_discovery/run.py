@@ -190,10 +190,11 @@ class Syncer:
         }
         # One line per cycle (the seed's "some computers are left unconfigured" notification).
         if outcome.unconfigured:
+            count = outcome.unconfigured
+            are = "instance is" if count == 1 else "instances are"
             message = (
-                f"cycle done: {outcome.unconfigured} instances are left unconfigured and are not "
-                "integrated: tag them checkpoint_ssh:<user>=<key>.pem with a known key, or set "
-                "--default-user/--default-key"
+                f"cycle done: {count} {are} left unconfigured and not integrated: tag them "
+                "checkpoint_ssh:<user>=<key>.pem with a known key, or set --default-user/--default-key"
             )
         else:
             message = "cycle done: 0 instances unconfigured"

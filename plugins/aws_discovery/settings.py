@@ -43,8 +43,9 @@ def flat(values: Iterable[Any] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def env_option(name: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-    return click.option(name, envvar=ENV + env, show_envvar=True, **kwargs)
+def env_option(name: str, env: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option whose environment variable is AWS_DISCOVERY_<env> (shown in --help)."""
+    return click.option(name, *decls, envvar=ENV + env, show_envvar=True, **kwargs)
 
 
 def aws_options(f: F) -> F:
@@ -70,6 +71,14 @@ def aws_options(f: F) -> F:
             help="Assume this role (cross-account); credentials are refreshed before they expire.",
         ),
         env_option("--external-id", "EXTERNAL_ID", help="ExternalId for --role-arn (the trust policy condition)."),
+        env_option(
+            "--role-duration-secs",
+            "ROLE_DURATION_SECS",
+            type=click.IntRange(min=900, max=43200),
+            default=3600,
+            show_default=True,
+            help="Lifetime asked for the assumed-role credentials; they are renewed before they expire.",
+        ),
         env_option(
             "--retry-mode",
             "RETRY_MODE",
@@ -116,6 +125,14 @@ def filter_options(f: F) -> F:
             multiple=True,
             help="Instance states to include (comma list). Default: running.",
         ),
+        env_option(
+            "--page-size",
+            "PAGE_SIZE",
+            type=click.IntRange(min=5, max=1000),
+            default=1000,
+            show_default=True,
+            help="DescribeInstances MaxResults per page (AWS allows 5-1000; every page is one request).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -123,11 +140,20 @@ def filter_options(f: F) -> F:
 
 
 def merged_param(ctx: click.Context, name: str, value: Any) -> Any:
-    """A subcommand option falls back to the same option given before the subcommand name."""
-    if value not in (None, (), [], ""):
+    """A subcommand option falls back to the same option given before the subcommand name.
+
+    `aws-discovery --regions x list-tags` and `aws-discovery list-tags --regions x` are the
+    same; an option the subcommand only has by default takes the group's explicit value.
+    """
+    from click.core import ParameterSource
+
+    unset = (None, ParameterSource.DEFAULT)
+    if ctx.get_parameter_source(name) not in unset and value not in (None, (), [], ""):
         return value
-    parent = ctx.parent.params if ctx.parent is not None else {}
-    return parent.get(name, value)
+    parent = ctx.parent
+    if parent is None or name not in parent.params or parent.get_parameter_source(name) in unset:
+        return value
+    return parent.params[name]
 
 
 def parse_states(values: Iterable[Any]) -> tuple[str, ...]:
@@ -160,6 +186,7 @@ class AwsContext:
                 external_id=p.get("external_id"),
                 session_name="aws-discovery",
                 endpoint_url=p.get("endpoint_url"),
+                duration_secs=int(p.get("role_duration_secs") or 3600),
             )
         return self._session
 
@@ -186,6 +213,7 @@ class AwsContext:
                 retry_mode=self.params.get("retry_mode") or "adaptive",
                 max_attempts=self.params.get("max_attempts") or 5,
                 read_timeout_secs=self.params.get("read_timeout_secs") or 60,
+                page_size=int(self.params.get("page_size") or 1000),
             )
         return self._reader
 

@@ -1,15 +1,21 @@
 """Helpers for the aws-discovery tests: an own moto server, EC2 fixtures, a per-region fault proxy.
 
-The discovery tests reset EC2 state between tests (POST /moto-api/reset), so they run their own
-moto server instead of the session-wide `moto_server` other areas keep S3 buckets in.
+The discovery tests reset EC2 state between tests (POST /moto-api/reset). moto's backends are
+process-wide, so a reset inside the pytest worker would also wipe the S3 buckets other areas keep
+in the session-wide `moto_server`: `MotoEc2` therefore runs `python -m moto.server` in a process
+of its own (about 0.5 s to start), and its resets touch nothing else.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,28 +31,48 @@ REGIONS = ("us-east-1", "eu-west-1")
 
 
 class MotoEc2:
-    """A moto server of our own, reset per test, with small builders for EC2 fixtures."""
+    """A moto server process of our own (empty at start), with small builders for EC2 fixtures."""
 
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._post("/moto-api/reset")
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.05)
         self._clients: dict[str, Any] = {}
-        # moto's backends are process-wide: a new server still sees the instances an earlier test
-        # in this pytest worker launched, so every MotoEc2 starts empty.
-        self.reset()
+
+    def _post(self, path: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("POST", path)
+            conn.getresponse().read()
+        finally:
+            conn.close()
 
     def stop(self) -> None:
-        self.server.stop()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def reset(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.request("POST", "/moto-api/reset")
-        conn.getresponse().read()
-        conn.close()
+        self._post("/moto-api/reset")
 
     def ec2(self, region: str) -> Any:
         if region not in self._clients:
@@ -98,19 +124,28 @@ class MotoEc2:
 
 
 class FaultProxy:
-    """HTTP proxy in front of moto that fails the requests signed for chosen regions.
+    """HTTP proxy in front of moto that fails, delays and counts requests per region and action.
 
     moto has no fault injection, and our command has one endpoint for every region; the region
     is in the SigV4 credential scope of each request, so the proxy can fail exactly one region
-    with a real HTTP error (default: 503 RequestLimitExceeded, i.e. EC2 throttling).
+    with a real HTTP error (default: 503 RequestLimitExceeded, i.e. EC2 throttling), optionally
+    only its next `times` requests (a transient throttle the retries must absorb). `calls` counts
+    (region, Action) pairs; `delay_secs[action]` holds those requests back, and `max_in_flight`
+    records how many of them were ever outstanding at once (proof of concurrent reads).
     """
 
     _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
+    _ACTION = re.compile(rb"(?:^|&)Action=([A-Za-z]+)")
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.failing: dict[str, tuple[int, str]] = {}
+        self.failing: dict[str, tuple[int, str, int | None]] = {}
         self.hits: dict[str, int] = {}
+        self.calls: dict[tuple[str, str], int] = {}
+        self.delay_secs: dict[str, float] = {}
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+        self._lock = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -119,44 +154,48 @@ class FaultProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def _reply(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 found = proxy._SCOPE.search(self.headers.get("Authorization", ""))
                 region = found.group(1) if found else ""
-                if region in proxy.failing:
-                    proxy.hits[region] = proxy.hits.get(region, 0) + 1
-                    status, code = proxy.failing[region]
+                action_found = proxy._ACTION.search(body)
+                action = action_found.group(1).decode() if action_found else ""
+                failure = proxy._take_failure(region, action)
+                if failure is not None:
+                    status, code = failure
                     payload = (
                         f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
                         f"<Message>injected by the test proxy</Message></Error></Errors>"
                         f"<RequestID>x</RequestID></Response>"
                     ).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "text/xml")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._reply(status, [("Content-Type", "text/xml")], payload)
                     return
-                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for key, value in resp.getheaders():
-                    if key.lower() not in (
-                        "content-length",
-                        "connection",
-                        "transfer-encoding",
-                        "server",
-                        "date",
-                    ):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                conn.close()
+                with proxy._lock:
+                    proxy.in_flight[action] = proxy.in_flight.get(action, 0) + 1
+                    proxy.max_in_flight[action] = max(proxy.max_in_flight.get(action, 0), proxy.in_flight[action])
+                try:
+                    if proxy.delay_secs.get(action):
+                        time.sleep(proxy.delay_secs[action])
+                    conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    conn.close()
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight[action] -= 1
+                skip = ("content-length", "connection", "transfer-encoding", "server", "date")
+                self._reply(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in skip], data)
 
             do_POST = _forward
             do_GET = _forward
@@ -167,11 +206,31 @@ class FaultProxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def fail(self, region: str, status: int = 503, code: str = "RequestLimitExceeded") -> None:
-        self.failing[region] = (status, code)
+    def _take_failure(self, region: str, action: str) -> tuple[int, str] | None:
+        with self._lock:
+            self.calls[(region, action)] = self.calls.get((region, action), 0) + 1
+            if region not in self.failing:
+                return None
+            status, code, times = self.failing[region]
+            self.hits[region] = self.hits.get(region, 0) + 1
+            if times is not None:
+                if times <= 1:
+                    self.failing.pop(region)
+                else:
+                    self.failing[region] = (status, code, times - 1)
+            return status, code
+
+    def fail(
+        self, region: str, status: int = 503, code: str = "RequestLimitExceeded", times: int | None = None
+    ) -> None:
+        """Fail every request signed for `region` (or only the next `times` ones)."""
+        self.failing[region] = (status, code, times)
 
     def heal(self, region: str) -> None:
         self.failing.pop(region, None)
+
+    def count(self, action: str, region: str | None = None) -> int:
+        return sum(n for (r, a), n in self.calls.items() if a == action and region in (None, r))
 
     def close(self) -> None:
         self.server.shutdown()
@@ -209,3 +268,15 @@ def validate_records(items: Iterable[Mapping[str, Any]]) -> None:
 
 def strip_time(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in item.items() if k != "observed_at"} for item in items]
+
+
+def discover_clean(args: Iterable[str], env: Mapping[str, str], timeout_secs: float = 120) -> Any:
+    """Run `aws-discovery ARGS` with only PATH/HOME and `env`: no ambient AWS credentials, token,
+    region or endpoint leak in from the test process (for the credential-chain tests)."""
+    from tests.conftest import CliResult, command_path
+
+    base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    base.update({"AWS_EC2_METADATA_DISABLED": "true", "PYTHONUNBUFFERED": "1"})
+    argv = [command_path("aws-discovery"), *args]
+    proc = subprocess.run(argv, input=b"", capture_output=True, env={**base, **env}, timeout=timeout_secs)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))

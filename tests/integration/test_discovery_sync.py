@@ -77,9 +77,7 @@ def cycle(moto: MotoEc2, state_dir, *extra: str, endpoint: str | None = None):
 def test_snapshot_classifies_every_kind_of_instance_exactly(moto: MotoEc2, tmp_path) -> None:
     vpc_a, subnet_a = moto.vpc(E1, "10.1.0.0/16")
     vpc_b, subnet_b = moto.vpc(E1, "10.2.0.0/16")
-    one = moto.launch(
-        E1, {"Name": "web", "env": "prod", "checkpoint_ssh:ubuntu": "deploy.pem"}, subnet_id=subnet_a
-    )
+    one = moto.launch(E1, {"Name": "web", "env": "prod", "checkpoint_ssh:ubuntu": "deploy.pem"}, subnet_id=subnet_a)
     several = moto.launch(
         E1,
         {
@@ -286,9 +284,7 @@ def test_sync_emits_exactly_the_changes(moto: MotoEc2, tmp_path) -> None:
     assert out == []
     # running only: the stopped one leaves the inventory
     _, out = cycle(moto, tmp_path)
-    assert [(r["op"], r["instance_id"], r["reasons"]) for r in out] == [
-        ("remove", stop, ["instance is stopped"])
-    ]
+    assert [(r["op"], r["instance_id"], r["reasons"]) for r in out] == [("remove", stop, ["instance is stopped"])]
 
     _, out = cycle(moto, tmp_path, "--resync")
     assert {r["op"] for r in out} == {"snapshot"}
@@ -301,7 +297,7 @@ def test_unconfigured_once_then_add_then_remove_and_unconfigured(moto: MotoEc2, 
     assert [r["op"] for r in out] == ["unconfigured"]
     result, out = cycle(moto, tmp_path)
     assert out == []
-    assert "1 instances are left unconfigured" in result.stderr  # the count is repeated each cycle
+    assert "1 instance is left unconfigured" in result.stderr  # the count is repeated each cycle
     moto.ec2(E1).create_tags(Resources=[iid], Tags=[{"Key": "checkpoint_ssh:ubuntu", "Value": "deploy.pem"}])
     _, out = cycle(moto, tmp_path)
     assert [r["op"] for r in out] == ["add"]
