@@ -135,3 +135,42 @@ def test_discovery_exit_code_is_propagated(fluent_bit_path, ec2, tmp_path) -> No
     with FluentBit(fluent_bit_path, "aws-discovery.conf", tmp_path, env) as fb:
         rc = fb.wait_exit(30)
     assert rc == 2, fb.tail()
+
+
+@pytest.mark.parametrize(
+    ("config", "region", "command"),
+    [
+        ("aws-discovery.conf", "ap-southeast-2", "Command              aws-discovery --interval-secs"),
+        ("aws-discovery.yaml", "ap-northeast-1", "command: aws-discovery --interval-secs"),
+    ],
+)
+def test_discovery_diffs_stream_on_later_cycles(fluent_bit_path, ec2, tmp_path, config, region, command) -> None:
+    """Not only the first cycle: an instance launched and one terminated while aws-discovery runs
+    arrive as `add` / `remove` records on a later cycle, Fluent Bit still running. Only the 60 s
+    interval is shortened to 1 s; a region of its own keeps the module's instances untouched."""
+    moto, _ = ec2
+    (stays,) = moto.launch(region, {"Name": "stays", "env": "prod"})
+    (goes,) = moto.launch(region, {"Name": "goes", "env": "prod"})
+    env = {**discovery_env(moto, tmp_path), "AWS_DISCOVERY_REGIONS": region, "AWS_DEFAULT_REGION": region}
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "inventory.ndjson"
+    interval = {f"{command} 60": f"{command} 1"}
+    with FluentBit(fluent_bit_path, config, tmp_path, env, interval) as fb:
+        fb.wait_until(lambda: len(read_ndjson(out)) >= 2, 30, "the snapshot")
+        (added,) = moto.launch(region, {"Name": "new", "env": "prod"})
+        moto.ec2(region).terminate_instances(InstanceIds=[goes["InstanceId"]])
+
+        def ops() -> dict[str, set[str]]:
+            found: dict[str, set[str]] = {}
+            for record in read_ndjson(out):
+                found.setdefault(record["op"], set()).add(record["instance_id"])
+            return found
+
+        fb.wait_until(lambda: {"add", "remove"} <= set(ops()), 30, "the add and remove diffs")
+        assert fb.proc.poll() is None, "aws-discovery (and Fluent Bit) keep running"
+        assert fb.stop() == 0
+    validate_records(read_ndjson(out))
+    found = ops()
+    assert found["snapshot"] == {stays["InstanceId"], goes["InstanceId"]}
+    assert found["add"] == {added["InstanceId"]}
+    assert found["remove"] == {goes["InstanceId"]}
