@@ -1,0 +1,75 @@
+"""The exec buffer sizes in the shipped configs are above the longest record our commands can
+write: the largest event harmony-alerts accepts (--max-line-bytes, 1 MiB) becomes an alert of
+about 2 MiB (the description is kept twice: normalized and inside the original event), which the
+real Fluent Bit, with the flow-1 config's Buf_Size, delivers whole; Vector's limit is checked the
+same way."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, run_cli
+from tests.helpers.events import make_events
+from tests.helpers.fluentbit import FLUENT_BIT_DIR
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.xdist_group("fb-traps")]
+
+MAX_LINE_BYTES = 1_048_576  # harmony-alerts' default --max-line-bytes
+UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def size_bytes(text: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)\s*([KMG]?)B?", text.strip(), re.IGNORECASE).groups()
+    return int(number) * UNITS[unit.upper()]
+
+
+def flow1_buf_sizes() -> dict[str, int]:
+    conf = (FLUENT_BIT_DIR / "harmony-to-s3.conf").read_text()
+    (classic,) = re.findall(r"^\s*Buf_Size\s+(\S+)", conf, re.MULTILINE | re.IGNORECASE)
+    config = yaml.safe_load((FLUENT_BIT_DIR / "harmony-to-s3.yaml").read_text())
+    (exec_input,) = [i for i in config["pipeline"]["inputs"] if i["name"] == "exec"]
+    return {"harmony-to-s3.conf": size_bytes(classic), "harmony-to-s3.yaml": size_bytes(str(exec_input["buf_size"]))}
+
+
+@pytest.fixture(scope="module")
+def biggest_alert(tmp_path_factory) -> bytes:
+    """The alert of an event just under harmony-alerts' input limit."""
+    event = dict(make_events(1, span_secs=60, seed=3)[0], type="phishing")
+    event["description"] = ""
+    room = MAX_LINE_BYTES - 1 - len(orjson.dumps(event))
+    event["description"] = "é" * (room // 2)  # 2 bytes each in UTF-8
+    line = orjson.dumps(event) + b"\n"
+    assert MAX_LINE_BYTES - 2 <= len(line) <= MAX_LINE_BYTES
+    result = run_cli(["harmony-alerts"], line, env={})
+    assert result.returncode == 0, result.stderr
+    (alert,) = result.stdout_lines
+    return alert
+
+
+def test_buf_size_is_above_the_longest_alert(biggest_alert: bytes) -> None:
+    assert len(biggest_alert) > 2 * MAX_LINE_BYTES - 64 * 1024, "the description is kept twice"
+    for name, buf_size in flow1_buf_sizes().items():
+        assert buf_size > 2 * len(biggest_alert), f"{name}: Buf_Size {buf_size} leaves too little room"
+    vector = (REPO_ROOT / "pipelines" / "vector" / "harmony-to-s3.yaml").read_text()
+    limit = int(re.search(r"maximum_buffer_size_bytes:\s*(\d+)", vector).group(1))
+    assert limit > 2 * len(biggest_alert)
+
+
+def test_fluent_bit_delivers_the_longest_alert_whole(fluent_bit_path, biggest_alert: bytes, tmp_path: Path) -> None:
+    data = tmp_path / "alert.ndjson"
+    data.write_bytes(biggest_alert + b"\n")
+    buf_size = flow1_buf_sizes()["harmony-to-s3.conf"]
+    argv = [fluent_bit_path, "-R", str(FLUENT_BIT_DIR / "parsers.conf"), "-i", "exec"]
+    argv += ["-p", f"command=cat {data}", "-p", "parser=harmony_ndjson", "-p", f"buf_size={buf_size}"]
+    argv += ["-p", "oneshot=true", "-p", "exit_after_oneshot=true", "-p", "threaded=true"]
+    argv += ["-o", "stdout", "-p", "format=json_lines", "-p", "json_date_key=false", "-f", "1"]
+    proc = subprocess.run(argv, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    (record,) = [orjson.loads(line) for line in proc.stdout.splitlines() if line.startswith(b"{")]
+    assert record == orjson.loads(biggest_alert)
