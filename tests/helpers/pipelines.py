@@ -156,20 +156,18 @@ def interpolate_vector(text: str, env: dict[str, str]) -> str:
 def start_hec_emulator(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """`hec-emulator --port 0 ARGS` on 127.0.0.1; returns (process, base URL) once it is ready.
 
-    It accepts the test tenant's credentials (tests/helpers/events.py CLIENT_ID / ACCESS_KEY).
+    Its tenant accepts the test credentials (tests/helpers/events.py CLIENT_ID / ACCESS_KEY),
+    passed through the emulator's own env vars, never on argv.
     """
     import os
     import sys
 
     from tests.helpers.events import ACCESS_KEY, CLIENT_ID
 
-    full_env = {**os.environ, **_emulator_credentials_env(CLIENT_ID, ACCESS_KEY), **(env or {})}
+    full_env = {**os.environ, "HEC_EMULATOR_CLIENT_ID": CLIENT_ID, "HEC_EMULATOR_ACCESS_KEY": ACCESS_KEY, **(env or {})}
     binary = str(Path(sys.executable).parent / "hec-emulator")
     proc = subprocess.Popen(
-        [binary, "--port", "0", *_emulator_credential_args(CLIENT_ID), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=full_env,
+        [binary, "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=full_env
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -177,11 +175,3 @@ def start_hec_emulator(args: list[str], env: dict[str, str] | None = None) -> tu
         proc.kill()
         raise AssertionError(f"hec-emulator exited {proc.wait()} without printing its URL")
     return proc, orjson.loads(line)["url"]
-
-
-def _emulator_credentials_env(client_id: str, access_key: str) -> dict[str, str]:
-    return {"HARMONY_CLIENT_ID": client_id, "HARMONY_ACCESS_KEY": access_key}
-
-
-def _emulator_credential_args(client_id: str) -> list[str]:
-    return []

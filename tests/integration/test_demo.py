@@ -65,3 +65,12 @@ def test_demo_prints_the_summary(tmp_path: Path) -> None:
     # Reasons are listed, and one alert is pretty-printed.
     assert re.search(r"type:\w+\s+[\d,]+", out) or re.search(r"severity>=\d\s+[\d,]+", out)
     assert '"msg_class": "checkpoint_harmony_security_event"' in out
+
+
+def test_make_demo_runs_this_module() -> None:
+    """`make demo` is the entry point the issue names: it must run the module tested above."""
+    from tests.conftest import REPO_ROOT
+
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "-m harmony_pipes.demo" in recipe
