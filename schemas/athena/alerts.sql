@@ -4,7 +4,7 @@
 --   s3://BUCKET/harmony/alerts/dt=2026-11-25/1795572294010_1795575601000_1795575663123_945bd8f97a507277.ndjson.gz
 -- Fluent Bit flow 1 (pipelines/fluent-bit/harmony-to-s3.*) and Vector flow 1 write under the same
 -- dt=YYYY-MM-DD/ prefixes, so this one table reads all of them. `dt` is the UTC date of the
--- earliest alert in the object (s3-batch) or of its read time (Fluent Bit).
+-- earliest alert in the object (s3-batch) or of the time the shipper read it (Fluent Bit, Vector).
 --
 -- Partition projection: no crawler, no MSCK REPAIR, no ALTER TABLE ADD PARTITION — Athena
 -- computes the dt= prefixes from the query's WHERE clause. Always filter on dt:
