@@ -19,13 +19,44 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harmony_pipes._core.aws import classify_aws_error, make_client
-from harmony_pipes._core.errors import PipesError
+from harmony_pipes._core.aws import RETRY_MODES, classify_aws_error
+from harmony_pipes._core.errors import ConfigError, PipesError
 
 INSTANCE_STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
 PAGE_SIZE = 1000  # DescribeInstances MaxResults upper bound
 MAX_REGION_WORKERS = 8
 ID_FILTER_CHUNK = 200  # values per filter
+
+
+def ec2_client(
+    session: Any,
+    region: str,
+    *,
+    endpoint_url: str | None,
+    retry_mode: str,
+    total_attempts: int,
+    read_timeout_secs: float,
+    connect_timeout_secs: float = 5,
+) -> Any:
+    """An EC2 client making at most `total_attempts` attempts per call (first one included).
+
+    botocore's `retries["max_attempts"]` counts *retries* (N gives N+1 attempts); the option
+    says attempts, so this sets `total_max_attempts` (the AWS_MAX_ATTEMPTS meaning).
+    """
+    from botocore.config import Config
+
+    if retry_mode not in RETRY_MODES:
+        raise ConfigError(f"unknown retry mode {retry_mode!r}", f"use one of {', '.join(RETRY_MODES)}")
+    config = Config(
+        retries={"mode": retry_mode, "total_max_attempts": max(1, int(total_attempts))},
+        connect_timeout=connect_timeout_secs,
+        read_timeout=read_timeout_secs,
+        max_pool_connections=10,
+    )
+    kwargs: dict[str, Any] = {"config": config, "region_name": region}
+    if endpoint_url:
+        kwargs["endpoint_url"] = endpoint_url
+    return session.client("ec2", **kwargs)
 
 
 @dataclass
@@ -52,13 +83,12 @@ class Ec2Reader:
     def client(self, region: str) -> Any:
         with self._lock:  # client creation is not thread-safe; the clients themselves are
             if region not in self._clients:
-                self._clients[region] = make_client(
+                self._clients[region] = ec2_client(
                     self.session,
-                    "ec2",
-                    region=region,
+                    region,
                     endpoint_url=self.endpoint_url,
                     retry_mode=self.retry_mode,
-                    max_attempts=self.max_attempts,
+                    total_attempts=self.max_attempts,
                     read_timeout_secs=self.read_timeout_secs,
                 )
             return self._clients[region]

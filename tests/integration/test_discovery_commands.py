@@ -51,9 +51,7 @@ def test_list_tags_counts_selectable_tags_only(moto: MotoEc2) -> None:
         f"{'team':<40} 1",
         f"{'team=core':<40} 1",
     ]
-    result = discover(
-        ["--regions", f"{E1},{W1}", "list-tags", "--json", "--instance-states", "stopped"], moto.endpoint
-    )
+    result = discover(["--regions", f"{E1},{W1}", "list-tags", "--json", "--instance-states", "stopped"], moto.endpoint)
     assert [orjson.loads(line) for line in result.stdout_lines] == [
         {"tag": "env", "key": "env", "value": None, "instances": 1},
         {"tag": "env=old", "key": "env", "value": "old", "instances": 1},
@@ -136,9 +134,7 @@ def test_assume_role_with_external_id_reads_the_other_account(moto: MotoEc2) -> 
     assert [r["instance_id"] for r in out] == [theirs]
     assert "ext-123" not in result.stderr
 
-    result = discover(
-        ["test", "--regions", E1, "--role-arn", ROLE_ARN, "--external-id", "ext-123"], moto.endpoint
-    )
+    result = discover(["test", "--regions", E1, "--role-arn", ROLE_ARN, "--external-id", "ext-123"], moto.endpoint)
     assert result.returncode == 0, result.stdout
     lines = result.stdout.decode().splitlines()
     assert lines[0].startswith("ok    credentials: arn:aws:sts::123456789012:user/moto")
@@ -164,9 +160,7 @@ def test_test_subcommand_reports_cause_and_fix(moto: MotoEc2) -> None:
         lines = result.stdout.decode().splitlines()
         assert result.returncode == 3
         assert lines[-2] == f"ok    describe-instances {E1}: answered (0 instances on the first page)"
-        assert lines[-1].startswith(
-            f"FAIL  describe-instances {W1}: DescribeInstances in {W1}: access denied"
-        )
+        assert lines[-1].startswith(f"FAIL  describe-instances {W1}: DescribeInstances in {W1}: access denied")
         assert lines[-1].endswith(
             "grant ec2:DescribeInstances to the caller's IAM policy (see the `policy` subcommand)"
         )

@@ -101,9 +101,7 @@ def test_invalid_ssh_tags_are_reasons() -> None:
 
 
 def test_windows_is_rdp_direct_and_ignores_ssh_tags() -> None:
-    entry = classify(
-        instance(tags={"env": "prod", "checkpoint_ssh:x": "y.pem"}, Platform="windows"), "us-east-1", SEL
-    )
+    entry = classify(instance(tags={"env": "prod", "checkpoint_ssh:x": "y.pem"}, Platform="windows"), "us-east-1", SEL)
     assert entry["platform"] == "windows"
     assert entry["app"] == {"type": "rdp", "auth": "direct"}
 

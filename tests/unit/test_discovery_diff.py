@@ -117,8 +117,6 @@ def test_users_change_is_an_update_of_app() -> None:
 
 def test_resync_snapshot_keeps_failed_region_instances() -> None:
     prev = inv(entry("i-1"), entry("i-2", region="eu-west-1"))
-    records, inventory = snapshot_with_carry(
-        prev, inv(entry("i-1")), failed_regions={"eu-west-1"}, observed_at=T
-    )
+    records, inventory = snapshot_with_carry(prev, inv(entry("i-1")), failed_regions={"eu-west-1"}, observed_at=T)
     assert ops(records) == [("snapshot", "i-2"), ("snapshot", "i-1")]
     assert set(inventory) == {"i-1", "i-2"}
