@@ -172,3 +172,28 @@ def test_flow2_chain_to_s3_batch_with_receipts(fluent_bit_path, moto_server, ten
         jsonschema.validate(receipt, schema)
     check_alerts(next(iter(objects.values())), tenant)
     assert ACCESS_KEY not in fb.stderr
+
+
+def test_flow1_survives_a_fluent_bit_crash(fluent_bit_path, moto_server, tenant, tmp_path) -> None:
+    """kill -9 of Fluent Bit after a cycle was read but before out_s3 uploaded it (upload_timeout
+    5m): the alerts wait in store_dir / storage.path under HARMONY_STATE_ROOT, and the restarted
+    Fluent Bit uploads them — harmony-alerts will never emit them again, so this is the only copy."""
+    import signal
+
+    bucket = new_bucket(moto_server)
+    env = chain_env(tenant, tmp_path, moto_server, bucket)
+    old, new = INTERVAL[".conf"]
+    with FluentBit(fluent_bit_path, "harmony-to-s3.conf", tmp_path / "run1", env, {old: new}) as fb:
+        fb.wait_until(lambda: len(fb.stats_lines("harmony-alerts")) >= 1, 40, "one exec cycle")
+        assert fb.stats_lines("harmony-alerts")[0]["records_out"] > 0
+        store = tmp_path / "state" / "fluent-bit" / "s3"
+        fb.wait_until(lambda: any(p.is_file() for p in store.rglob("*")), 20, "records buffered in store_dir")
+        fb.proc.send_signal(signal.SIGKILL)
+        fb.proc.wait()
+    assert read_bucket(moto_server, bucket) == {}, "nothing uploaded before the crash"
+    with FluentBit(fluent_bit_path, "harmony-to-s3.conf", tmp_path / "run2", env, {old: new}) as fb:
+        fb.wait_until(lambda: len(fb.stats_lines("harmony-alerts")) >= 1, 40, "a cycle after the restart")
+        assert fb.stats_lines("harmony-alerts")[0]["records_out"] == 0, "nothing is emitted twice"
+        assert fb.stop() == 0, fb.tail()
+    objects = read_bucket(moto_server, bucket)
+    check_alerts([line for lines in objects.values() for line in lines], tenant)
