@@ -198,3 +198,61 @@ def test_clients_use_adaptive_retries_and_the_given_attempts() -> None:
     client = Ec2Reader(session, endpoint_url="http://127.0.0.1:9", max_attempts=7).client(W1)
     assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 7}
     assert client.meta.region_name == W1
+
+
+def _doc_samples() -> list[dict]:
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "aws-discovery.md").read_text()
+    block = text.split("### Records", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    return [orjson.loads(line) for line in block.splitlines() if line.strip()]
+
+
+def _shape(record: dict) -> dict:
+    """A record with the values moto makes up (ids, addresses, time) replaced by their kind."""
+    masked = {k: (None if v is None else "<generated>") for k, v in record.items() if k in _GENERATED}
+    return {**record, **masked, "keys": list(record)}
+
+
+_GENERATED = ("vpc_id", "instance_id", "private_ip", "public_ip", "observed_at")
+
+
+def test_the_records_sample_in_the_docs_is_real_output(moto: MotoEc2, proxy: FaultProxy, tmp_path) -> None:
+    """docs/aws-discovery.md shows two cycles of exactly this scenario; keep them in step."""
+    vpc, subnet = moto.vpc(E1, "10.1.0.0/16")
+    web = moto.launch(E1, {"Name": "web", "env": "prod", **SSH_TAGS}, subnet_id=subnet)[0]["InstanceId"]
+    win = moto.launch(E1, {"Name": "win", "env": "prod"}, windows=True)[0]["InstanceId"]
+    moto.launch(W1, {"env": "prod"})
+    args = ["--regions", f"{E1},{W1}", "--tags", "env=prod", "--site", "hq", "--once", "--state-dir", str(tmp_path)]
+    real = records(discover(args, proxy.endpoint))
+    alloc = moto.ec2(E1).allocate_address(Domain="vpc")
+    moto.ec2(E1).associate_address(InstanceId=web, AllocationId=alloc["AllocationId"])
+    moto.ec2(E1).terminate_instances(InstanceIds=[win])
+    real += records(discover(args, proxy.endpoint))
+    samples = _doc_samples()
+    validate_records(samples)
+    # ids are random, so two records of one region may swap places: compare in a fixed order
+    key = lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS)  # noqa: E731
+    assert sorted(map(_shape, samples), key=key) == sorted(map(_shape, real), key=key)
+    assert [r["op"] for r in samples] == [r["op"] for r in real]
+    assert next(r["vpc_id"] for r in real if r["instance_id"] == web) == vpc
+
+
+def test_region_with_a_server_error_is_carried_forward(moto: MotoEc2, proxy: FaultProxy, tmp_path) -> None:
+    east = moto.launch(E1, {"env": "prod", **SSH_TAGS})[0]["InstanceId"]
+    west = moto.launch(W1, {"env": "prod", **SSH_TAGS})[0]["InstanceId"]
+    args = ["--regions", f"{E1},{W1}", "--tags", "env", "--once", "--state-dir", str(tmp_path)]
+    assert len(records(discover(args, proxy.endpoint))) == 2
+    proxy.fail(E1, 500, "InternalError")
+    moto.ec2(E1).terminate_instances(InstanceIds=[east])
+    moto.ec2(W1).terminate_instances(InstanceIds=[west])
+    result = discover([*args, "--max-attempts", "1", "--log-format", "json"], proxy.endpoint)
+    assert result.returncode == 0, result.stderr
+    assert [(r["op"], r["instance_id"]) for r in records(result)] == [("remove", west)]
+    warnings = [orjson.loads(x) for x in result.stderr.splitlines() if x.startswith('{"level":"warning"')]
+    assert [w["msg"].split(":")[0] for w in warnings] == [
+        f"region {E1} failed this cycle; its 1 known instances are kept, none removed"
+    ]
+    assert "InternalError" in warnings[0]["msg"] and warnings[0]["fix"].startswith("try again later")
+    state = orjson.loads((tmp_path / "inventory.json").read_bytes())
+    assert east in state["data"]["inventory"]  # carried forward in the persisted inventory
