@@ -233,8 +233,26 @@ def test_help_states_or_semantics_and_env_vars() -> None:
         "AWS_DISCOVERY_ENDPOINT_URL",
         "AWS_DISCOVERY_ROLE_ARN",
         "AWS_DISCOVERY_EXTERNAL_ID",
+        "AWS_DISCOVERY_ROLE_DURATION_SECS",
+        "AWS_DISCOVERY_RETRY_MODE",
+        "AWS_DISCOVERY_MAX_ATTEMPTS",
+        "AWS_DISCOVERY_READ_TIMEOUT_SECS",
+        "AWS_DISCOVERY_PAGE_SIZE",
+        "AWS_DISCOVERY_STATE_DIR",
         "HARMONY_PIPES_STATE_DIR",
+        "HARMONY_PIPES_LOG_FORMAT",
     ):
         assert env in text, env
     for sub in ("list-regions", "list-vpcs", "list-tags", "test", "policy"):
         assert sub in text
+    # every option of the command and of each subcommand has an environment variable, shown in --help
+    import click
+
+    from harmony_pipes.aws_discovery.cli import cli
+
+    commands = [cli, *cli.commands.values()]
+    assert sorted(cli.commands) == ["list-regions", "list-tags", "list-vpcs", "policy", "test"]
+    for command in commands:
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help" and not param.hidden:
+                assert param.envvar and param.show_envvar, (command.name, param.name)
