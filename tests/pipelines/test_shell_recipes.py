@@ -83,6 +83,34 @@ def test_once_recipe_is_cronable(tenant, tmp_path) -> None:
     assert len(stored_alerts(tmp_path / "store")) == len(alerts)
 
 
+def test_once_recipe_loses_nothing_while_the_bucket_is_missing(tenant, tmp_path, moto_server) -> None:
+    """Cron runs while the bucket does not exist yet: each run exits 4 before collecting (the
+    recipe's `s3-batch test` step), so the first run after the bucket appears delivers every
+    alert, once. (Without the step, the first run lost its alerts: s3-batch exited at start
+    after harmony-events had committed them into the pipe.)"""
+    import boto3
+
+    bucket = f"cron-{os.getpid()}-{time.monotonic_ns() % 10**8}"
+    dest = f"s3://{bucket}/harmony/alerts/"
+    env = harmony_env(tenant, tmp_path, HARMONY_DEST=dest, **{**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_server})
+    recipe = str(SHELL / "harmony-to-s3-once.sh")
+    for _ in range(2):
+        failed = subprocess.run([recipe], env=env, capture_output=True, timeout=60)
+        assert failed.returncode == 4, failed.stderr.decode()
+        assert b"does not exist" in failed.stderr
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    for _ in range(2):  # the run after the bucket appears, then one with nothing new
+        ok = subprocess.run([recipe], env=env, capture_output=True, timeout=60)
+        assert ok.returncode == 0, ok.stderr.decode()
+        assert b"ok    " not in ok.stderr, "the check is quiet when S3 is usable (cron mails any output)"
+    alerts = []
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        alerts += [orjson.loads(line) for line in gzip.decompress(body).splitlines() if line.strip()]
+    assert sorted(a["event_id"] for a in alerts) == sorted(tenant["expected"])
+
+
 def test_once_recipe_exits_with_the_failing_command_code(tenant, tmp_path) -> None:
     env = harmony_env(tenant, tmp_path, HARMONY_ACCESS_KEY="wrong-key")
     result = subprocess.run([str(SHELL / "harmony-to-s3-once.sh")], env=env, capture_output=True, timeout=60)
