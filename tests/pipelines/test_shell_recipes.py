@@ -190,6 +190,52 @@ def test_loop_recipe_restarts_with_backoff_after_a_runtime_failure(tmp_path) -> 
     assert proc.returncode == 0
 
 
+def test_loop_recipe_waits_for_the_bucket_and_loses_nothing(tenant, tmp_path, moto_server) -> None:
+    """While the bucket is missing the loop retries its destination check with backoff and does
+    not collect; once the bucket exists, the chain runs and SIGTERM drains every alert into it."""
+    import boto3
+
+    bucket = f"loop-{os.getpid()}-{time.monotonic_ns() % 10**8}"
+    env = harmony_env(
+        tenant,
+        tmp_path,
+        HARMONY_DEST=f"s3://{bucket}/harmony/alerts/",
+        HARMONY_INTERVAL_SECS="1",
+        S3_BATCH_MAX_AGE_SECS="60",
+        **{**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_server},
+    )
+    proc = subprocess.Popen(
+        [str(SHELL / "harmony-to-s3-loop.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        while not any("retrying in 2s" in line for line in seen):
+            line = proc.stderr.readline().decode()
+            assert line, "".join(seen)
+            seen.append(line)
+        assert not (tmp_path / "state" / "events").exists(), "nothing collected while S3 is unusable"
+        s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+        s3.create_bucket(Bucket=bucket)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "state" / "events").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # a collection cycle or two
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    alerts = []
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        alerts += [orjson.loads(line) for line in gzip.decompress(body).splitlines() if line.strip()]
+    assert sorted(a["event_id"] for a in alerts) == sorted(tenant["expected"])
+    receipts = [orjson.loads(line) for line in out.splitlines() if line.strip()]
+    assert sum(r["records"] for r in receipts) == len(alerts)
+
+
 def test_systemd_unit_verifies_and_matches_the_loop_script(tmp_path) -> None:
     """`systemd-analyze verify` accepts the unit (pointed at this checkout), and it does not
     restart on the exit codes the loop script itself refuses to retry (2, 3)."""
