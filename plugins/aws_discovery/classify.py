@@ -87,8 +87,16 @@ class Selection:
         return any(selector.matches(tags) for selector in self.tags)
 
     def selected_tags(self, tags: Mapping[str, str]) -> dict[str, str]:
-        """The instance's tags whose key is selected (the record's `tags`)."""
-        return {k: tags[k] for k in sorted(self.selected_keys) if k in tags}
+        """The instance's tags that match a selector (the record's `tags`).
+
+        With `--tags env=prod --tags team`, an instance holding env=dev and team=x shows only
+        `{"team": "x"}`: env=dev is not a selected tag, only the key is shared.
+        """
+        return {
+            k: tags[k]
+            for k in sorted(self.selected_keys)
+            if k in tags and any(s.key == k and s.value in (None, tags[k]) for s in self.tags)
+        }
 
     def key_known(self, key: str) -> bool:
         return self.known_keys is None or key in self.known_keys

@@ -181,7 +181,7 @@ def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
     states = parse_states(merged_param(ctx, "instance_states", params.get("instance_states")))
     vpcs = flat(merged_param(ctx, "vpcs", params.get("vpcs")))
     filters = build_filters(states=states, vpcs=vpcs)
-    results = aws.reader.describe_regions(aws.regions(), filters)
+    results = aws.reader.describe_regions(aws.regions(), filters, keep=lambda _, inst: {"Tags": inst.get("Tags")})
     for result in results:
         if result.error is not None:
             raise result.error

@@ -26,6 +26,7 @@ INSTANCE_STATES = ("pending", "running", "shutting-down", "terminated", "stoppin
 PAGE_SIZE = 1000  # DescribeInstances MaxResults upper bound
 MAX_REGION_WORKERS = 8
 ID_FILTER_CHUNK = 200  # values per filter
+Keep = Callable[[str, dict[str, Any]], Any]
 
 
 def ec2_client(
@@ -124,11 +125,17 @@ class Ec2Reader:
             for reservation in page.get("Reservations", []):
                 yield from reservation.get("Instances", [])
 
-    def describe_region(self, region: str, filters: list[dict[str, Any]]) -> RegionResult:
+    def describe_region(self, region: str, filters: list[dict[str, Any]], keep: Keep | None = None) -> RegionResult:
+        """All pages of one region. `keep(region, instance)` turns each instance into what is
+        kept (None drops it) while the pages stream by, so a cycle never holds every raw
+        DescribeInstances answer at once (10,000 raw instances are ~150 MB of dicts)."""
         result = RegionResult(region)
         counter = [0]
         try:
-            result.instances = list(self.iter_instances(region, filters, counter))
+            for instance in self.iter_instances(region, filters, counter):
+                item = instance if keep is None else keep(region, instance)
+                if item is not None:
+                    result.instances.append(item)
         except Exception as exc:
             result.error = classify_aws_error(exc, what=f"DescribeInstances in {region}", service="ec2")
             result.instances = []
@@ -140,16 +147,17 @@ class Ec2Reader:
         regions: Sequence[str],
         filters: list[dict[str, Any]],
         *,
+        keep: Keep | None = None,
         max_workers: int = MAX_REGION_WORKERS,
     ) -> list[RegionResult]:
         """One paginated DescribeInstances per region, concurrently; results in region order."""
         for region in regions:
             self.client(region)
         if len(regions) <= 1:
-            return [self.describe_region(r, filters) for r in regions]
+            return [self.describe_region(r, filters, keep) for r in regions]
         workers = max(1, min(max_workers, len(regions)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ec2") as pool:
-            return list(pool.map(lambda r: self.describe_region(r, filters), regions))
+            return list(pool.map(lambda r: self.describe_region(r, filters, keep), regions))
 
     def lookup_ids(self, region: str, instance_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Instances by id without the cycle's filters (why did they vanish?); best effort.

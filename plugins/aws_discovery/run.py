@@ -109,7 +109,10 @@ class Syncer:
 
     def run_cycle(self, *, first: bool) -> CycleOutcome:
         config = self.config
-        results = self.reader.describe_regions(config.regions, self.filters)
+        selection = config.selection
+        results = self.reader.describe_regions(
+            config.regions, self.filters, keep=lambda region, inst: classify(inst, region, selection)
+        )
         observed_at = iso_now(self.clock)
         current: Inventory = {}
         failed: dict[str, PipesError] = {}
@@ -118,11 +121,9 @@ class Syncer:
             if result.error is not None:
                 failed[result.region] = result.error
                 continue
-            for instance in result.instances:
-                entry = classify(instance, result.region, config.selection)
-                if entry is not None:
-                    current[entry["instance_id"]] = entry
-                    seen += 1
+            for entry in result.instances:
+                current[entry["instance_id"]] = entry
+                seen += 1
         unconfigured = sum(1 for e in current.values() if not is_configured(e))
         if first and (config.resync or self.previous is None):
             records, inventory = snapshot_with_carry(

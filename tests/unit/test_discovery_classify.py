@@ -183,3 +183,10 @@ def test_server_side_filters_push_a_single_key_exactly_and_several_keys_as_tag_k
         {"Name": "tag-key", "Values": ["env"]}
     ]
     assert build_filters(states=[], vpcs=[], tags=[]) == []
+
+
+def test_record_tags_are_the_matching_selected_tags_only() -> None:
+    entry = classify(instance(tags={"env": "dev", "team": "x", "other": "y", "Name": "n"}), "r", SEL)
+    assert entry["tags"] == {"team": "x"}  # env=dev shares the key of env=prod but was not selected
+    entry = classify(instance(tags={"env": "prod", "team": ""}), "r", SEL)
+    assert entry["tags"] == {"env": "prod", "team": ""}
