@@ -33,13 +33,15 @@ def ec2_client(
     session: Any,
     region: str,
     *,
+    service: str = "ec2",
     endpoint_url: str | None,
     retry_mode: str,
     total_attempts: int,
     read_timeout_secs: float,
     connect_timeout_secs: float = 5,
 ) -> Any:
-    """An EC2 client making at most `total_attempts` attempts per call (first one included).
+    """An EC2 (or `service`) client making at most `total_attempts` attempts per call, the first
+    one included.
 
     botocore's `retries["max_attempts"]` counts *retries* (N gives N+1 attempts); the option
     says attempts, so this sets `total_max_attempts` (the AWS_MAX_ATTEMPTS meaning).
@@ -57,7 +59,7 @@ def ec2_client(
     kwargs: dict[str, Any] = {"config": config, "region_name": region}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
-    return session.client("ec2", **kwargs)
+    return session.client(service, **kwargs)
 
 
 @dataclass

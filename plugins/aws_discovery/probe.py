@@ -22,15 +22,17 @@ def _fail(step: str, error: PipesError) -> None:
     click.echo(f"FAIL  {step}: {error.one_line().removeprefix('Error: ')}")
 
 
-def _identity(session: Any, params: dict[str, Any], region: str | None) -> dict[str, Any]:
-    from harmony_pipes._core.aws import make_client
+def _identity(session: Any, params: dict[str, Any], region: str) -> dict[str, Any]:
+    from .ec2 import ec2_client
 
-    sts = make_client(
+    sts = ec2_client(
         session,
-        "sts",
-        region=region,
+        region,
+        service="sts",
         endpoint_url=params.get("endpoint_url"),
-        max_attempts=params.get("max_attempts") or 3,
+        retry_mode=params.get("retry_mode") or "adaptive",
+        total_attempts=params.get("max_attempts") or 3,
+        read_timeout_secs=params.get("read_timeout_secs") or 60,
     )
     return sts.get_caller_identity()
 

@@ -88,6 +88,18 @@ def test_test_subcommand_exit_75_when_throttled(moto: MotoEc2, proxy: FaultProxy
     assert lines[-1].startswith(f"FAIL  describe-instances {E1}: DescribeInstances in {E1}: AWS is throttling")
     assert lines[-1].endswith("— try again later; reduce the request rate or use --retry-mode adaptive")
 
+    # GetCallerIdentity throttled too: the first step fails after exactly --max-attempts requests
+    proxy.fail(W1, 503, "RequestLimitExceeded")
+    hits = proxy.hits[E1]
+    result = discover(["test", "--regions", f"{W1},{E1}", "--max-attempts", "1"], proxy.endpoint)
+    assert result.returncode == 75
+    assert result.stdout.decode().splitlines() == [
+        "FAIL  credentials: GetCallerIdentity: AWS is throttling or temporarily unavailable "
+        "(RequestLimitExceeded: injected by the test proxy) after retries — try again later; reduce the "
+        "request rate or use --retry-mode adaptive"
+    ]
+    assert (proxy.hits[W1], proxy.hits[E1]) == (1, hits)
+
 
 def test_every_option_from_its_environment_variable(moto: MotoEc2, proxy: FaultProxy, tmp_path) -> None:
     vpc, subnet = moto.vpc(E1)
