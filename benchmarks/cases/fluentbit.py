@@ -82,7 +82,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         (
             "fluent-bit lua (normalize+filter+dedupe)",
             LUA_FILTER.format(script=LUA),
-            "same rules as harmony-alerts defaults, Lua filter",
+            "same rules as harmony-alerts defaults, Lua filter (same records: tests/pipelines/test_fluentbit_lua.py)",
         ),
     ]:
         work = ctx.workdir / case.split()[1].replace("->", "-to-").replace("(", "")
