@@ -215,7 +215,6 @@ def test_flow2_a_missing_bucket_loses_nothing(fluent_bit_path, moto_server, tena
     with FluentBit(fluent_bit_path, f"harmony-chain-to-s3{suffix}", tmp_path, env, {old: new}) as fb:
         fb.wait_until(lambda: f"bucket '{bucket}' does not exist" in fb.stderr, 40, "the failing check")
         assert not fb.stats_lines("harmony-events"), "nothing collected while S3 is unusable"
-        assert "ok    credentials" in fb.stderr  # the check's output reaches Fluent Bit's log on failure
         boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=bucket)
 
         def delivered() -> int:

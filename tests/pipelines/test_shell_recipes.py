@@ -220,7 +220,7 @@ def test_loop_recipe_waits_for_the_bucket_and_loses_nothing(tenant, tmp_path, mo
         deadline = time.monotonic() + 30
         while not (tmp_path / "state" / "events").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(3)  # a collection cycle or two
+        time.sleep(4)  # a few collection cycles (1 s interval), as in the streaming test above
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
