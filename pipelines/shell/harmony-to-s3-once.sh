@@ -32,7 +32,7 @@ fi
 # Check the destination first (credentials, bucket, a probe object written and deleted). If it
 # is not usable, stop BEFORE collecting: s3-batch failing at start would leave the events that
 # harmony-events already wrote into the pipe — and committed its cursor past — undelivered.
-# Quiet when it works (cron mails any output); its diagnosis on stderr when it does not.
+# Its "ok" lines are kept quiet; its diagnosis goes to stderr when it fails.
 rc=0
 probe="$(s3-batch test --dest "$HARMONY_DEST" 2>&1)" || rc=$?
 if [ "$rc" -ne 0 ]; then
