@@ -75,6 +75,7 @@ class Deliverer(threading.Thread):
         self.failing_since: float | None = None
         self.attempt = 0
         self.last_error: str | None = None
+        self.delivered = 0  # objects confirmed in this run
         self.paused = False
 
     def stop(self) -> None:
@@ -121,6 +122,7 @@ class Deliverer(threading.Thread):
         self.failing_since = None
         self.last_error = None
         self.spool.mark_done(entry, name)
+        self.delivered += 1
         self.counters["objects"] = self.counters.get("objects", 0) + 1
         self.counters["bytes_stored"] = self.counters.get("bytes_stored", 0) + entry.bytes
         self.receipts.put(orjson.dumps(receipt_for(self.dest, entry, key, written_ms)))

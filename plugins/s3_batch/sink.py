@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harmony_pipes._core.errors import TempFailError
+from harmony_pipes._core.errors import PipesError, TempFailError
 from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.state import disk_error
 from harmony_pipes._core.stream import run_transform
@@ -79,6 +79,9 @@ class Sink:
         self.last_sync = clock()
         self.blocked = False
         self.validator = config.validator
+        # destinations whose start-up check failed: their records are spooled all the same (a
+        # sink that exits at start loses what the upstream commands already wrote into the pipe)
+        self.refused: dict[str, PipesError] = {}
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -110,8 +113,6 @@ class Sink:
             worker.start()
 
     def _check_destinations(self) -> None:
-        from harmony_pipes._core.errors import PipesError
-
         for dest in self.config.destinations:
             try:
                 self.stores[dest.name].check()
@@ -121,7 +122,11 @@ class Sink:
                         f"destination {dest.name} is unreachable now; spooling until it is back: " + exc.one_line()
                     )
                     continue
-                raise
+                self.refused[dest.name] = exc
+                self.log.warning(
+                    f"destination {dest.name} refused at start ({exc.message}); its records are spooled "
+                    f"and delivered once that is fixed — {exc.fix or 'see the error above'}"
+                )
 
     # -- the record path ----------------------------------------------------------------------
 
@@ -216,10 +221,14 @@ class Sink:
         for batch in self.batcher.drain():  # type: ignore[union-attr]
             self._seal(batch)
         deadline = self.clock() + self.config.drain_timeout_secs
-        while self.clock() < deadline and not all(w.idle() for w in self.deliverers):
+        while self.clock() < deadline and not all(w.idle() or self._still_refused(w) for w in self.deliverers):
             self._emit_receipts()
             time.sleep(DRAIN_POLL_SECS)
         self._emit_receipts()
+
+    def _still_refused(self, worker: Deliverer) -> bool:
+        """Refused at start and nothing delivered since: waiting for the drain timeout is pointless."""
+        return worker.dest.name in self.refused and not worker.delivered and worker.attempt > 0
 
     def close(self) -> list[dict[str, Any]]:
         """Stop the workers; returns the backlog left per destination (also put in the stats)."""
@@ -266,6 +275,17 @@ class Sink:
             raise disk_error(self.config.spool_dir, exc) from None
         finally:
             rows = self.close()
+        for worker in self.deliverers:
+            refusal = self.refused.get(worker.dest.name)
+            if refusal is not None and not worker.delivered:
+                # the start-up refusal still stands: exit with its code, saying where the data is
+                backlog = next((r for r in rows if r["destination"] == worker.dest.name), None)
+                waiting = f"; {backlog['objects']} objects wait in the spool {self.config.spool_dir}" if backlog else ""
+                raise type(refusal)(
+                    refusal.message + waiting,
+                    f"{refusal.fix or 'fix the destination'}, then run s3-batch again with the same spool",
+                    refusal.exit_code,
+                )
         stuck = [r for r in rows if r["objects"] and not r["paused"]]
         for row in rows:
             if row["objects"]:

@@ -203,25 +203,32 @@ class S3Store:
         return args
 
     def check(self) -> None:
-        """HeadBucket at start: refused credentials or a missing bucket stop us (exit 3 / 4).
+        """HeadBucket (or, when that is denied, a listing of the prefix) at start.
 
-        An unreachable endpoint is only a warning (raised as UnreachableError with `transient`)
-        because the spool can absorb an outage.
+        A refusal (credentials, missing bucket) is reported at once and decides the exit code
+        if it still stands at the end; an unreachable endpoint is only a warning (`transient`).
+        Either way the records are spooled.
         """
         from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
         from harmony_pipes._core.aws import classify_aws_error
 
+        what = f"check s3://{self.dest.bucket}"
         try:
-            self.client().head_bucket(Bucket=self.dest.bucket)
+            try:
+                self.client().head_bucket(Bucket=self.dest.bucket)
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 403:
+                    raise
+                # a least-privilege policy (`s3-batch policy`) limits s3:ListBucket to the prefix,
+                # which refuses HeadBucket; listing the prefix is what that policy allows
+                self.client().list_objects_v2(Bucket=self.dest.bucket, Prefix=self.dest.prefix, MaxKeys=1)
         except (EndpointConnectionError, ConnectionError) as exc:
-            error = classify_aws_error(exc, what=f"check s3://{self.dest.bucket}", bucket=self.dest.bucket)
+            error = classify_aws_error(exc, what=what, bucket=self.dest.bucket)
             error.transient = True  # type: ignore[attr-defined]
             raise error from None
         except (ClientError, BotoCoreError) as exc:
-            raise classify_aws_error(
-                exc, what=f"check s3://{self.dest.bucket}", bucket=self.dest.bucket, service="s3"
-            ) from None
+            raise classify_aws_error(exc, what=what, bucket=self.dest.bucket, service="s3") from None
 
     def put(self, key: str, body_path: Path, meta: ObjectMeta) -> None:
         client = self.client()

@@ -295,7 +295,36 @@ def test_missing_bucket_exits_4_with_one_line(moto_server: str, tmp_path: Path) 
     assert result.returncode == 4
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "no-such-bucket-s3b" in errors[0] and " — " in errors[0]
+    assert "1 objects wait in the spool" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.xdist_group("s3-moto")
+def test_records_behind_a_missing_bucket_are_spooled_not_lost(moto_server: str, tmp_path: Path) -> None:
+    """In `harmony-events | harmony-alerts | s3-batch`, the upstream commands have already written
+    their records into the pipe when s3-batch finds the bucket missing: they must survive."""
+    import boto3
+
+    spool = str(tmp_path / "s")
+    records = b"".join(orjson.dumps({"seq": i}) + b"\n" for i in range(5))
+    first = run_cli(
+        ["s3-batch", "--dest", "s3://late-bucket-s3b/p/", "--spool-dir", spool], records, env=aws_env(moto_server)
+    )
+    assert first.returncode == 4, first.stderr
+    assert "refused at start" in first.stderr and "spooled" in first.stderr
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket="late-bucket-s3b")
+    second = run_cli(
+        ["s3-batch", "--dest", "s3://late-bucket-s3b/p/", "--spool-dir", spool], b"", env=aws_env(moto_server)
+    )
+    assert second.returncode == 0, second.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="late-bucket-s3b")["Contents"]]
+    assert len(keys) == 1
+    body = s3.get_object(Bucket="late-bucket-s3b", Key=keys[0])["Body"].read()
+    import gzip
+
+    assert [orjson.loads(line)["seq"] for line in gzip.decompress(body).splitlines()] == list(range(5))
+    assert [orjson.loads(line)["records"] for line in second.stdout_lines] == [5]
 
 
 def test_refused_credentials_exit_3(tmp_path: Path) -> None:
