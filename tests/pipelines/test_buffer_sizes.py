@@ -73,3 +73,40 @@ def test_fluent_bit_delivers_the_longest_alert_whole(fluent_bit_path, biggest_al
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     (record,) = [orjson.loads(line) for line in proc.stdout.splitlines() if line.startswith(b"{")]
     assert record == orjson.loads(biggest_alert)
+
+
+def test_inventory_and_receipt_lines_fit_the_1m_buffers(tmp_path: Path) -> None:
+    """Flow 3 reads aws-discovery with Buf_Size 1M: a record for an instance at EC2's limits —
+    50 tags at full length (128-char keys, 256-char values: a 256-char Name), ten SSH users with
+    32-char names and 256-char key names — stays far below (a few KB: only selected tags are
+    copied). Flow 2's receipts (one short line per object) are tiny by construction."""
+    from tests.helpers.discovery import MotoEc2, discover, records
+
+    for name in ("aws-discovery.conf", "harmony-chain-to-s3.conf"):
+        (value,) = re.findall(r"^\s*Buf_Size\s+(\S+)", (FLUENT_BIT_DIR / name).read_text(), re.MULTILINE)
+        assert size_bytes(value) == 1024**2, name
+    moto = MotoEc2()
+    try:
+        tags = {"env": "prod", "Name": "n" * 256}
+        for i in range(38):
+            tags[f"k{i:02d}".ljust(128, "k")] = "v" * 256
+        for i in range(10):  # per-user SSH key tags, each becoming a user in the record
+            tags[f"checkpoint_ssh:user{i}".ljust(15 + 32, "u")] = f"key-{i}".ljust(252, "x") + ".pem"
+        assert len(tags) == 50
+        moto.launch("us-east-1", tags)
+        env = {
+            "AWS_DISCOVERY_REGIONS": "us-east-1",
+            "AWS_DISCOVERY_TAGS": "env=prod",
+            "AWS_DISCOVERY_DEFAULT_USER": "ec2-user",
+            "AWS_DISCOVERY_DEFAULT_KEY": "default-key",
+            "AWS_DISCOVERY_KNOWN_KEYS": ",".join(["default-key"] + [f"key-{i}".ljust(252, "x") for i in range(10)]),
+        }
+        result = discover(["--once"], moto.endpoint, env)
+        assert result.returncode == 0, result.stderr
+        (record,) = records(result)
+        (line,) = result.stdout_lines
+        assert record["op"] == "snapshot"
+        assert len(line) < 1024**2 // 8, len(line)
+        assert len(record["app"]["users"]) == 10
+    finally:
+        moto.stop()
