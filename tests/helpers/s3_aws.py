@@ -90,9 +90,13 @@ class AuthMoto:
 
     @staticmethod
     def env(creds: dict[str, str]) -> dict[str, str]:
+        # The session token is blanked: the shared `moto_server` fixture exports a dummy
+        # AWS_SESSION_TOKEN into the test process, and IAM-enforcing moto refuses a key pair
+        # that comes with a foreign token (InvalidClientTokenId). botocore ignores an empty token.
         return {
             "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+            "AWS_SESSION_TOKEN": "",
         }
 
     def close(self) -> None:
