@@ -40,22 +40,6 @@ wait_for() {
 delay_secs=1
 while [ "$stopping" -eq 0 ]; do
     started=$SECONDS
-    # Destination usable? Else harmony-events would collect (and commit its cursor past) events
-    # that s3-batch, failing at start, never receives. Same restart rules as a failed chain.
-    rc=0
-    s3-batch test --dest "$HARMONY_DEST" 2>"$work_dir/probe.err" || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        cat "$work_dir/probe.err" >&2
-        case "$rc" in
-            2|3)
-                echo "harmony-to-s3-loop: exit $rc is a configuration or credential error; not restarting" >&2
-                exit "$rc" ;;
-        esac
-        echo "harmony-to-s3-loop: $HARMONY_DEST is not usable (exit $rc); retrying in ${delay_secs}s" >&2
-        sleep "$delay_secs" & wait $! || true
-        delay_secs=$((delay_secs * 2 > max_delay_secs ? max_delay_secs : delay_secs * 2))
-        continue
-    fi
     harmony-events --state-dir "$state_root/events" >"$fifo" &
     events_pid=$!
     harmony-alerts --state-dir "$state_root/alerts" <"$fifo" \

@@ -29,18 +29,6 @@ if ! flock -n 9; then
     exit 0
 fi
 
-# Check the destination first (credentials, bucket, a probe object written and deleted). If it
-# is not usable, stop BEFORE collecting: s3-batch failing at start would leave the events that
-# harmony-events already wrote into the pipe — and committed its cursor past — undelivered.
-# Its "ok" lines are kept quiet; its diagnosis goes to stderr when it fails.
-rc=0
-probe="$(s3-batch test --dest "$HARMONY_DEST" 2>&1)" || rc=$?
-if [ "$rc" -ne 0 ]; then
-    echo "$probe" >&2
-    echo "harmony-to-s3-once: $HARMONY_DEST is not usable (s3-batch test exited $rc); nothing collected" >&2
-    exit "$rc"
-fi
-
 set +e
 harmony-events --once --state-dir "$state_root/events" \
     | harmony-alerts --state-dir "$state_root/alerts" \

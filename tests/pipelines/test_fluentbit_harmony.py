@@ -201,11 +201,11 @@ def test_flow1_survives_a_fluent_bit_crash(fluent_bit_path, moto_server, tenant,
 
 @pytest.mark.parametrize("suffix", [".conf", ".yaml"])
 def test_flow2_a_missing_bucket_loses_nothing(fluent_bit_path, moto_server, tenant, tmp_path, suffix) -> None:
-    """The bucket does not exist for the first cycles. Without the config's `s3-batch test`
-    step, s3-batch would exit 4 at start while harmony-events had already written (and
-    committed) the events into the pipe: those alerts were lost for good (seen with this test
-    before the step was added). With it, the run stops before collecting; once the bucket
-    exists, the next cycle delivers every alert exactly once."""
+    """The bucket does not exist during the first cycles. harmony-events has written (and moved
+    its cursor past) the run's events by the time s3-batch learns the bucket is missing, so
+    s3-batch must keep them: it spools the run and exits 4 (Fluent Bit only logs it). Once the
+    bucket exists, the next cycle uploads the spooled object: every alert exactly once.
+    (Before s3-batch spooled on a refused destination, this lost every alert of the run.)"""
     import boto3
 
     bucket = f"fb-late-{uuid.uuid4().hex[:10]}"
@@ -213,18 +213,20 @@ def test_flow2_a_missing_bucket_loses_nothing(fluent_bit_path, moto_server, tena
     (tmp_path / "receipts").mkdir()
     old, new = INTERVAL[suffix]
     with FluentBit(fluent_bit_path, f"harmony-chain-to-s3{suffix}", tmp_path, env, {old: new}) as fb:
-        fb.wait_until(lambda: f"bucket '{bucket}' does not exist" in fb.stderr, 40, "the failing check")
-        assert not fb.stats_lines("harmony-events"), "nothing collected while S3 is unusable"
+        fb.wait_until(lambda: len(fb.stats_lines("s3-batch")) >= 1, 40, "the first cycle")
+        assert f"'{bucket}' does not exist" in fb.stderr, fb.tail()
+        assert fb.stats_lines("harmony-alerts")[0]["records_out"] == len(tenant["expected"])
+        assert not read_ndjson(tmp_path / "receipts" / "s3-receipts.ndjson")
         boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=bucket)
 
         def delivered() -> int:
             return sum(r["records"] for r in read_ndjson(tmp_path / "receipts" / "s3-receipts.ndjson"))
 
-        fb.wait_until(lambda: delivered() >= len(tenant["expected"]), 40, "the alerts once the bucket exists")
+        fb.wait_until(lambda: delivered() >= len(tenant["expected"]), 40, "the spooled alerts")
         runs = len(fb.stats_lines("harmony-alerts"))
         fb.wait_until(lambda: len(fb.stats_lines("harmony-alerts")) > runs, 40, "one more cycle")
         assert fb.stop() == 0, fb.tail()
-    assert [s["records_out"] for s in fb.stats_lines("harmony-alerts")][-1] == 0, "nothing emitted twice"
+    assert all(s["records_out"] == 0 for s in fb.stats_lines("harmony-alerts")[1:]), "nothing emitted twice"
     objects = read_bucket(moto_server, bucket)
     assert len(objects) == 1, list(objects)
     check_alerts(next(iter(objects.values())), tenant)

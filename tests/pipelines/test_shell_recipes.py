@@ -84,10 +84,9 @@ def test_once_recipe_is_cronable(tenant, tmp_path) -> None:
 
 
 def test_once_recipe_loses_nothing_while_the_bucket_is_missing(tenant, tmp_path, moto_server) -> None:
-    """Cron runs while the bucket does not exist yet: each run exits 4 before collecting (the
-    recipe's `s3-batch test` step), so the first run after the bucket appears delivers every
-    alert, once. (Without the step, the first run lost its alerts: s3-batch exited at start
-    after harmony-events had committed them into the pipe.)"""
+    """Cron runs while the bucket does not exist yet: each run exits 4 (s3-batch's code; the
+    recipe reports the first failing command), the collected alerts wait in s3-batch's spool, and
+    the first run after the bucket appears delivers every alert, once."""
     import boto3
 
     bucket = f"cron-{os.getpid()}-{time.monotonic_ns() % 10**8}"
@@ -98,12 +97,12 @@ def test_once_recipe_loses_nothing_while_the_bucket_is_missing(tenant, tmp_path,
         failed = subprocess.run([recipe], env=env, capture_output=True, timeout=60)
         assert failed.returncode == 4, failed.stderr.decode()
         assert b"does not exist" in failed.stderr
+        assert b"s3-batch exited 4" in failed.stderr
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
     for _ in range(2):  # the run after the bucket appears, then one with nothing new
         ok = subprocess.run([recipe], env=env, capture_output=True, timeout=60)
         assert ok.returncode == 0, ok.stderr.decode()
-        assert b"ok    " not in ok.stderr, "the check is quiet when S3 is usable"
     alerts = []
     for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
@@ -190,9 +189,9 @@ def test_loop_recipe_restarts_with_backoff_after_a_runtime_failure(tmp_path) -> 
     assert proc.returncode == 0
 
 
-def test_loop_recipe_waits_for_the_bucket_and_loses_nothing(tenant, tmp_path, moto_server) -> None:
-    """While the bucket is missing the loop retries its destination check with backoff and does
-    not collect; once the bucket exists, the chain runs and SIGTERM drains every alert into it."""
+def test_loop_recipe_loses_nothing_while_the_bucket_is_missing(tenant, tmp_path, moto_server) -> None:
+    """The loop runs while the bucket is missing: the alerts collected meanwhile wait in
+    s3-batch's spool; after the bucket appears, the next start of the loop delivers them all."""
     import boto3
 
     bucket = f"loop-{os.getpid()}-{time.monotonic_ns() % 10**8}"
@@ -204,36 +203,32 @@ def test_loop_recipe_waits_for_the_bucket_and_loses_nothing(tenant, tmp_path, mo
         S3_BATCH_MAX_AGE_SECS="60",
         **{**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_server},
     )
-    proc = subprocess.Popen(
-        [str(SHELL / "harmony-to-s3-loop.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        assert proc.stderr is not None
-        seen = []
-        while not any("retrying in 2s" in line for line in seen):
-            line = proc.stderr.readline().decode()
-            assert line, "".join(seen)
-            seen.append(line)
-        assert not (tmp_path / "state" / "events").exists(), "nothing collected while S3 is unusable"
-        s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-        s3.create_bucket(Bucket=bucket)
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "state" / "events").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(4)  # a few collection cycles (1 s interval), as in the streaming test above
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err.decode()
+
+    def run_loop_for(secs: float) -> bytes:
+        proc = subprocess.Popen(
+            [str(SHELL / "harmony-to-s3-loop.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            time.sleep(secs)
+            assert proc.poll() is None, proc.stderr.read().decode()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err.decode()
+        return err
+
+    err = run_loop_for(4)
+    assert b"does not exist" in err
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    run_loop_for(4)
     alerts = []
     for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         alerts += [orjson.loads(line) for line in gzip.decompress(body).splitlines() if line.strip()]
     assert sorted(a["event_id"] for a in alerts) == sorted(tenant["expected"])
-    receipts = [orjson.loads(line) for line in out.splitlines() if line.strip()]
-    assert sum(r["records"] for r in receipts) == len(alerts)
 
 
 def test_systemd_unit_verifies_and_matches_the_loop_script(tmp_path) -> None:
