@@ -29,6 +29,7 @@ from .spool import Spool
 from .stores import Destination, S3Options, make_store
 
 DRAIN_POLL_SECS = 0.02
+BACKLOG_REFRESH_SECS = 0.5
 
 
 @dataclass
@@ -64,7 +65,15 @@ class Sink:
         self.clock = clock
         self.wall_ms = wall_ms
         self.counters = runtime.stats.counters
-        for name in ("records_accepted", "objects_sealed", "objects", "bytes_stored", "retries"):
+        for name in (
+            "records_accepted",
+            "objects_sealed",
+            "objects",
+            "bytes_stored",
+            "retries",
+            "backlog_objects",
+            "backlog_bytes",
+        ):
             self.counters.setdefault(name, 0)
         self.time_of = TimeExtractor(config.time_field)
         self.template = config.template
@@ -77,6 +86,7 @@ class Sink:
         self.arrival_ms = wall_ms()
         self.fsync_interval_secs = config.fsync_interval_ms / 1000.0
         self.last_sync = clock()
+        self.backlog_checked = float("-inf")
         self.blocked = False
         self.validator = config.validator
         # destinations whose start-up check failed: their records are spooled all the same (a
@@ -96,6 +106,12 @@ class Sink:
             destinations={d.name: d.url for d in dests},
             prefixes={d.name: d.prefix for d in dests},
             wall_ms=self.wall_ms,
+        )
+        limits, spec = self.config.limits, self.config.spec
+        self.log.info(
+            f"objects are sealed at {limits.max_records} records, {limits.max_bytes} stored bytes or "
+            f"{limits.max_age_secs:g} s after their first record; body {spec.format}, compression "
+            f"{spec.compression}; spool {self.spool.path}"
         )
         objects, records = self.spool.recover(self.time_of)
         pending = len(self.spool.entries)
@@ -194,6 +210,13 @@ class Sink:
         self.counters["objects"] = sum(w.counters.get("objects", 0) for w in self.deliverers)
         self.counters["bytes_stored"] = sum(w.counters.get("bytes_stored", 0) for w in self.deliverers)
         self.counters["retries"] = sum(w.counters.get("retries", 0) for w in self.deliverers)
+        now = self.clock()
+        if now - self.backlog_checked >= BACKLOG_REFRESH_SECS and self.spool is not None:
+            # objects not yet confirmed, summed over destinations (the progress lines show it too)
+            self.backlog_checked = now
+            backlogs = [self.spool.backlog(w.dest.name) for w in self.deliverers]
+            self.counters["backlog_objects"] = sum(b[0] for b in backlogs)
+            self.counters["backlog_bytes"] = sum(b[1] for b in backlogs)
 
     def can_read(self) -> bool:
         used = self.spool.used_bytes()  # type: ignore[union-attr]
