@@ -14,6 +14,7 @@ PermanentRedirect body) or SlowDown (503). It also answers STS GetCallerIdentity
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -133,12 +134,15 @@ _CALLER_XML = (
 
 class S3Double:
     """Every S3 call fails the same way. mode "region": the bucket lives in `bucket_region` (301);
-    "slowdown": 503 SlowDown; "expired": 400 ExpiredToken."""
+    "slowdown": 503 SlowDown; "expired": 400 ExpiredToken; "flaky": the first `fail_first` calls
+    get 503 SlowDown, later ones succeed (a PUT is stored in `.objects`)."""
 
-    def __init__(self, mode: str = "region", bucket_region: str = "eu-west-1") -> None:
+    def __init__(self, mode: str = "region", bucket_region: str = "eu-west-1", fail_first: int = 0) -> None:
         self.mode = mode
         self.bucket_region = bucket_region
+        self.fail_first = fail_first
         self.requests: list[str] = []
+        self.objects: dict[str, bytes] = {}
         double = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -158,19 +162,28 @@ class S3Double:
 
             def _s3(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                body = self.rfile.read(length) if length else b""
                 double.requests.append(f"{self.command} {self.path}")
                 bucket = self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+                if double.mode == "flaky" and len(double.requests) > double.fail_first:
+                    if self.command == "PUT":
+                        double.objects[self.path.split("?", 1)[0]] = body
+                        self._reply(200, b"", {"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
+                    else:
+                        self._reply(200, b"")
+                    return
+                if double.mode == "flaky":
+                    self._reply(503, _SLOWDOWN_XML.encode(), {"Content-Type": "application/xml"})
+                    return
                 if double.mode == "slowdown":
                     self._reply(503, _SLOWDOWN_XML.encode(), {"Content-Type": "application/xml"})
                     return
                 if double.mode == "expired":
                     self._reply(400, _EXPIRED_XML.encode(), {"Content-Type": "application/xml"})
                     return
-                body = _REDIRECT_XML.format(bucket=bucket, region=double.bucket_region).encode()
+                redirect = _REDIRECT_XML.format(bucket=bucket, region=double.bucket_region).encode()
                 headers = {"Content-Type": "application/xml", "x-amz-bucket-region": double.bucket_region}
-                self._reply(301, body, headers)
+                self._reply(301, redirect, headers)
 
             def do_POST(self) -> None:  # STS (query protocol) is a POST to /
                 if self.path == "/":
