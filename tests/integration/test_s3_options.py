@@ -79,7 +79,9 @@ def test_fsync_interval_accepts_records_while_the_batch_is_still_open(tmp_path: 
     proc.stdin.write(make_records(5))  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
     wait_for(lambda: any(p["records_accepted"] == 5 for p in err.progress()))
-    assert err.progress()[-1]["objects_sealed"] == 0, "accepted while the object is still open"
+    last = err.progress()[-1]
+    assert last["objects_sealed"] == 0, "accepted while the object is still open"
+    assert (last["backlog_objects"], last["retries"]) == (0, 0), "progress lines carry the backlog"
     # what was reported accepted is in the open body on disk (a gzip stream cut at a sync point)
     (body,) = (spool / "open").glob("*.body")
     lines = zlib.decompressobj(31).decompress(body.read_bytes()).splitlines()
@@ -260,3 +262,26 @@ def test_pausing_one_destination_leaves_the_other_running(tmp_path: Path) -> Non
     receipts = [orjson.loads(line) for line in out.splitlines()]
     assert sorted(r["destination"] for r in receipts) == ["a"] * 4 + ["b"] * 4
     assert sequence_numbers(read_file_store(a)) == list(range(400))
+
+
+def test_default_key_is_date_t1_t2_t3_hash_of_each_object(tmp_path: Path) -> None:
+    """The seed's `<t1>_<t2>_<t3>` under `dt=`: checked against each object's own records and bytes."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    before_ms = time.time_ns() // 1_000_000
+    result = run_cli(["s3-batch", "--dest", f"file://{tmp_path}/s/", "--max-records", "70"], make_records(200))
+    after_ms = time.time_ns() // 1_000_000
+    assert result.returncode == 0, result.stderr
+    objects = read_file_store(tmp_path / "s")
+    assert len(objects) == 3
+    for key, body in objects.items():
+        times = [r["timestamp"] for r in decode_body(body, key)]
+        day = datetime.fromtimestamp(min(times) / 1000, tz=UTC).strftime("%Y-%m-%d")
+        t1, t2, t3, tail = key.removeprefix(f"dt={day}/").split("_")
+        assert (int(t1), int(t2)) == (min(times), max(times))
+        assert before_ms <= int(t3) <= after_ms, "t3 is when the object was written"
+        assert tail == hashlib.sha256(body).hexdigest()[:16] + ".ndjson.gz"
+    stats = result.stats
+    assert stats["objects"] == 3 and stats["bytes_stored"] == sum(len(b) for b in objects.values())
+    assert (stats["retries"], stats["backlog_objects"], stats["backlog_bytes"]) == (0, 0, 0)
