@@ -242,4 +242,14 @@ def generate_events(
     rand = random.Random(seed ^ 0x5EED).random
     offsets = sorted(int(rand() * span_us) for _ in range(count))
     start_us = end_us - span_us
-    return [gen.make(start_us + off + 1) for off in offsets]
+    events = [gen.make(start_us + off + 1) for off in offsets]
+    # An event written without its fraction reads as an earlier instant than the offset it was
+    # made at, and may now precede its neighbour: order by what the eventCreated string says.
+    events.sort(key=_created_sort_key)
+    return events
+
+
+def _created_sort_key(event: dict[str, Any]) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` + 6 fraction digits (`000000` when absent), as format_created writes."""
+    created = event["eventCreated"]
+    return created[:19] + (created[20:26] if created[19] == "." else "000000")
