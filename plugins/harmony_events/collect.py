@@ -105,8 +105,8 @@ class Collector:
             try:
                 self.cycle()
             except (TempFailError, UnreachableError) as exc:
-                if first and isinstance(exc, UnreachableError) and not self.client.reached:
-                    raise
+                if first and isinstance(exc, UnreachableError):
+                    raise  # wrong URL, region or CA: retrying forever would hide it
                 self.log.warning(f"{exc.one_line()}; trying again in {self.config.interval_secs:g} s")
             except Stopped:
                 break
@@ -218,7 +218,7 @@ class Collector:
                     )
                 break
             if self.runtime.stop():
-                break
+                raise Stopped()  # the window is unfinished: the cursor must not pass it
         return result
 
     # -- persistence ---------------------------------------------------------------------------
