@@ -15,9 +15,7 @@ from harmony_pipes.s3_batch.validate import build_validator
 
 N = 10_000
 SAMPLE = json.loads(
-    (
-        Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "harness" / "audit-event-sample.json"
-    ).read_text()
+    (Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "harness" / "audit-event-sample.json").read_text()
 )
 
 

@@ -65,9 +65,7 @@ def disk_error(path: Path, exc: OSError) -> RuntimeFailure:
     if exc.errno == errno.ENOSPC:
         return RuntimeFailure(f"cannot write {path}: disk full", "free space or point --state-dir elsewhere")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return RuntimeFailure(
-            f"cannot write {path}: {exc.strerror}", "make the state directory writable by this user"
-        )
+        return RuntimeFailure(f"cannot write {path}: {exc.strerror}", "make the state directory writable by this user")
     return RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}", "check the state directory")
 
 

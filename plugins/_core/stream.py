@@ -120,9 +120,7 @@ def run_transform(
         counters["bad_records"] += 1
         dead_letter.add(reason, line_no, raw)
         if strict:
-            raise BadInputError(
-                f"bad record at input line {line_no}: {reason}", "fix the input or drop --strict"
-            )
+            raise BadInputError(f"bad record at input line {line_no}: {reason}", "fix the input or drop --strict")
 
     try:
         for first_line_no, lines in reader.batches():

@@ -28,12 +28,8 @@ FIX_CREDENTIALS = (
     "check HARMONY_CLIENT_ID and HARMONY_ACCESS_KEY (or --access-key-file): typed correctly, not expired, "
     "created for the Email & Collaboration service, and for this region's gateway (--region)"
 )
-FIX_PERMISSION = (
-    "give the API key the Email & Collaboration service and a role allowed to read security events"
-)
-FIX_BASE_URL = (
-    "check --base-url / --region (HARMONY_BASE_URL, HARMONY_REGION); a key works only on its own region"
-)
+FIX_PERMISSION = "give the API key the Email & Collaboration service and a role allowed to read security events"
+FIX_BASE_URL = "check --base-url / --region (HARMONY_BASE_URL, HARMONY_REGION); a key works only on its own region"
 FIX_BAD_REQUEST = "check the configuration: --types, --states, --severities, --saas, --start, --end"
 FIX_RATE_LIMIT = "the quota recovers by itself: retry later, or poll less often (--interval-secs)"
 FIX_TLS = "install the gateway's CA (set REQUESTS_CA_BUNDLE) or, on a trusted network only, use --insecure"
@@ -78,9 +74,7 @@ def auth_failure(status: int, body: Any, url: str) -> Exception:
     if status in RETRIABLE_STATUS:
         return RetriableError(f"token request {_status_text(status, body)}")
     if status in (401, 403):
-        return AuthError(
-            f"Harmony refused the client id / access key ({_status_text(status, body)})", FIX_CREDENTIALS
-        )
+        return AuthError(f"Harmony refused the client id / access key ({_status_text(status, body)})", FIX_CREDENTIALS)
     if status == 404:
         return UnreachableError(f"no Harmony token endpoint at {url} (HTTP 404)", FIX_BASE_URL)
     if status == 400:
@@ -102,9 +96,7 @@ def api_failure(status: int, body: Any, url: str) -> Exception:
         return UnreachableError(f"no Harmony API at {url} (HTTP 404)", FIX_BASE_URL)
     if status in (400, 422):
         return ConfigError(f"Harmony rejected the query ({_status_text(status, body)})", FIX_BAD_REQUEST)
-    return RuntimeFailure(
-        f"{url} answered {_status_text(status, body)}", "retry later; report it if it persists"
-    )
+    return RuntimeFailure(f"{url} answered {_status_text(status, body)}", "retry later; report it if it persists")
 
 
 def envelope_failure(body: Any, url: str) -> Exception | None:
@@ -125,9 +117,7 @@ def envelope_failure(body: Any, url: str) -> Exception | None:
 def retries_exhausted(what: str, attempts: int, last: str) -> PipesError:
     """The error after the retry budget is spent: always 75, so a scheduler tries again later."""
     if "429" in last:
-        return TempFailError(
-            f"{what}: rate limited by Harmony after {attempts} attempts ({last})", FIX_RATE_LIMIT
-        )
+        return TempFailError(f"{what}: rate limited by Harmony after {attempts} attempts ({last})", FIX_RATE_LIMIT)
     return TempFailError(
         f"{what}: still failing after {attempts} attempts ({last})",
         "temporary: retry later (or raise --max-retries / --timeout-secs)",

@@ -163,9 +163,7 @@ def cli() -> None:
     show_default=True,
     help="A window returning this many events is halved and re-read.",
 )
-@_opt(
-    "--tenant", envvar="HARMONY_TENANT", help="Tenant name for log and stats lines (events stay untouched)."
-)
+@_opt("--tenant", envvar="HARMONY_TENANT", help="Tenant name for log and stats lines (events stay untouched).")
 @_opt(
     "--retry-base-delay-secs",
     envvar="HARMONY_RETRY_BASE_DELAY_SECS",

@@ -76,9 +76,7 @@ class HecClient:
         self.session.verify = verify_tls
         # Passed on every call too: requests lets REQUESTS_CA_BUNDLE override `session.verify = False`.
         self.verify_tls = verify_tls
-        self.session.headers.update(
-            {"Accept": "application/json", "User-Agent": "harmony-pipes/harmony-events"}
-        )
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "harmony-pipes/harmony-events"})
         if not verify_tls:
             import urllib3
 
@@ -116,14 +114,10 @@ class HecClient:
             )
             content = resp.content
         except requests.exceptions.SSLError as exc:
-            raise UnreachableError(
-                f"TLS verification of {self.base_url} failed ({_reason(exc)})", FIX_TLS
-            ) from None
+            raise UnreachableError(f"TLS verification of {self.base_url} failed ({_reason(exc)})", FIX_TLS) from None
         except requests.exceptions.ConnectionError as exc:
             if not self.reached and not isinstance(exc, requests.exceptions.ConnectTimeout):
-                raise UnreachableError(
-                    f"cannot reach {self.base_url} ({_reason(exc)})", FIX_NETWORK
-                ) from None
+                raise UnreachableError(f"cannot reach {self.base_url} ({_reason(exc)})", FIX_NETWORK) from None
             raise RetriableError(f"connection to {self.base_url} failed ({_reason(exc)})") from None
         except requests.exceptions.Timeout:
             raise RetriableError(f"no answer from {url} within {self.timeout_secs:g} s") from None
@@ -182,11 +176,7 @@ class HecClient:
                 raise failure
             data = body.get("data") if isinstance(body, dict) else None
             token = data.get("token") if isinstance(data, dict) else None
-            if (
-                not isinstance(token, str)
-                or not token
-                or (isinstance(body, dict) and body.get("success") is False)
-            ):
+            if not isinstance(token, str) or not token or (isinstance(body, dict) and body.get("success") is False):
                 raise AuthError(f"{url} answered 200 without a token", FIX_CREDENTIALS)
             ttl = self._ttl_secs(data)
             self.token_ttl_secs = ttl
@@ -237,9 +227,7 @@ class HecClient:
                 return self._with_retries(what, attempt)
             except TokenRejected as exc:
                 if refreshed:
-                    raise AuthError(
-                        f"Harmony rejected a fresh token on {path} ({exc})", FIX_CREDENTIALS
-                    ) from None
+                    raise AuthError(f"Harmony rejected a fresh token on {path} ({exc})", FIX_CREDENTIALS) from None
                 refreshed = True
                 self.invalidate_token()
 

@@ -204,18 +204,14 @@ class Collector:
                 counters["events"] += 1
             result.received += len(keys)
             self.stats.tick()
-            scroll_id = pager.next_scroll_id(
-                envelope.get("scrollId") if isinstance(envelope, dict) else None, keys
-            )
+            scroll_id = pager.next_scroll_id(envelope.get("scrollId") if isinstance(envelope, dict) else None, keys)
             if result.received >= cap:
                 result.truncated = True
                 break
             if scroll_id is None:
                 result.truncated = pager.incomplete
                 if pager.ended_by == END_LOOP:
-                    self.log.warning_once(
-                        "scroll-loop", "the server repeated a page of the scroll; stopping it"
-                    )
+                    self.log.warning_once("scroll-loop", "the server repeated a page of the scroll; stopping it")
                 break
             if self.runtime.stop():
                 raise Stopped()  # the window is unfinished: the cursor must not pass it

@@ -70,9 +70,7 @@ def read_access_key(env: Mapping[str, str], key_file: str | None) -> str:
         return value
     value = env.get(ACCESS_KEY_ENV, "").strip()
     if not value:
-        raise ConfigError(
-            "no access key", f"set {ACCESS_KEY_ENV} or use --access-key-file (HARMONY_ACCESS_KEY_FILE)"
-        )
+        raise ConfigError("no access key", f"set {ACCESS_KEY_ENV} or use --access-key-file (HARMONY_ACCESS_KEY_FILE)")
     return value
 
 
@@ -92,9 +90,7 @@ def _token(value: str) -> str:
     return "_".join(value.lower().replace("-", " ").split())
 
 
-def build_filters(
-    types: str | None, states: str | None, severities: str | None, saas: str | None
-) -> dict[str, Any]:
+def build_filters(types: str | None, states: str | None, severities: str | None, saas: str | None) -> dict[str, Any]:
     """The `requestData` filter keys; omitted filters mean "all" (as Elastic and Sentinel rely on)."""
     filters: dict[str, Any] = {}
     type_list = [_token(t) for t in split_list(types)]

@@ -70,9 +70,7 @@ def test_signature_does_not_match_for_real(auth_moto):
     assert error.exit_code == ExitCode.AUTH
     assert "SignatureDoesNotMatch" in error.message
     assert "secret access key does not match" in error.fix
-    assert (
-        SECRET_MARK not in error.one_line() and auth_moto.admin["aws_access_key_id"] not in error.one_line()
-    )
+    assert SECRET_MARK not in error.one_line() and auth_moto.admin["aws_access_key_id"] not in error.one_line()
 
 
 def test_access_denied_names_the_missing_permission(auth_moto):
@@ -96,15 +94,11 @@ def test_access_denied_names_the_missing_permission(auth_moto):
 
 
 def test_no_such_bucket_is_unreachable(auth_moto):
-    error = failure_of(
-        put(auth_moto, None, bucket="auth-errors-missing"), what="write", bucket="auth-errors-missing"
-    )
+    error = failure_of(put(auth_moto, None, bucket="auth-errors-missing"), what="write", bucket="auth-errors-missing")
     assert error.exit_code == ExitCode.UNREACHABLE
     assert "bucket 'auth-errors-missing' does not exist (NoSuchBucket" in error.message
     head = auth_moto.client("s3").head_bucket
-    head_error = failure_of(
-        lambda: head(Bucket="auth-errors-missing"), what="head", bucket="auth-errors-missing"
-    )
+    head_error = failure_of(lambda: head(Bucket="auth-errors-missing"), what="head", bucket="auth-errors-missing")
     assert head_error.exit_code == ExitCode.UNREACHABLE and "404" in head_error.message
 
 
@@ -170,9 +164,7 @@ def test_assume_role_with_external_id_enforced(auth_moto, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", caller["aws_secret_access_key"])
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     with pytest.raises(Exception) as refused:
-        make_session(
-            role_arn=role_arn, external_id="wrong-id", endpoint_url=auth_moto.endpoint, region="us-east-1"
-        )
+        make_session(role_arn=role_arn, external_id="wrong-id", endpoint_url=auth_moto.endpoint, region="us-east-1")
     assert refused.value.exit_code == ExitCode.AUTH
     assert f"assume role {role_arn}: access denied" in refused.value.message
     assert "sts:ExternalId" in refused.value.fix
@@ -183,9 +175,7 @@ def test_assume_role_with_external_id_enforced(auth_moto, monkeypatch):
     s3.put_object(Bucket="auth-errors", Key="as-role.json", Body=b"{}")  # the role's permission applies
     identity = make_client(session, "sts", endpoint_url=auth_moto.endpoint)
     with pytest.raises(Exception) as denied:
-        identity.get_caller_identity() if False else s3.delete_object(
-            Bucket="auth-errors", Key="as-role.json"
-        )
+        identity.get_caller_identity() if False else s3.delete_object(Bucket="auth-errors", Key="as-role.json")
     error = classify_aws_error(denied.value, what="delete", bucket="auth-errors")
     assert error.exit_code == ExitCode.AUTH and "s3:DeleteObject" in error.fix
 
@@ -204,9 +194,7 @@ def test_assumed_role_credentials_refresh_before_expiry(moto_server):
     second = credentials.get_frozen_credentials().access_key
     assert first != second  # botocore called AssumeRole again before expiry
     sts = make_client(session, "sts", endpoint_url=moto_server)
-    assert (
-        sts.get_caller_identity()["Arn"] == "arn:aws:sts::111122223333:assumed-role/refresh-me/harmony-pipes"
-    )
+    assert sts.get_caller_identity()["Arn"] == "arn:aws:sts::111122223333:assumed-role/refresh-me/harmony-pipes"
     long_lived = make_session(role_arn="arn:aws:iam::111122223333:role/keep", endpoint_url=moto_server)
     creds = long_lived.get_credentials()
     assert creds.get_frozen_credentials().access_key == creds.get_frozen_credentials().access_key
@@ -234,9 +222,7 @@ def test_no_and_partial_credentials(moto_server, monkeypatch, tmp_path):
     assert error.one_line().startswith("Error: credentials check: no usable AWS credentials")
     assert "set AWS_PROFILE" in error.fix
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAONLYTHEKEYID0000")
-    error = failure_of(
-        lambda: make_session(region="us-east-1").client("sts").get_caller_identity(), what="check"
-    )
+    error = failure_of(lambda: make_session(region="us-east-1").client("sts").get_caller_identity(), what="check")
     assert error.exit_code == ExitCode.AUTH and "AKIAONLYTHEKEYID0000" not in error.one_line()
     with pytest.raises(Exception) as missing_profile:
         make_session(profile="no-such-profile")

@@ -119,9 +119,7 @@ def test_rendered_policy_is_enough_and_no_more(auth_moto, as_user):
     as_user(creds)
     code, lines = probe(f"s3://{BUCKET}/harmony/", endpoint_url=auth_moto.endpoint)
     assert code == 0, lines
-    assert lines[1].startswith(
-        f"ok    bucket: s3://{BUCKET} reachable (listing harmony/ works; HeadBucket is denied"
-    )
+    assert lines[1].startswith(f"ok    bucket: s3://{BUCKET} reachable (listing harmony/ works; HeadBucket is denied")
     assert lines[-1] == f"OK    s3://{BUCKET}/harmony/ is ready for s3-batch"
     assert objects(auth_moto, "harmony/") == []  # the probe cleaned up
     s3 = auth_moto.client("s3", creds)
@@ -143,9 +141,7 @@ def test_probe_ok_against_shared_moto(moto_server, as_user):
     import boto3
 
     boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=bucket)
-    code, lines = probe(
-        f"s3://{bucket}/p/", endpoint_url=moto_server, sse="AES256", storage_class="STANDARD_IA"
-    )
+    code, lines = probe(f"s3://{bucket}/p/", endpoint_url=moto_server, sse="AES256", storage_class="STANDARD_IA")
     assert code == 0
     assert [line.split(":")[0] for line in lines] == [
         "ok    credentials",

@@ -204,9 +204,7 @@ def test_access_key_from_env_or_file(tmp_path):
 
 
 def test_filters():
-    filters = build_filters(
-        "Phishing, Suspicious Malware", "new,detected", "5,high,Very Low", "office365_emails"
-    )
+    filters = build_filters("Phishing, Suspicious Malware", "new,detected", "5,high,Very Low", "office365_emails")
     assert filters == {
         "eventTypes": ["phishing", "suspicious_malware"],
         "eventStates": ["new", "detected"],
@@ -224,9 +222,7 @@ def test_filters():
 
 
 def test_auth_answers():
-    assert isinstance(
-        auth_failure(401, {"success": False, "message": "Invalid client credentials"}, "u"), AuthError
-    )
+    assert isinstance(auth_failure(401, {"success": False, "message": "Invalid client credentials"}, "u"), AuthError)
     assert isinstance(auth_failure(404, None, "u"), UnreachableError)
     assert isinstance(auth_failure(429, None, "u"), RetriableError)
     assert isinstance(auth_failure(503, None, "u"), RetriableError)

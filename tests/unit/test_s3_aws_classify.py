@@ -107,9 +107,7 @@ def test_wrapped_errors_use_their_cause_and_pipes_errors_pass_through():
         try:
             raise client_error("NoSuchBucket", "The specified bucket does not exist", 404)
         except bx.ClientError:
-            raise S3UploadFailedError(
-                "Failed to upload /spool/x to b/k: An error occurred (NoSuchBucket)"
-            ) from None
+            raise S3UploadFailedError("Failed to upload /spool/x to b/k: An error occurred (NoSuchBucket)") from None
     except S3UploadFailedError as wrapped:
         # `from None` hides the cause from tracebacks but keeps __context__
         assert classify_aws_error(wrapped, what="upload", bucket="b").exit_code == ExitCode.UNREACHABLE

@@ -17,9 +17,7 @@ HARNESS = Path(__file__).resolve().parents[1] / "fixtures" / "harness"
 
 BROKEN = {
     "broken-missing-event-id.json": "harness-audit: missing auditEventId",
-    "broken-missing-principal-identifier.json": (
-        "harness-audit: missing auditEventAuthor.principal.identifier"
-    ),
+    "broken-missing-principal-identifier.json": ("harness-audit: missing auditEventAuthor.principal.identifier"),
     "broken-time-iso-string.json": (
         'harness-audit: auditEventTime matches none of its allowed forms, got "2024-11-25T02:00:00Z"'
     ),
@@ -123,9 +121,7 @@ def test_receipt_schema_accepts_a_receipt_and_rejects_a_partial_one():
         "format": "json-array",
         "compression": "gzip",
     }
-    validator = jsonschema.Draft202012Validator(
-        load_schema("s3-receipt"), format_checker=jsonschema.FormatChecker()
-    )
+    validator = jsonschema.Draft202012Validator(load_schema("s3-receipt"), format_checker=jsonschema.FormatChecker())
     assert not list(validator.iter_errors(receipt))
     partial = dict(receipt)
     del partial["sha256"]
