@@ -67,10 +67,10 @@ def emulator_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start_emulator(*args: str, env: dict[str, str] | None = None) -> Iterator[EmulatorHandle]:
-    """`hec-emulator --port 0 ARGS`; yields once the `{"url": ...}` line is read; SIGTERM on exit."""
+def start_emulator(*args: str, env: dict[str, str] | None = None, port: str = "0") -> Iterator[EmulatorHandle]:
+    """`hec-emulator --port PORT ARGS`; yields once the `{"url": ...}` line is read; SIGTERM on exit."""
     proc = subprocess.Popen(
-        [str(EMULATOR_BIN), "--port", "0", *args],
+        [str(EMULATOR_BIN), "--port", port, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=emulator_env(env),
