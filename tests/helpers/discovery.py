@@ -3,7 +3,7 @@
 The discovery tests reset EC2 state between tests (POST /moto-api/reset). moto's backends are
 process-wide, so a reset inside the pytest worker would also wipe the S3 buckets other areas keep
 in the session-wide `moto_server`: `MotoEc2` therefore runs `python -m moto.server` in a process
-of its own (about 0.5 s to start), and its resets touch nothing else.
+of its own (about 0.5 s to start, on a port moto picks itself), and its resets touch nothing else.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -23,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import AWS_TEST_ENV, REPO_ROOT, free_port, run_cli
+from tests.conftest import AWS_TEST_ENV, REPO_ROOT, run_cli
+from tests.helpers.moto_process import start_moto, stop_moto
 
 LINUX_AMI = "ami-760aaa0f"  # amzn, no platform
 WINDOWS_AMI = "ami-03cf127a"  # moto's bundled Windows_Server-2016 image: Platform == "windows"
@@ -34,24 +34,8 @@ class MotoEc2:
     """A moto server process of our own (empty at start), with small builders for EC2 fixtures."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self.port = free_port()
+        self.proc, self.port = start_moto(env)
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self._post("/moto-api/reset")
-                break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.05)
         self._clients: dict[str, Any] = {}
 
     def _post(self, path: str) -> None:
@@ -63,13 +47,7 @@ class MotoEc2:
             conn.close()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_moto(self.proc)
 
     def reset(self) -> None:
         self._post("/moto-api/reset")

@@ -87,7 +87,9 @@ def test_null_scroll_style_pages_in_ascending_order_and_ends_on_a_null_id(events
 
 
 def test_constant_empty_page_style_repeats_the_id_and_ends_on_an_empty_page(events_file) -> None:
-    with start_emulator("--events", str(events_file), "--page-size", "50", "--scroll-style", "constant-empty-page") as emu:
+    with start_emulator(
+        "--events", str(events_file), "--page-size", "50", "--scroll-style", "constant-empty-page"
+    ) as emu:
         events, scroll_ids = _scroll_all(emu.url, _headers(emu.url), startDate=START)
         assert [e["eventId"] for e in events] == EVENT_IDS
         assert len(scroll_ids) == 6 and len(set(scroll_ids)) == 1 and scroll_ids[0]  # never null, never ""
