@@ -96,9 +96,9 @@ def moto_server() -> Iterator[str]:
 
     for key, value in AWS_TEST_ENV.items():
         os.environ.setdefault(key, value)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()  # binds port 0 itself: no gap in which another worker could take the port
+    _, port = server.get_host_and_port()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
