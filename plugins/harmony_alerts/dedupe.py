@@ -68,9 +68,14 @@ class DigestSet:
     def add(self, digest: int, now_secs: int) -> bool:
         """Insert; False when already present. Evicts the oldest keys past the bounds first.
 
-        The hot path (a new key, no bound reached) probes the table once; eviction and growth,
-        which move entries, are rare and probe again.
+        Keys older than `ttl_secs` are expired *before* the lookup (at most once per second), so
+        a key seen again after its TTL is new again, not a duplicate. The hot path (a new key, no
+        bound reached) probes the table once; eviction and growth, which move entries, are rare
+        and probe again.
         """
+        if now_secs != self._expired_at and self.ttl_secs is not None:
+            self._expired_at = now_secs
+            self.expire(now_secs)
         table = self._table
         mask = self._mask
         slot = digest & mask
@@ -80,10 +85,6 @@ class DigestSet:
                 return False
             slot = (slot + 1) & mask
             found = table[slot]
-        if now_secs != self._expired_at and self.ttl_secs is not None:
-            self._expired_at = now_secs
-            self.expire(now_secs)
-            slot = -1
         if self._count >= self.max_keys:
             self._evict_oldest()
             slot = -1

@@ -8,7 +8,7 @@ namespace), OCSF → `unmapped.checkpoint_harmony`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FORMATS = ("native", "ecs", "ocsf")
@@ -34,11 +34,22 @@ _OCSF_STATUS = {
 OCSF_VERSION = "1.3.0"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def iso_ms(epoch_ms: int | None) -> str | None:
+    """Epoch ms → `YYYY-MM-DDTHH:MM:SS.mmmZ`, None outside years 1..9999 (integer math)."""
     if epoch_ms is None:
         return None
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    try:
+        moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    except OverflowError:  # outside years 1..9999: event_time_ms already maps those to None
+        return None
+    # not strftime: glibc's %Y does not pad years before 1000 to four digits
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{epoch_ms % 1000:03d}Z"
+    )
 
 
 def to_ecs(alert: dict[str, Any]) -> dict[str, Any]:

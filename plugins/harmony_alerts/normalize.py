@@ -24,6 +24,10 @@ DEFAULT_MIN_SEVERITY = 4
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
+# the instants an ISO 8601 UTC string can name (years 1..9999): outside them a "timestamp" is
+# malformed input, and would crash ISO formatting (ECS) or the 64-bit JSON encoder
+MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
+MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
 SEVERITY_LABELS = {1: "Very Low", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 # Names seen on the wire: XSOAR labels, Elastic's severity_enum and the severityChange action.
 _SEVERITY_NAMES = {
@@ -60,20 +64,26 @@ def parse_severity(value: Any) -> int | None:
 
 
 def event_time_ms(value: Any) -> int | None:
-    """eventCreated (ISO 8601 with or without fraction/offset, naive = UTC) → epoch ms."""
+    """eventCreated (ISO 8601 with or without fraction/offset, naive = UTC) → epoch ms.
+
+    None when missing, unparseable, or outside years 1..9999 UTC.
+    """
     if type(value) is str:
         try:  # the C parser, then exact integer math (float timestamps drift past 2255)
             moment = datetime.fromisoformat(value)
         except ValueError:
             micros = event_created_us(value)
-            return None if micros is None else micros // 1000
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return (moment - _EPOCH) // _ONE_MS
-    if isinstance(value, int | float) and not isinstance(value, bool):
+            found = None if micros is None else micros // 1000
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            found = (moment - _EPOCH) // _ONE_MS
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         # epoch seconds or milliseconds; anything after 1973 in ms is > 1e11
-        return int(value) if value > 1e11 else int(value * 1000)
-    return None
+        found = int(value) if value > 1e11 else int(value * 1000)
+    else:
+        return None
+    return found if found is not None and MIN_MS <= found <= MAX_MS else None
 
 
 class KeepPolicy:

@@ -6,6 +6,7 @@ import pytest
 
 from harmony_pipes._core.errors import ConfigError
 from harmony_pipes.harmony_alerts.dedupe import DedupeLog, DigestSet, key_digest
+from harmony_pipes.harmony_alerts.formats import iso_ms
 from harmony_pipes.harmony_alerts.normalize import KeepPolicy, build_alert, event_time_ms, parse_severity
 
 
@@ -117,3 +118,46 @@ def test_key_log_of_another_format_version_is_refused_with_the_fix(tmp_path) -> 
 def test_digests_are_stable_xxh3_values() -> None:
     """Persisted keys must mean the same after an upgrade or on another machine."""
     assert key_digest("exampletest:c7a2ea20b2f14c942e05319acb5c7427") == 0xAA80024B617082E8
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1e300, 99999999999999999, -1e15, "9999-12-31T23:59:59.999999-14:00", "0000-01-01T00:00:00Z"],
+)
+def test_event_time_outside_years_1_to_9999_is_null_not_a_crash(value) -> None:
+    """These used to crash the whole command: ISO formatting (ECS) or the 64-bit JSON encoder."""
+    assert event_time_ms(value) is None
+
+
+def test_event_time_at_the_edges_of_iso_8601() -> None:
+    assert event_time_ms("0001-01-01T00:00:00Z") == -62135596800000
+    assert event_time_ms("9999-12-31T23:59:59.999999+00:00") == 253402300799999
+    assert event_time_ms("1969-12-31T23:59:59.999Z") == -1
+
+
+@pytest.mark.parametrize(
+    ("epoch_ms", "expected"),
+    [
+        (1728972520022, "2024-10-15T06:08:40.022Z"),
+        (0, "1970-01-01T00:00:00.000Z"),
+        (-1, "1969-12-31T23:59:59.999Z"),
+        (-62135596800000, "0001-01-01T00:00:00.000Z"),  # four-digit year (strftime gave "1-01-01")
+        (253402300799999, "9999-12-31T23:59:59.999Z"),
+        (253402300800000, None),
+        (None, None),
+    ],
+)
+def test_iso_ms(epoch_ms, expected) -> None:
+    assert iso_ms(epoch_ms) == expected
+
+
+def test_digest_set_ttl_expires_a_key_that_comes_again() -> None:
+    """A key seen again after its TTL is new again, even when no *new* key arrived meanwhile
+    (expiry used to run only on the insert path, so a repeat kept an expired key alive)."""
+    store = DigestSet(max_keys=100, ttl_secs=1)
+    key = key_digest("t:e1")
+    assert store.add(key, now_secs=100)
+    assert not store.add(key, now_secs=101)  # 1 s old: still within the TTL
+    assert store.add(key, now_secs=103)  # first seen at 100, so expired at 103 (older than 1 s)
+    assert not store.add(key, now_secs=103)
+    assert store.evicted == 1 and len(store) == 1
