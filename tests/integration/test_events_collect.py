@@ -114,8 +114,10 @@ def test_invalid_scroll_restarts_the_window_and_never_reuses_the_stale_id(events
     assert served["invalid_scroll"] == result.stats["scroll_restarts"] > 0
 
 
-def test_retry_after_is_honoured(events_file) -> None:
-    args = ["--page-size", "400", "--rate-limit-every", "2", "--retry-after-secs", "1"]
+@pytest.mark.parametrize(("style", "secs"), [("seconds", "1"), ("http-date", "2")])
+def test_retry_after_is_honoured(events_file, style, secs) -> None:
+    """Delta seconds, or an HTTP date (whole seconds: `now + 2` is 1-2 s away when it arrives)."""
+    args = ["--page-size", "400", "--rate-limit-every", "2", "--retry-after-secs", secs, "--retry-after-style", style]
     with start_emulator("--events", str(events_file), *args) as emu:
         began = time.monotonic()
         result = collect(emu.url, HARMONY_RETRY_BASE_DELAY_SECS="0")
@@ -125,6 +127,41 @@ def test_retry_after_is_honoured(events_file) -> None:
     assert_each_once(result.stdout)
     assert served["rate_limited"] >= 2 and result.stats["retries"] == served["rate_limited"]
     assert elapsed >= served["rate_limited"] * 1.0  # with a zero backoff, only Retry-After made it wait
+
+
+def test_a_gateway_slower_than_the_timeout_is_retried_then_exits_75(events_file) -> None:
+    with start_emulator("--events", str(events_file), "--delay-ms", "1500") as emu:
+        result = collect(emu.url, "--timeout-secs", "0.3", "--max-retries", "1")
+    assert result.returncode == 75, result.stderr
+    assert "no answer from" in result.stderr and "within 0.3 s" in result.stderr
+    assert result.stats["retries"] == 1 and "Traceback" not in result.stderr
+
+
+def test_interval_mode_logs_a_failed_cycle_and_catches_up_in_the_next(events_file) -> None:
+    """No retries at all, every 5th API request a 5xx: cycles fail, each says so and is retried
+    by the next cycle from the same cursor, so every event still arrives once. (No window needs
+    more than 2 pages of 300, so some cycle always gets through the next one.)"""
+    with start_emulator("--events", str(events_file), "--page-size", "300", "--error-every", "5") as emu:
+        result = _run_interval(emu.url, 5, "--max-retries", "0", "--window-secs", "600")
+    assert result.returncode == 0, result.stderr.decode()
+    assert_each_once(result.stdout)
+    assert b"trying again in 0.5 s" in result.stderr
+
+
+def test_a_restart_re_reads_the_overlap_but_emits_only_what_is_new(events_file, tmp_path) -> None:
+    state = tmp_path / "state"
+    args = ["--state-dir", str(state), "--overlap-secs", "600"]
+    with start_emulator("--events", str(events_file), "--page-size", "200") as emu:
+        first = collect(emu.url, *args)
+        late = make_events(3, span_secs=60, seed=99)  # created in the last minute: inside the overlap
+        emu.add_events(late)
+        second = collect(emu.url, *args)
+        third = collect(emu.url, *args)
+    assert first.returncode == second.returncode == third.returncode == 0
+    assert_each_once(first.stdout)
+    assert ids_of(second.stdout) == [e["eventId"] for e in late]
+    assert second.stats["duplicates_skipped"] > 0  # the overlap was read again, its events not re-emitted
+    assert third.stdout == b""
 
 
 def test_rate_limited_past_the_retry_budget_exits_75_in_once_mode(events_file) -> None:
