@@ -177,6 +177,10 @@ class DedupeLog:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return 0
+        if len(data) < len(LOG_MAGIC) and LOG_MAGIC.startswith(data):
+            # created but its header not (fully) written: a crash or a full disk at the first append
+            self._truncate(0)
+            return 0
         if not data.startswith(LOG_MAGIC):
             from harmony_pipes._core.errors import ConfigError
 
@@ -187,7 +191,11 @@ class DedupeLog:
                 )
             raise ConfigError(f"dedupe state {self.path} is not a harmony-alerts key log", "move it away")
         body = memoryview(data)[len(LOG_MAGIC) :]
-        usable = len(body) - len(body) % ENTRY.size  # a torn last entry after kill -9 is dropped
+        usable = len(body) - len(body) % ENTRY.size
+        if usable != len(body):
+            # a torn last entry (kill -9 or a full disk mid-append) is dropped *from the file* too:
+            # appended after it, every later entry would be read misaligned, as garbage digests
+            self._truncate(len(LOG_MAGIC) + usable)
         count = 0
         for digest, seen_at in ENTRY.iter_unpack(body[:usable]):
             digests.add(digest, seen_at)
@@ -198,21 +206,34 @@ class DedupeLog:
     def append(self, new_entries: list[tuple[int, int]]) -> None:
         if not new_entries:
             return
+        pack = ENTRY.pack
+        data = b"".join(pack(d, t & 0xFFFFFFFF) for d, t in new_entries)
         try:
             if self._fd is None:
-                fresh = not self.path.exists()
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                if fresh:
-                    os.write(self._fd, LOG_MAGIC)
-            pack = ENTRY.pack
-            os.write(self._fd, b"".join(pack(d, t & 0xFFFFFFFF) for d, t in new_entries))
+                if os.fstat(self._fd).st_size == 0:  # new, or left empty by a crash
+                    data = LOG_MAGIC + data
+            # a full disk (or file size limit) first shows as a short write, then as ENOSPC/EFBIG
+            # on the rest: never take a short count for success, or keys are silently lost
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise disk_error(self.path, exc) from exc
         self.entries_on_disk += len(new_entries)
 
+    def _truncate(self, size: int) -> None:
+        try:
+            os.truncate(self.path, size)
+        except OSError as exc:
+            raise disk_error(self.path, exc) from exc
+
     def sync(self) -> None:
         if self._fd is not None:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise disk_error(self.path, exc) from exc
 
     def compact(self, digests: DigestSet) -> None:
         """Rewrite the log with only the live keys (atomic: old or new file, never half)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from harmony_pipes._core.errors import ConfigError
@@ -161,3 +163,54 @@ def test_digest_set_ttl_expires_a_key_that_comes_again() -> None:
     assert store.add(key, now_secs=103)  # first seen at 100, so expired at 103 (older than 1 s)
     assert not store.add(key, now_secs=103)
     assert store.evicted == 1 and len(store) == 1
+
+
+def test_key_log_appends_after_a_torn_tail_stay_aligned(tmp_path) -> None:
+    """A torn tail (kill -9 or a full disk mid-append) is cut off at load, so the entries the
+    next run appends are read back as themselves (they used to be read misaligned, as garbage)."""
+    path = tmp_path / "keys.bin"
+    first = DedupeLog(path)
+    first.append([(key_digest("a:1"), 100), (key_digest("a:2"), 101)])
+    first.close()
+    with path.open("ab") as handle:
+        handle.write(b"\x01\x02\x03")
+    second = DedupeLog(path)
+    assert second.load_into(DigestSet(10)) == 2
+    assert path.stat().st_size == 8 + 2 * 12
+    second.append([(key_digest("a:3"), 102), (key_digest("a:4"), 103)])
+    second.close()
+    restored = DigestSet(10)
+    assert DedupeLog(path).load_into(restored) == 4
+    assert [k for k, _ in restored.entries()] == [key_digest(f"a:{i}") for i in range(1, 5)]
+    assert [t for _, t in restored.entries()] == [100, 101, 102, 103]
+
+
+@pytest.mark.parametrize("left", [b"", b"HPDE"])
+def test_key_log_with_no_or_half_a_header_is_a_fresh_log(tmp_path, left) -> None:
+    """A crash (or full disk) between creating the file and writing its header must not make the
+    next start refuse the state dir, nor write entries without a header."""
+    path = tmp_path / "keys.bin"
+    path.write_bytes(left)
+    log = DedupeLog(path)
+    assert log.load_into(DigestSet(10)) == 0
+    log.append([(key_digest("a:1"), 100)])
+    log.close()
+    restored = DigestSet(10)
+    assert DedupeLog(path).load_into(restored) == 1
+    assert key_digest("a:1") in restored
+
+
+def test_key_log_short_writes_are_completed(tmp_path, monkeypatch) -> None:
+    """os.write may write less than asked (a nearly full disk); the rest must still be written."""
+    import harmony_pipes.harmony_alerts.dedupe as dedupe_module
+
+    real_write = os.write
+    monkeypatch.setattr(dedupe_module.os, "write", lambda fd, data: real_write(fd, bytes(data[:5])))
+    path = tmp_path / "keys.bin"
+    log = DedupeLog(path)
+    log.append([(key_digest(f"a:{i}"), i) for i in range(20)])
+    log.close()
+    monkeypatch.undo()
+    restored = DigestSet(100)
+    assert DedupeLog(path).load_into(restored) == 20
+    assert all(key_digest(f"a:{i}") in restored for i in range(20))
