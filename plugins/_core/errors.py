@@ -69,13 +69,16 @@ class TempFailError(PipesError):
 class RetriableError(Exception):
     """Raised inside retry loops for failures worth another attempt (429, 5xx, resets).
 
-    `retry_after_secs` carries a server hint (Retry-After) when there was one.
+    `retry_after_secs` carries a server hint (Retry-After) when there was one. `unprocessed`
+    says the server refused the request before acting on it (429, 408), so sending it again is
+    safe even when the request moves server-side state on (a scroll page).
     """
 
-    def __init__(self, message: str, retry_after_secs: float | None = None) -> None:
+    def __init__(self, message: str, retry_after_secs: float | None = None, *, unprocessed: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_secs = retry_after_secs
+        self.unprocessed = unprocessed
 
 
 class OutputClosed(Exception):

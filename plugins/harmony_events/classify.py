@@ -22,6 +22,7 @@ from harmony_pipes._core.errors import (
 )
 
 RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+UNPROCESSED_STATUS = frozenset({408, 425, 429})  # refused before the request was acted on
 MAX_DETAIL_CHARS = 160
 
 FIX_CREDENTIALS = (
@@ -42,6 +43,12 @@ class TokenRejected(Exception):
 
 class InvalidScroll(Exception):
     """400 `Invalid scroll`: the scroll id is unknown or expired; restart the window."""
+
+
+class ScrollInterrupted(InvalidScroll):
+    """A scroll page request got no trustworthy answer (reset, timeout, 5xx). The gateway may
+    have moved the scroll on already, so re-sending its id could skip a page unseen: the window
+    restarts instead (the reference's "clear the scroll on any error path")."""
 
 
 def detail_of(body: Any) -> str:
@@ -89,7 +96,7 @@ def api_failure(status: int, body: Any, url: str) -> Exception:
     if is_invalid_scroll(status, body):
         return InvalidScroll(_status_text(status, body))
     if status in RETRIABLE_STATUS:
-        return RetriableError(f"{_status_text(status, body)} from {url}")
+        return RetriableError(f"{_status_text(status, body)} from {url}", unprocessed=status in UNPROCESSED_STATUS)
     if status == 403:
         return AuthError(f"Harmony denied access to {url} ({_status_text(status, body)})", FIX_PERMISSION)
     if status == 404:

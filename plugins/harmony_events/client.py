@@ -25,6 +25,7 @@ from .classify import (
     FIX_CREDENTIALS,
     FIX_NETWORK,
     FIX_TLS,
+    ScrollInterrupted,
     TokenRejected,
     api_failure,
     auth_failure,
@@ -133,7 +134,10 @@ class HecClient:
     def _retry_after(self, headers: Any) -> float | None:
         return parse_retry_after(headers.get("Retry-After"), self.wall_clock())
 
-    def _with_retries(self, what: str, attempt_fn: Callable[[], Any]) -> Any:
+    def _with_retries(self, what: str, attempt_fn: Callable[[], Any], resend_safe: bool = True) -> Any:
+        """`attempt_fn` until it succeeds, backing off between tries. When re-sending is not safe
+        (a scroll page), only failures the server refused unprocessed are retried in place; after
+        any other the backoff is still slept, then `ScrollInterrupted` restarts the window."""
         attempt = 0
         while True:
             try:
@@ -147,6 +151,8 @@ class HecClient:
                     self.on_retry(exc.message, delay)
                 if not self._sleep(delay):
                     raise Stopped() from None
+                if not resend_safe and not exc.unprocessed:
+                    raise ScrollInterrupted(exc.message) from None
                 attempt += 1
 
     # -- token ---------------------------------------------------------------------------------
@@ -204,10 +210,12 @@ class HecClient:
 
     # -- API calls -----------------------------------------------------------------------------
 
-    def call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+    def call(self, path: str, body: dict[str, Any], what: str, resend_safe: bool = True) -> dict[str, Any]:
         """POST to an API path with retries and one token refresh on 401; the parsed envelope.
 
-        Raises `InvalidScroll` for a stale scroll id and `PipesError`s for fatal answers.
+        Raises `InvalidScroll` for a stale scroll id, `ScrollInterrupted` when a request that is
+        not `resend_safe` may have been acted on without an answer, `PipesError`s for fatal ones.
+        A 401 is always safe to repeat: the token is checked before anything else happens.
         """
         url = self.base_url + path
         refreshed = False
@@ -224,7 +232,7 @@ class HecClient:
                 raise failure
 
             try:
-                return self._with_retries(what, attempt)
+                return self._with_retries(what, attempt, resend_safe)
             except TokenRejected as exc:
                 if refreshed:
                     raise AuthError(f"Harmony rejected a fresh token on {path} ({exc})", FIX_CREDENTIALS) from None
@@ -232,7 +240,10 @@ class HecClient:
                 self.invalidate_token()
 
     def query_events(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self.call(QUERY_PATH, body, "event query")
+        """One page; a continuation (`requestData.scrollId`) is never blindly re-sent."""
+        request = body.get("requestData")
+        continuation = isinstance(request, dict) and bool(request.get("scrollId"))
+        return self.call(QUERY_PATH, body, "event query", resend_safe=not continuation)
 
     def close(self) -> None:
         self.session.close()

@@ -154,16 +154,16 @@ class Collector:
         while True:
             try:
                 return self._scroll(window)
-            except InvalidScroll as exc:
+            except InvalidScroll as exc:  # also ScrollInterrupted: a page answer that never came
                 restarts += 1
                 self.stats.add("scroll_restarts")
                 if restarts > MAX_SCROLL_RESTARTS_PER_WINDOW:
                     raise TempFailError(
-                        f"the scroll of window {format_api_time(window.start_us)} was invalidated "
+                        f"the scroll of window {format_api_time(window.start_us)} broke off "
                         f"{restarts} times in a row ({exc})",
                         "temporary: retry later",
                     ) from None
-                self.log.debug(f"invalid scroll ({exc}): restarting the window from its start")
+                self.log.debug(f"scroll lost ({exc}): restarting the window from its start")
 
     def _scroll(self, window: Window) -> WindowResult:
         request = {

@@ -47,6 +47,8 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSON
     delayed: bool = False  # an API answer: the server applies --delay-ms
+    reset: bool = False  # no answer at all: the server resets the connection
+    extra_delay_secs: float = 0.0  # `--slow-every`: this answer comes this much later still
 
 
 def json_response(status: int, value: Any, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -70,6 +72,9 @@ class EmulatorConfig:
     retry_after_style: str = "seconds"
     error_every: int = 0
     error_codes: tuple[int, ...] = (500, 502, 503)
+    reset_every: int = 0
+    slow_every: int = 0
+    slow_ms: float = 2000.0
     late_events: int = 0
     late_after_secs: float = 5.0
     late_lag_secs: float = 120.0
@@ -109,7 +114,8 @@ class Emulator:
             (
                 "requests", "auth_ok", "auth_failed", "tokens_issued", "unauthorized", "queries",
                 "scroll_requests", "pages", "empty_pages", "events_served", "rate_limited", "errors",
-                "invalid_scroll", "truncated_queries", "late_inserted", "events_added",
+                "invalid_scroll", "truncated_queries", "late_inserted", "events_added", "connection_resets",
+                "slow_answers",
             ),
             0,
         )  # fmt: skip
@@ -166,7 +172,10 @@ class Emulator:
         route = self._route(method, path)
         if route is None:
             return json_response(404, {"detail": "Not Found"})
-        fault = self._fault()
+        with self._lock:
+            self._api_requests += 1
+            n = self._api_requests
+        fault = self._fault(n)
         if fault is not None:
             fault.delayed = True
             return fault
@@ -175,7 +184,7 @@ class Emulator:
             self._count("unauthorized")
             response = json_response(401, AUTH_REQUIRED)
         else:
-            response = route(request_id, body, path)
+            response = self._after_answer(n, route(request_id, body, path))
         response.delayed = True
         return response
 
@@ -190,11 +199,8 @@ class Emulator:
 
     # -- faults --------------------------------------------------------------------------------
 
-    def _fault(self) -> Response | None:
+    def _fault(self, n: int) -> Response | None:
         cfg = self.config
-        with self._lock:
-            self._api_requests += 1
-            n = self._api_requests
         if cfg.rate_limit_every and n % cfg.rate_limit_every == 0:
             self._count("rate_limited")
             return json_response(429, {"detail": "Too Many Requests"}, self._retry_after_headers())
@@ -203,6 +209,18 @@ class Emulator:
             self._count("errors")
             return error_response(code)
         return None
+
+    def _after_answer(self, n: int, response: Response) -> Response:
+        """Faults that strike after the request was processed (a scroll has advanced): the answer
+        is lost on the way (`--reset-every`) or arrives late (`--slow-every`)."""
+        cfg = self.config
+        if cfg.reset_every and n % cfg.reset_every == 0:
+            self._count("connection_resets")
+            return Response(0, b"", reset=True)
+        if cfg.slow_every and n % cfg.slow_every == 0:
+            self._count("slow_answers")
+            response.extra_delay_secs = cfg.slow_ms / 1000
+        return response
 
     def _retry_after_headers(self) -> list[tuple[str, str]]:
         cfg = self.config

@@ -194,6 +194,30 @@ SECS = click.FloatRange(min=0)
     help="Error statuses --error-every cycles through (422 = failure envelope).",
 )
 @_opt(
+    "--reset-every",
+    envvar=_env("RESET_EVERY"),
+    type=EVERY,
+    default=0,
+    show_default=True,
+    help="Every Nth API request is processed (a scroll advances), then its connection is reset: the answer is lost.",
+)
+@_opt(
+    "--slow-every",
+    envvar=_env("SLOW_EVERY"),
+    type=EVERY,
+    default=0,
+    show_default=True,
+    help="Every Nth API request is processed, then answered --slow-ms late (past a client's timeout).",
+)
+@_opt(
+    "--slow-ms",
+    envvar=_env("SLOW_MS"),
+    type=SECS,
+    default=2000.0,
+    show_default=True,
+    help="How late --slow-every answers come.",
+)
+@_opt(
     "--delay-ms",
     envvar=_env("DELAY_MS"),
     type=SECS,

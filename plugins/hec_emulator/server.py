@@ -6,6 +6,8 @@ Nagle disabled, so keep-alive clients never wait on delayed ACKs.
 
 from __future__ import annotations
 
+import socket
+import struct
 import sys
 import time
 from email.utils import formatdate
@@ -60,8 +62,15 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         response = self.server.emulator.handle(method, self.path, headers, body)
+        if response.reset:  # linger 0: closing sends RST, the client sees "connection reset by peer"
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # now, before socketserver's shutdown(SHUT_WR) could send a FIN
+            self.close_connection = True
+            return
         if response.delayed and self.server.delay_secs > 0:
             time.sleep(self.server.delay_secs)
+        if response.extra_delay_secs > 0:
+            time.sleep(response.extra_delay_secs)
         try:
             reason = HTTPStatus(response.status).phrase
         except ValueError:

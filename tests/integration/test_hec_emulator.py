@@ -162,6 +162,23 @@ def test_error_every_cycles_through_the_error_codes(events_file) -> None:
         assert answers[0].json() == {"message": "Internal Server Error"}
 
 
+def test_reset_and_slow_faults_strike_after_the_scroll_moved_on(events_file) -> None:
+    """The answer is lost (reset) or late (slow) but the page was served: the same scrollId then
+    yields the page after it — the trap a collector must not fall into."""
+    args = ["--page-size", "50", "--reset-every", "2", "--slow-every", "3", "--slow-ms", "600"]
+    with start_emulator("--events", str(events_file), *args) as emu:
+        headers = _headers(emu.url)
+        first = _query(emu.url, headers, startDate=START).json()  # API request 1
+        scroll = first["responseEnvelope"]["scrollId"]
+        with pytest.raises(requests.ConnectionError):
+            _query(emu.url, headers, startDate=START, scrollId=scroll)  # 2: page 2 served, answer lost
+        began = time.monotonic()
+        third = _query(emu.url, headers, startDate=START, scrollId=scroll).json()  # 3: slow
+        assert time.monotonic() - began >= 0.6
+        assert third["responseData"][0]["eventId"] == EVENT_IDS[100]  # page 3: page 2 is gone
+        assert emu.stats()["connection_resets"] == 1 and emu.stats()["slow_answers"] == 1
+
+
 def test_max_records_per_query_truncates_silently(events_file) -> None:
     with start_emulator("--events", str(events_file), "--page-size", "30", "--max-records-per-query", "70") as emu:
         events, _ = _scroll_all(emu.url, _headers(emu.url), startDate=START)

@@ -237,6 +237,8 @@ def test_api_answers():
     assert isinstance(api_failure(404, None, "u"), UnreachableError)
     for status in (429, 500, 502, 503, 504):
         assert isinstance(api_failure(status, None, "u"), RetriableError)
+    # only a refusal before the gateway acted lets a scroll page be sent again as it was
+    assert [s for s in (408, 425, 429, 500, 502, 503, 504) if api_failure(s, None, "u").unprocessed] == [408, 425, 429]
 
 
 def test_envelope_failures():
