@@ -1,9 +1,10 @@
 """The running sink: stdin records → spooled batches → objects in every destination.
 
 The main thread reads stdin (through `_core.stream.run_transform`), routes records to open
-batches, fsyncs them every `--fsync-interval-ms` (only then do they count as accepted), seals
-batches and prints receipts. One thread per destination uploads (see `deliver.py`). When the
-spool holds `--max-spool-bytes`, reading stops (`can_read` → False) until destinations catch up.
+batches, commits them every `--fsync-interval-ms` (all open bodies fsynced, then their counts
+logged — only then do they count as accepted; see `spool.py`), seals batches and prints
+receipts. One thread per destination uploads (see `deliver.py`). When the spool holds
+`--max-spool-bytes`, reading stops (`can_read` → False) until destinations catch up.
 """
 
 from __future__ import annotations
@@ -173,10 +174,9 @@ class Sink:
         return handle
 
     def _seal(self, batch: OpenBatch) -> None:
-        body = batch.body
-        newly = body.records - body.synced_records  # type: ignore[attr-defined]
-        self.spool.seal(batch)  # type: ignore[union-attr]
-        self.counters["records_accepted"] += newly
+        spool: Spool = self.spool  # type: ignore[assignment]
+        spool.seal(batch)  # commits the other open partitions first when they hold new records
+        self.counters["records_accepted"] = spool.accepted
         self.counters["objects_sealed"] += 1
 
     # -- timers, back-pressure, receipts ------------------------------------------------------
@@ -189,7 +189,8 @@ class Sink:
             self._seal(batch)
         if now - self.last_sync >= self.fsync_interval_secs:
             self.last_sync = now
-            self.counters["records_accepted"] += self.spool.sync(batcher.open.values())  # type: ignore
+            self.spool.commit()  # type: ignore[union-attr]
+            self.counters["records_accepted"] = self.spool.accepted  # type: ignore[union-attr]
         self._emit_receipts()
 
     def _emit_receipts(self) -> None:

@@ -4,6 +4,7 @@ Layout of `--spool-dir` (0700, files 0600, locked by the running sink):
 
     open/<seq>.body      body of an open batch, appended and fsynced every --fsync-interval-ms
     open/<seq>.json      its partition and body format (written once, when the batch opens)
+    commits.log          one JSON line per commit: {"<seq>": records durable in that open body}
     objects/<seq>.json   manifest of a sealed object: keys, sha256, sizes, times — fixed before
                          the first upload attempt, so every retry writes the same key and bytes
     objects/<seq>.body   the sealed body, byte for byte what is uploaded
@@ -11,10 +12,22 @@ Layout of `--spool-dir` (0700, files 0600, locked by the running sink):
     control.json         paused destinations (written by `s3-batch pause|resume`)
     destinations.json    names and URLs of the running sink's destinations (for status)
 
-Sealing order: body fsynced → manifest written atomically → body renamed into objects/. An
-object's files are deleted (body, manifest, markers) only when every destination confirmed.
-After a crash, `recover()` finishes interrupted seals and turns every open body into a sealed
-object holding its complete records (a torn last record was never reported accepted).
+Commits (the gap-free prefix across partitions). Open bodies write their slices to disk on
+their own schedule, so after a kill -9 one partition's body can hold records newer than records
+another partition still had in memory. What counts is therefore only the *commit*: every open
+body flushed and fsynced together, then one line appended to `commits.log` (fsynced) with each
+body's record count. Records are accepted when committed. A commit runs every
+`--fsync-interval-ms` and before any seal that could overtake another partition's records (one
+that leaves other open bodies with uncommitted records), so a sealed object never holds records
+newer than an uncommitted record elsewhere. Recovery keeps exactly the committed records of each
+open body: whatever a crash leaves, the records kept are all records read up to the last commit
+or seal — a gap-free prefix of the input. (A spool without `commits.log`, from an older
+version, recovers every complete record, as it did then.)
+
+Sealing order: body fsynced → (commit) → manifest written atomically → body renamed into
+objects/. An object's files are deleted (body, manifest, markers) only when every destination
+confirmed. After a crash, `recover()` finishes interrupted seals and turns every open body into
+a sealed object holding its committed records.
 """
 
 from __future__ import annotations
@@ -38,6 +51,9 @@ from .body import BodySpec, BodyWriter, read_records
 from .control import CONTROL_FILE, DESTINATIONS_FILE, FORMAT_VERSION, read_control
 from .keys import KeyTemplate, TimeExtractor
 
+COMMIT_LOG = "commits.log"
+COMMIT_LOG_MAX_BYTES = 1 << 20  # rewritten (only the open bodies' counts) beyond this size
+
 
 class SpoolBody(BodyWriter):
     """A body file inside the spool, named by its sequence id."""
@@ -46,6 +62,7 @@ class SpoolBody(BodyWriter):
         super().__init__(path, spec, executor)
         self.seq = seq
         self._entry_durable = False
+        self.committed_records = 0  # records covered by a commit (or by the seal): accepted
 
     def sync(self) -> int:
         """fsync the records; the first time also the directory entry (power loss safety)."""
@@ -120,6 +137,10 @@ class Spool:
         self.cond = threading.Condition()
         self.sealed_bytes = 0
         self.open_bodies: dict[str, SpoolBody] = {}
+        self.commit_path = self.path / COMMIT_LOG
+        self._commit_fd: int | None = None
+        self._commit_bytes = 0
+        self.accepted = 0  # records committed or sealed by this run (what `records_accepted` reports)
         self._control_mtime_ns = -1
         self._control: dict[str, Any] = {"paused": []}
         self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
@@ -127,6 +148,8 @@ class Spool:
     # -- open batches -------------------------------------------------------------------------
 
     def new_body(self, partition: tuple[str, ...]) -> SpoolBody:
+        if self._commit_fd is None:
+            self._open_commit_log()  # before any body: a body without a log is an old version's
         seq = self.seq.next()
         meta = {
             "partition": list(partition),
@@ -140,9 +163,78 @@ class Spool:
         self.open_bodies[seq] = body
         return body
 
-    def sync(self, batches: Iterable[OpenBatch]) -> int:
-        """fsync every open body; returns the number of records that became durable."""
-        return sum(batch.body.sync() for batch in batches)  # type: ignore[attr-defined]
+    def commit(self, sealing: SpoolBody | None = None) -> int:
+        """fsync every open body, then log their record counts; returns newly accepted records.
+
+        `sealing` is a finished body about to be sealed: it is written into the commit only if
+        some other body had something to commit (else its seal alone makes its records durable,
+        and they are the newest records anyway).
+        """
+        changed = []
+        for body in self.open_bodies.values():
+            if body is sealing:
+                continue
+            body.sync()  # nothing to do (no syscall) for a body without new records
+            if body.synced_records != body.committed_records:
+                changed.append(body)
+        if not changed:
+            return 0
+        if sealing is not None:
+            changed.append(sealing)
+        self._append_commit({body.seq: body.synced_records for body in changed})
+        newly = 0
+        for body in changed:
+            newly += body.synced_records - body.committed_records
+            body.committed_records = body.synced_records
+        self.accepted += newly
+        return newly
+
+    def sync(self, batches: Iterable[OpenBatch] = ()) -> int:
+        """Kept for callers of the old name: a commit of every open body."""
+        return self.commit()
+
+    def _open_commit_log(self) -> None:
+        fd = os.open(self.commit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fsync_dir(self.path)
+        self._commit_fd = fd
+        self._commit_bytes = os.fstat(fd).st_size
+
+    def _append_commit(self, counts: dict[str, int]) -> None:
+        if self._commit_fd is None:
+            self._open_commit_log()
+        if self._commit_bytes >= COMMIT_LOG_MAX_BYTES:
+            self._rewrite_commit_log()
+        line = orjson.dumps(counts) + b"\n"
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._commit_fd, view) :]  # type: ignore[arg-type]
+        os.fsync(self._commit_fd)  # type: ignore[arg-type]
+        self._commit_bytes += len(line)
+
+    def _rewrite_commit_log(self) -> None:
+        """Replace the log by one line: the committed counts of the bodies still open."""
+        state = {seq: body.committed_records for seq, body in self.open_bodies.items() if body.committed_records}
+        atomic_write_bytes(self.commit_path, orjson.dumps(state) + b"\n" if state else b"")
+        os.close(self._commit_fd)  # type: ignore[arg-type]
+        self._commit_fd = None
+        self._open_commit_log()
+
+    def read_commits(self) -> dict[str, int] | None:
+        """Committed record count per open body; None for a spool without a commit log."""
+        try:
+            data = self.commit_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        counts: dict[str, int] = {}
+        lines = data.split(b"\n")
+        for line in lines[:-1]:  # the piece after the last newline is a torn (never fsynced) line
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, dict):
+                counts.update({str(k): int(v) for k, v in doc.items()})
+        return counts
 
     def open_bytes(self) -> int:
         return sum(body.written_bytes + body._slice_bytes for body in self.open_bodies.values())
@@ -156,7 +248,12 @@ class Spool:
         """Fix the object's bytes and keys on disk, then make it visible to the deliverers."""
         body: SpoolBody = batch.body  # type: ignore[assignment]
         stored_bytes, sha256_hex = body.finish()
+        # other partitions' records read before this object's newest ones must not be left
+        # uncommitted once it is sealed: a crash would keep this object and lose those (a gap)
+        self.commit(sealing=body)
         self.open_bodies.pop(body.seq, None)
+        self.accepted += body.records - body.committed_records
+        body.committed_records = body.records
         return self._seal_file(
             body.seq,
             body.spec,
@@ -256,19 +353,32 @@ class Spool:
             self._register(entry)
             self._free_if_done(entry)
         objects = len(self.entries)
+        commits = self.read_commits()
         for body_path in sorted(self.open_dir.glob("*.body")):
-            recovered_records += self._recover_open(body_path, time_of)
+            limit = None if commits is None else commits.get(body_path.stem, 0)
+            recovered_records += self._recover_open(body_path, time_of, limit)
         for stray in self.open_dir.glob("*.json"):
             if not (self.open_dir / f"{stray.stem}.body").exists():
                 stray.unlink()
-        for tmp in list(self.open_dir.glob(".*")) + list(self.objects_dir.glob(".*")):
+        for tmp in [
+            *self.open_dir.glob(".*"),
+            *self.objects_dir.glob(".*"),
+            *self.path.glob(f".{COMMIT_LOG}.*.tmp"),
+        ]:
             tmp.unlink()
+        # every open body is sealed now: start this run's commit log empty
+        if self._commit_fd is not None:
+            os.close(self._commit_fd)
+            self._commit_fd = None
+        atomic_write_bytes(self.commit_path, b"")
+        self._open_commit_log()
         for marker in self.objects_dir.glob("*.done.*"):  # a crash while deleting left these
             if marker.name.split(".done.", 1)[0] not in self.entries:
                 marker.unlink()
         return len(self.entries) - objects, recovered_records
 
-    def _recover_open(self, body_path: Path, time_of: TimeExtractor) -> int:
+    def _recover_open(self, body_path: Path, time_of: TimeExtractor, limit: int | None = None) -> int:
+        """Seal an open body a crash left with its first `limit` (committed) records, or all."""
         seq = body_path.stem
         try:
             meta = orjson.loads((self.open_dir / f"{seq}.json").read_bytes())
@@ -285,6 +395,8 @@ class Spool:
         writer = BodyWriter(tmp, spec)
         first_ms = last_ms = None
         for line in read_records(body_path, spec):
+            if limit is not None and writer.records >= limit:
+                break  # written but never committed: not accepted, and maybe newer than a lost record
             try:
                 record = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -377,6 +489,9 @@ class Spool:
     def close(self) -> None:
         for body in list(self.open_bodies.values()):
             body.abort()
+        if self._commit_fd is not None:
+            os.close(self._commit_fd)
+            self._commit_fd = None
         if self.executor is not None:
             self.executor.shutdown(wait=True)
         self.state.close()

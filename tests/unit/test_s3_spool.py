@@ -65,7 +65,7 @@ def test_recover_after_a_crash_with_open_and_sealed_batches(tmp_path: Path) -> N
     sealed = spool.seal(first)
     spool.mark_done(sealed, "a")
     batcher = fill(spool, records[1000:], partition=("t2",))
-    spool.sync(batcher.open.values())  # the open batch is durable, its gzip stream unfinished
+    spool.commit()  # the open batch is durable (committed), its gzip stream unfinished
     # simulate kill -9: drop the spool without closing anything
     os.close(spool.state._lock_fd)  # type: ignore[arg-type]
     spool.state._lock_fd = None
@@ -133,4 +133,119 @@ def test_sequence_ids_stay_above_the_spooled_ones(tmp_path: Path) -> None:
     again = open_spool(tmp_path / "s")
     again.recover(TimeExtractor())
     assert again.new_body(()).seq > future
+    again.close()
+
+
+def crash(spool: Spool) -> None:
+    """kill -9: drop the spool without closing anything (what was written to files stays)."""
+    os.close(spool.state._lock_fd)  # type: ignore[arg-type]
+    spool.state._lock_fd = None
+
+
+def stored_numbers(spool: Spool) -> list[int]:
+    return sorted(orjson.loads(r)["i"] for e in spool.entries.values() for r in read_records(e.body_path, SPEC))
+
+
+def test_recovery_keeps_only_committed_records_of_each_open_body(tmp_path: Path) -> None:
+    """A hot partition writes its slices to disk on its own; only the commit counts after a crash."""
+    spool = open_spool(tmp_path / "s", dests=("a",))
+    batcher = Batcher(Limits(), spool.new_body, lambda: 0.0)
+    pad = "x" * 200
+    i = 0
+
+    def add(n: int) -> None:
+        nonlocal i
+        for _ in range(n):
+            partition = ("rare",) if i % 50 == 0 else ("hot",)
+            assert not batcher.add(partition, T0 + i, orjson.dumps({"i": i, "ts": T0 + i, "pad": pad}))
+            i += 1
+
+    add(1000)
+    assert spool.commit() == 1000 and spool.accepted == 1000
+    add(3000)  # > 256 KiB of hot records: slices reach the hot body's file, the rare ones stay in memory
+    hot = batcher.open[("hot",)].body
+    assert hot.written_bytes > 0 and hot.synced_records == 980
+    crash(spool)
+
+    again = open_spool(tmp_path / "s", dests=("a",))
+    assert again.recover(TimeExtractor("ts")) == (2, 1000)
+    assert stored_numbers(again) == list(range(1000)), "the hot body's uncommitted records are dropped"
+    assert again.read_commits() == {}, "the recovered run starts a new commit log"
+    again.close()
+
+
+def test_sealing_one_partition_commits_the_others_first(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path / "s", dests=("a",))
+    batcher = Batcher(Limits(max_records=100), spool.new_body, lambda: 0.0)
+    sealed = []
+    for i in range(250):  # rare gets every 10th record, hot seals at 100 and 200
+        partition = ("rare",) if i % 10 == 0 else ("hot",)
+        for batch in batcher.add(partition, T0 + i, orjson.dumps({"i": i, "ts": T0 + i})):
+            sealed.append(spool.seal(batch))
+    assert [e.manifest["records"] for e in sealed] == [100, 100]
+    rare = batcher.open[("rare",)].body
+    commits = spool.read_commits()
+    assert commits is not None and commits[rare.seq] == 23, "rare's records before the 2nd hot seal"
+    assert spool.accepted == 223  # 200 sealed + 23 committed (i <= 222); the 27 after it not yet
+    crash(spool)
+
+    again = open_spool(tmp_path / "s", dests=("a",))
+    again.recover(TimeExtractor("ts"))
+    found = stored_numbers(again)
+    assert found == list(range(len(found))) and len(found) >= 223, "a gap-free prefix across partitions"
+    again.close()
+
+
+def test_a_seal_with_nothing_else_to_commit_writes_no_commit(tmp_path: Path) -> None:
+    """One partition (the common case): the seal alone makes its records durable, no extra fsync."""
+    spool = open_spool(tmp_path / "s", dests=("a",))
+    spool.recover(TimeExtractor())
+    batcher = Batcher(Limits(max_records=10), spool.new_body, lambda: 0.0)
+    for i in range(30):
+        for batch in batcher.add((), T0 + i, orjson.dumps({"i": i})):
+            spool.seal(batch)
+    assert spool.accepted == 30 and spool.commit_path.read_bytes() == b""
+    spool.close()
+
+
+def test_torn_commit_line_is_ignored_and_old_spools_recover_everything(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path / "s", dests=("a",))
+    batcher = fill(spool, [{"i": i, "ts": T0 + i} for i in range(10)])
+    spool.commit()
+    fill_more = batcher.add(("t1",), T0 + 10, orjson.dumps({"i": 10, "ts": T0 + 10}))
+    assert not fill_more
+    body = batcher.open[("t1",)].body
+    body.sync()  # on disk, but the commit line for it is torn by the crash
+    with open(spool.commit_path, "ab") as log:
+        log.write(b'{"' + body.seq.encode() + b'": 1')
+    crash(spool)
+    again = open_spool(tmp_path / "s", dests=("a",))
+    assert again.read_commits() == {body.seq: 10}
+    assert again.recover(TimeExtractor("ts")) == (1, 10)
+    again.close()
+
+    # a spool written before commits.log existed: every complete record is recovered
+    old = open_spool(tmp_path / "old", dests=("a",))
+    batcher = fill(old, [{"i": i, "ts": T0 + i} for i in range(7)])
+    batcher.open[("t1",)].body.sync()
+    crash(old)
+    (tmp_path / "old" / "commits.log").unlink()
+    again = open_spool(tmp_path / "old", dests=("a",))
+    assert again.recover(TimeExtractor("ts")) == (1, 7)
+    again.close()
+
+
+def test_commit_log_is_rewritten_when_it_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("harmony_pipes.s3_batch.spool.COMMIT_LOG_MAX_BYTES", 200)
+    spool = open_spool(tmp_path / "s", dests=("a",))
+    batcher = Batcher(Limits(), spool.new_body, lambda: 0.0)
+    for i in range(300):
+        batcher.add((f"p{i % 3}",), T0 + i, orjson.dumps({"i": i, "ts": T0 + i}))
+        spool.commit()
+    assert spool.commit_path.stat().st_size < 400
+    assert set(spool.read_commits().values()) == {100}  # type: ignore[union-attr]
+    crash(spool)
+    again = open_spool(tmp_path / "s", dests=("a",))
+    assert again.recover(TimeExtractor("ts")) == (3, 300)
+    assert stored_numbers(again) == list(range(300))
     again.close()
