@@ -12,6 +12,8 @@ import http.client
 import json
 import os
 import re
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -101,6 +103,9 @@ class MotoEc2:
         return answer["Reservations"][0]["Instances"][0]
 
 
+RESET = 0  # FaultProxy.fail(region, RESET): the connection is reset, no HTTP answer at all
+
+
 class FaultProxy:
     """HTTP proxy in front of moto that fails, delays and counts requests per region and action.
 
@@ -148,6 +153,11 @@ class FaultProxy:
                 action_found = proxy._ACTION.search(body)
                 action = action_found.group(1).decode() if action_found else ""
                 failure = proxy._take_failure(region, action)
+                if failure is not None and failure[0] == RESET:  # no answer: a TCP reset
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
                 if failure is not None:
                     status, code = failure
                     payload = (
@@ -201,7 +211,8 @@ class FaultProxy:
     def fail(
         self, region: str, status: int = 503, code: str = "RequestLimitExceeded", times: int | None = None
     ) -> None:
-        """Fail every request signed for `region` (or only the next `times` ones)."""
+        """Fail every request signed for `region` (or only the next `times` ones); `status`
+        RESET drops the connection without an answer instead."""
         self.failing[region] = (status, code, times)
 
     def heal(self, region: str) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import AWS_TEST_ENV, command_path, free_port
 from tests.helpers.discovery import (
+    RESET,
     FaultProxy,
     MotoEc2,
     discover,
@@ -335,6 +336,43 @@ def test_failing_region_is_carried_forward_with_a_warning(moto: MotoEc2, tmp_pat
         assert [(r["op"], r["instance_id"], r["reasons"]) for r in out] == [
             ("remove", west, ["instance is terminated"])
         ]
+    finally:
+        proxy.close()
+
+
+def test_a_region_whose_connections_are_reset_is_carried_forward(moto: MotoEc2, tmp_path) -> None:
+    proxy = FaultProxy(moto.port)
+    try:
+        moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})
+        west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+        cycle(moto, tmp_path, endpoint=proxy.endpoint)
+        proxy.fail(W1, RESET)
+        moto.ec2(W1).terminate_instances(InstanceIds=[west])
+        result, out = cycle(moto, tmp_path, "--max-attempts", "2", endpoint=proxy.endpoint)
+        assert out == []  # the terminated west instance is not removed: its region is unknown now
+        assert f"region {W1} failed this cycle; its 1 known instances are kept, none removed" in result.stderr
+        assert result.stats["regions_failed"] == 1 and proxy.hits[W1] >= 2
+        proxy.heal(W1)
+        _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
+        assert [(r["op"], r["instance_id"]) for r in out] == [("remove", west)]
+    finally:
+        proxy.close()
+
+
+def test_a_region_failing_in_the_first_cycle_comes_in_later_as_adds(moto: MotoEc2, tmp_path) -> None:
+    """The first snapshot can only hold what could be read: it says which region is missing,
+    and once that region answers, its instances arrive as `add` (never silently dropped)."""
+    proxy = FaultProxy(moto.port)
+    try:
+        east = moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+        west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+        proxy.fail(W1, 503, "Unavailable")
+        result, out = cycle(moto, tmp_path, "--max-attempts", "1", endpoint=proxy.endpoint)
+        assert [(r["op"], r["instance_id"]) for r in out] == [("snapshot", east)]
+        assert f"region {W1} failed this cycle" in result.stderr and result.stats["regions_failed"] == 1
+        proxy.heal(W1)
+        _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
+        assert [(r["op"], r["instance_id"]) for r in out] == [("add", west)]
     finally:
         proxy.close()
 
