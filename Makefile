@@ -23,9 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
+# make bench BENCH_ARGS='--scale 0.05 alerts': a partial / reduced run (benchmarks/run_pipe.py --help)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q -p no:xdist --benchmark-only --benchmark-columns=min,median,ops
-	$(BIN)/python benchmarks/run_pipe.py
+	$(BIN)/python benchmarks/run_pipe.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugins tests benchmarks

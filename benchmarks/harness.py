@@ -1,15 +1,24 @@
 """The whole-process benchmark harness: runs cases, measures wall time and peak RSS, prints ratios.
 
-A case is a module in benchmarks/cases/ with `run(ctx) -> list[row]`. A row is one measured
-process or pipe: `{"case", "group", "records", "bytes", "wall_secs", "peak_rss_mb", "baseline",
-"notes"}`. Baselines are rows with `"baseline": True` measured in the same run and group; every
-non-baseline row gets a ratio against each baseline of its group (records/s ours ÷ theirs), so a
-figure is never reported without its yardstick.
+A case module in benchmarks/cases/ has `run(ctx) -> list[row]`. A row is one measured process or
+pipe: `{"key", "case", "group", "input", "records", "bytes", "wall_secs", "peak_rss_mb",
+"baseline", "notes"}` (see `row()`). Baselines are rows with `"baseline": True` measured in the
+same run; every non-baseline row gets a ratio (records/s ours ÷ theirs) against each baseline of
+its group that read the same `input`, or against the rows named in its `compare` list, so a
+figure is never reported without its yardstick and never against a different input.
+
+Units: MB = 10^6 bytes (MB/s and peak RSS MB); input sizes are named in MiB/GiB (2^20/2^30),
+as the issues define them ("1 GiB of input").
+
+`benchmarks/run_pipe.py` runs the cases, then `merge_results` folds the new rows into
+`benchmarks/results/latest.json`, replacing only the groups that were re-run, and
+`write_results` renders `benchmarks/RESULTS.md` (targets table from `targets.py` included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import shutil
@@ -26,6 +35,9 @@ import orjson
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
+MB = 1_000_000
+MIB = 2**20
+GIB = 2**30
 
 
 def bench_scale() -> float:
@@ -33,6 +45,11 @@ def bench_scale() -> float:
         return max(0.01, float(os.environ.get("HARMONY_BENCH_SCALE", "1.0")))
     except ValueError:
         return 1.0
+
+
+def size_label(size: int) -> str:
+    """An input size as the issues name them: MiB below 1 GiB, else GiB."""
+    return f"{size / GIB:.2f} GiB" if size >= GIB else f"{size / MIB:.1f} MiB"
 
 
 @dataclass
@@ -77,6 +94,7 @@ class BenchContext:
 
             from moto.server import ThreadedMotoServer
 
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
                 port = sock.getsockname()[1]
@@ -94,6 +112,7 @@ class BenchContext:
     def close(self) -> None:
         if self._moto is not None:
             self._moto.stop()
+            self._moto = None
 
     def measure(
         self,
@@ -105,10 +124,11 @@ class BenchContext:
     ) -> Measurement:
         """Run a command (argv list, or a bash string for pipes) and measure it.
 
-        Peak RSS is the sum over the process tree of each process's VmHWM (its own high-water
-        mark, which the kernel resets at exec), polled every 10 ms; for a single process that is
-        its exact peak, for a pipe an upper bound of the concurrent peak. (ru_maxrss is useless
-        here: it inherits the forking Python's RSS.)
+        Peak RSS (MB = 10^6 bytes) is the sum over the process tree of each process's VmHWM (its
+        own high-water mark, which the kernel resets at exec), polled every 10 ms; for a single
+        process that is its exact peak (VmHWM only grows; only growth in the last poll interval
+        before exit can be missed), for a pipe an upper bound of the concurrent peak. (ru_maxrss
+        is useless here: it inherits the forking Python's RSS.)
         """
         import psutil
 
@@ -128,9 +148,10 @@ class BenchContext:
             )
             hwm_kb: dict[int, int] = {}
             root = psutil.Process(proc.pid)
+            wall = 0.0
             while True:
                 try:
-                    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                    pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
                 except ChildProcessError:
                     break
                 if pid:
@@ -146,13 +167,12 @@ class BenchContext:
                     if hwm is not None:
                         hwm_kb[process.pid] = max(hwm, hwm_kb.get(process.pid, 0))
                 time.sleep(0.01)
-        tail = stderr_path.read_text(errors="replace")[-2000:]
+        tail = stderr_path.read_text(errors="replace")[-4000:]
         stderr_path.unlink(missing_ok=True)
         if check and proc.returncode != 0:
             shown = argv if shell else " ".join(map(str, argv))
             raise RuntimeError(f"benchmark command failed ({proc.returncode}): {shown[:200]}\n{tail}")
-        del usage
-        return Measurement(wall, sum(hwm_kb.values()) / 1024, proc.returncode, tail)
+        return Measurement(wall, sum(hwm_kb.values()) * 1024 / MB, proc.returncode, tail)
 
 
 def _vm_hwm_kb(pid: int) -> int | None:
@@ -166,19 +186,37 @@ def _vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
+def stats_line(stderr_tail: str) -> dict[str, Any]:
+    """The `{"stats": {...}}` line a command wrote last on stderr ({} when there is none)."""
+    for line in reversed(stderr_tail.splitlines()):
+        if line.startswith('{"stats"'):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                return orjson.loads(line)["stats"]
+    return {}
+
+
 def row(
     group: str,
     case: str,
     records: int,
     size_bytes: int,
-    m: Measurement,
+    m: Any,
     *,
     baseline: bool = False,
     notes: str = "",
+    key: str | None = None,
+    input: str = "",
+    compare: list[str] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """One table row. `key` is a stable id (targets and `compare` lists use it; default: the case
+    name); `input` names what the row read (ratios only pair rows of the same input); `compare`
+    lists the keys of the rows (same run, any group) this row is compared against instead of its
+    group's baselines."""
+    out: dict[str, Any] = {
+        "key": key or case,
         "case": case,
         "group": group,
+        "input": input,
         "records": records,
         "bytes": size_bytes,
         "wall_secs": round(m.wall_secs, 4),
@@ -186,30 +224,49 @@ def row(
         "baseline": baseline,
         "notes": notes,
     }
+    if compare is not None:
+        out["compare"] = list(compare)
+    return out
 
 
 def with_rates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add records/s, MB/s and ratios against every baseline row of the same group."""
+    """Add records/s, MB/s (10^6 bytes) and ratios; `rows` must all come from one run."""
     for r in rows:
         secs = r.get("wall_secs") or 0
         r["records_per_sec"] = round(r["records"] / secs, 1) if secs and r.get("records") else None
-        r["mb_per_sec"] = round(r["bytes"] / 2**20 / secs, 2) if secs and r.get("bytes") else None
+        r["mb_per_sec"] = round(r["bytes"] / MB / secs, 2) if secs and r.get("bytes") else None
+    by_key = {r.get("key", r["case"]): r for r in rows}
     for r in rows:
-        if r.get("baseline") or r.get("records_per_sec") is None:
+        if r.get("records_per_sec") is None:
             continue
-        ratios = {}
-        for base in rows:
-            if base.get("baseline") and base["group"] == r["group"] and base.get("records_per_sec"):
-                ratios[base["case"]] = round(r["records_per_sec"] / base["records_per_sec"], 2)
-        r["ratios"] = ratios
+        if "compare" in r:
+            bases = [by_key[k] for k in r["compare"] if k in by_key]
+        elif r.get("baseline"):
+            continue
+        else:
+            bases = [
+                b
+                for b in rows
+                if b.get("baseline") and b["group"] == r["group"] and b.get("input", "") == r.get("input", "")
+            ]
+        r["ratios"] = {
+            b["case"]: round(r["records_per_sec"] / b["records_per_sec"], 2)
+            for b in bases
+            if b is not r and b.get("records_per_sec")
+        }
     return rows
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")  # a | inside a cell would split the row
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     header = (
-        "| group | case | records | records/s | MB/s | peak RSS MB | wall s | ratio vs baselines (same run) | notes |"
+        "| group | case | input | records | records/s | MB/s | peak RSS MB | wall s "
+        "| ratio vs baselines (same run, same input) | notes |"
     )
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         ratios = ", ".join(f"{v}× {k}" for k, v in (r.get("ratios") or {}).items())
         name = f"*{r['case']}* (baseline)" if r.get("baseline") else f"**{r['case']}**"
@@ -220,6 +277,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         cells = [
             r["group"],
             name,
+            r.get("input") or "–",
             f"{r['records']:,}" if r.get("records") else "–",
             rps,
             mbs,
@@ -228,36 +286,161 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             ratios or "–",
             r.get("notes", ""),
         ]
-        # a | inside a cell would split the Markdown row
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
-def machine_summary() -> dict[str, Any]:
+def machine_summary(scale: float | None = None) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "scale": bench_scale(),
+        "scale": bench_scale() if scale is None else scale,
     }
 
 
-def write_results(rows: list[dict[str, Any]], failures: list[str]) -> None:
-    RESULTS_DIR.mkdir(exist_ok=True)
-    summary = {"machine": machine_summary(), "rows": rows, "failures": failures}
-    (RESULTS_DIR / "latest.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-    machine = summary["machine"]
+def load_results(path: Path) -> dict[str, Any]:
+    """The stored results, in the current shape ({} when missing or unreadable). Files written
+    before groups were recorded get one entry per group from their single machine line."""
+    try:
+        stored = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    if not isinstance(stored, dict) or not isinstance(stored.get("rows"), list):
+        return {}
+    groups = stored.get("groups")
+    if not isinstance(groups, dict):
+        machine = stored.get("machine") or {}
+        groups = {
+            r["group"]: {
+                "measured_at": machine.get("measured_at"),
+                "scale": machine.get("scale"),
+                "bench_case": None,
+                "cpus": machine.get("cpus"),
+                "python": machine.get("python"),
+            }
+            for r in stored["rows"]
+            if isinstance(r, dict) and "group" in r
+        }
+    failures = stored.get("failures")
+    if isinstance(failures, list):  # old shape: "case: message" strings
+        failures = {f.split(":", 1)[0]: f for f in failures if isinstance(f, str)}
+    return {
+        "machine": stored.get("machine") or {},
+        "groups": groups,
+        "rows": [r for r in stored["rows"] if isinstance(r, dict) and "group" in r],
+        "failures": failures if isinstance(failures, dict) else {},
+    }
+
+
+def merge_results(
+    previous: dict[str, Any],
+    rows: list[dict[str, Any]],
+    groups: dict[str, dict[str, Any]],
+    ran: dict[str, str | None],
+    machine: dict[str, Any],
+    case_order: list[str],
+) -> dict[str, Any]:
+    """Fold one run into the stored results.
+
+    `rows` (with rates) and `groups` (group -> when/how measured) come from this run; `ran` maps
+    each case run to its failure (None when it ran cleanly). Every group this run produced replaces
+    the stored group as a whole (so a ratio never mixes two runs); rows of a case that ran cleanly
+    but no longer produce their old group are dropped too; everything else is kept as it was,
+    with its own measured_at. Rows are ordered by `case_order`.
+    """
+    clean = {name for name, failure in ran.items() if failure is None}
+    kept = [
+        r
+        for r in previous.get("rows", [])
+        if r["group"] not in groups and (r.get("bench_case") is None or r.get("bench_case") not in clean)
+    ]
+    merged_rows = kept + rows
+    order = {name: i for i, name in enumerate(case_order)}
+    merged_rows.sort(key=lambda r: order.get(r.get("bench_case") or "", len(order)))  # stable
+    live = {r["group"] for r in merged_rows}
+    merged_groups = {g: meta for g, meta in (previous.get("groups") or {}).items() if g in live}
+    merged_groups.update(groups)
+    failures = {name: f for name, f in (previous.get("failures") or {}).items() if name not in ran}
+    failures.update({name: f for name, f in ran.items() if f is not None})
+    return {"machine": machine, "groups": merged_groups, "rows": merged_rows, "failures": failures}
+
+
+def render_report(results: dict[str, Any]) -> str:
+    from benchmarks.targets import evaluate, render_targets
+
+    machine = results["machine"]
+    groups = results["groups"]
+    rows = results["rows"]
     text = [
         "# Benchmark results",
         "",
-        f"Measured {machine['measured_at']} on {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"scale {machine['scale']} (`make bench`; raw figures in `benchmarks/results/latest.json`).",
-        "Every ratio compares against a baseline measured in the same run, on the same input.",
-        "",
-        render_table(rows),
+        f"Last run {machine.get('measured_at')} on {machine.get('cpus')} CPUs, Python {machine.get('python')} "
+        "(`make bench`; raw figures in `benchmarks/results/latest.json`). A partial run "
+        "(`benchmarks/run_pipe.py CASE ...`) replaces only the groups it re-ran; each group says when it was "
+        "measured. Every ratio compares rows of one group measured in the same run, on the same input "
+        "(the input column). MB = 10^6 bytes (MB/s, peak RSS MB); input sizes in MiB/GiB = 2^20/2^30 bytes.",
         "",
     ]
+    small = sorted({g for g, meta in groups.items() if (meta.get("scale") or 1) < 1})
+    if small:
+        text += [
+            f"**Scale below 1 for: {', '.join(small)}** — smoke-test figures from a reduced input, "
+            "not the benchmark; size-defined targets are not evaluated for them.",
+            "",
+        ]
+    text += ["## Targets", "", render_targets(evaluate(rows, groups)), ""]
+    text += ["## Figures", "", render_table(rows), ""]
+    text += [
+        "## When each group was measured",
+        "",
+        "| group | measured at (UTC) | scale | run_pipe.py case | CPUs | Python |",
+        "|---|---|---:|---|---:|---|",
+    ]
+    for group in dict.fromkeys(r["group"] for r in rows):
+        meta = groups.get(group, {})
+        text.append(
+            "| "
+            + " | ".join(
+                _cell(c)
+                for c in (
+                    group,
+                    meta.get("measured_at") or "?",
+                    meta.get("scale") if meta.get("scale") is not None else "?",
+                    meta.get("bench_case") or "?",
+                    meta.get("cpus") or "?",
+                    meta.get("python") or "?",
+                )
+            )
+            + " |"
+        )
+    text.append("")
+    failures = results.get("failures") or {}
     if failures:
-        text += ["## Cases that did not run", "", *[f"- {f}" for f in failures], ""]
-    (BENCH_DIR / "RESULTS.md").write_text("\n".join(text))
+        text += ["## Cases that failed in their last run", "", *[f"- {f}" for f in failures.values()], ""]
+    return "\n".join(text)
+
+
+def write_results(results: dict[str, Any], out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write latest.json and RESULTS.md (under `out_dir` when given, else the standard places)."""
+    json_path = (out_dir / "latest.json") if out_dir else (RESULTS_DIR / "latest.json")
+    md_path = (out_dir / "RESULTS.md") if out_dir else (BENCH_DIR / "RESULTS.md")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    md_path.write_text(render_report(results))
+    return json_path, md_path
+
+
+def run_standalone(run: Any) -> None:
+    """`python benchmarks/cases/X.py`: run one case in a scratch dir and print its rows (nothing
+    is written; `benchmarks/run_pipe.py X` runs it into the results)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="harmony-bench-") as scratch:
+        ctx = BenchContext(Path(scratch))
+        try:
+            print(render_table(with_rates(run(ctx))))
+        finally:
+            ctx.close()

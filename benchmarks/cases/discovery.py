@@ -5,7 +5,10 @@ instances (what an Ansible-style inventory does: regions one after another, no d
 moto serializes ~10 ms per instance in one Python process, so each region gets its own moto
 server process behind a tiny router that forwards by the SigV4 region of each request; the
 command itself sees one endpoint. Scale with HARMONY_BENCH_SCALE (instances = 10,000 x scale).
-Runs inside `benchmarks/run_pipe.py` (`run(ctx)`) or alone: `python benchmarks/cases/discovery.py`.
+Rows: wall time and records/s of the full cycle (records = the snapshot records emitted) and of
+the no-change cycle (records = the instances re-read and diffed; nothing is emitted).
+Runs inside `benchmarks/run_pipe.py discovery` (`run(ctx)`) or alone:
+`python benchmarks/cases/discovery.py` (prints its rows, writes nothing).
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.harness import row, run_standalone
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2")
 BATCH = 250  # instances per RunInstances call (MinCount = MaxCount)
@@ -232,41 +238,43 @@ def run(ctx: Any) -> list[dict[str, Any]]:
             f"{instances} instances in {len(REGIONS)} regions (moto, one server process per region), "
             f"{selected} selected; setup {setup_secs:.0f}s"
         )
+        label = f"{instances:,} instances, {len(REGIONS)} regions (moto)"
         return [
-            {
-                "case": "aws-discovery full cycle (snapshot)",
-                "group": GROUP,
-                "records": full_records,
-                "bytes": out_full.stat().st_size,
-                "wall_secs": full.wall_secs,
-                "peak_rss_mb": full.peak_rss_mb,
-                "baseline": False,
-                "notes": f"{note}; regions read concurrently; client CPU {cpu1 - cpu0:.1f}s (botocore XML "
+            row(
+                GROUP,
+                "aws-discovery full cycle (snapshot)",
+                full_records,
+                out_full.stat().st_size,
+                full,
+                key="discovery_full",
+                input=label,
+                notes=f"{note}; regions read concurrently; client CPU {cpu1 - cpu0:.1f}s (botocore XML "
                 "parsing, as the baseline's); moto pages by reservation, so each region answers in one "
                 f"{per_region}-instance page and the 4 regions parsed at once set the peak RSS",
-            },
-            {
-                "case": "aws-discovery no-change cycle",
-                "group": GROUP,
-                "records": selected,  # instances read and diffed; 0 records were emitted
-                "bytes": out_again.stat().st_size,
-                "wall_secs": again.wall_secs,
-                "peak_rss_mb": again.peak_rss_mb,
-                "baseline": False,
-                "notes": f"records = the {selected} instances re-read and diffed against the state dir; "
+            ),
+            row(
+                GROUP,
+                "aws-discovery no-change cycle",
+                selected,  # instances read and diffed; 0 records were emitted
+                out_again.stat().st_size,
+                again,
+                key="discovery_nochange",
+                input=label,
+                notes=f"records = the {selected} instances re-read and diffed against the state dir; "
                 f"{again_records} records emitted; client CPU {cpu2 - cpu1:.1f}s",
-            },
-            {
-                "case": "baseline: sequential boto3 paginator dump",
-                "group": GROUP,
-                "records": base_records,
-                "bytes": out_base.stat().st_size,
-                "wall_secs": base.wall_secs,
-                "peak_rss_mb": base.peak_rss_mb,
-                "baseline": True,
-                "notes": f"same filters, regions one after another, raw instances, no classify/diff/state; "
+            ),
+            row(
+                GROUP,
+                "baseline: sequential boto3 paginator dump",
+                base_records,
+                out_base.stat().st_size,
+                base,
+                baseline=True,
+                key="discovery_boto3",
+                input=label,
+                notes=f"same filters, regions one after another, raw instances, no classify/diff/state; "
                 f"client CPU {cpu3 - cpu2:.1f}s",
-            },
+            ),
         ]
     finally:
         if router is not None:
@@ -280,47 +288,5 @@ def run(ctx: Any) -> list[dict[str, Any]]:
                 server.kill()
 
 
-class _StandaloneContext:
-    """Enough of benchmarks.harness.BenchContext to run this case alone."""
-
-    def __init__(self) -> None:
-        import tempfile
-
-        self.workdir = Path(tempfile.mkdtemp(prefix="bench-discovery-"))
-        self.python = sys.executable
-
-    def bin(self, name: str) -> str:
-        return str(Path(sys.executable).parent / name)
-
-    def measure(
-        self,
-        argv: list[str],
-        stdin_path: str | None = None,
-        stdout_path: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> Any:
-        import types
-
-        import psutil
-
-        started = time.monotonic()
-        with open(stdout_path or os.devnull, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env)
-            peak = 0.0
-            ps = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                try:
-                    peak = max(peak, ps.memory_info().rss / 2**20)
-                except psutil.Error:
-                    pass
-                time.sleep(0.05)
-        return types.SimpleNamespace(wall_secs=time.monotonic() - started, peak_rss_mb=peak)
-
-
 if __name__ == "__main__":
-    for row in run(_StandaloneContext()):
-        rate = row["records"] / row["wall_secs"] if row["wall_secs"] else 0
-        print(
-            f"{row['case']:<45} records={row['records']:<6} wall={row['wall_secs']:.2f}s "
-            f"rate={rate:,.0f}/s rss={row['peak_rss_mb']:.0f}MB  {row['notes']}"
-        )
+    run_standalone(run)

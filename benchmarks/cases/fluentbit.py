@@ -28,7 +28,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from pipes_common import StandaloneContext, corpus, fluent_bit, row  # noqa: E402
+from pipes_common import corpus, corpus_label, fluent_bit, row, run_standalone  # noqa: E402
 
 GROUP = "harmony-alerts"
 LUA = HERE.parent / "lua" / "harmony_alerts.lua"
@@ -77,9 +77,10 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         return []
     path, records, size = corpus(ctx)
     rows = []
-    for case, filter_block, note in [
-        ("fluent-bit stdin->file", "", "no transform: Fluent Bit's floor on this corpus"),
+    for key, case, filter_block, note in [
+        ("alerts_fb_file", "fluent-bit stdin->file", "", "no transform: Fluent Bit's floor on this corpus"),
         (
+            "alerts_fb_lua",
             "fluent-bit lua (normalize+filter+dedupe)",
             LUA_FILTER.format(script=LUA),
             "same rules as harmony-alerts defaults, Lua filter (same records: tests/pipelines/test_fluentbit_lua.py)",
@@ -103,14 +104,9 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         busy_secs = measurement.wall_secs - empty.wall_secs
         if busy_secs > 0.5:  # else the run is all start-up/shutdown ticks: no meaningful net rate
             notes += f" (net of it: {records / busy_secs:,.0f} rec/s)"
-        rows.append(row(GROUP, case, records, size, measurement, True, notes))
+        rows.append(row(GROUP, case, records, size, measurement, True, notes, key=key, input=corpus_label(size)))
     return rows
 
 
 if __name__ == "__main__":
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="bench-fb-") as tmp:
-        for item in run(StandaloneContext(Path(tmp))):
-            rps = item["records"] / item["wall_secs"]
-            print(f"{item['case']:45s} {rps:10.0f} rec/s {item['peak_rss_mb']:6.1f} MB  {item['notes']}")
+    run_standalone(run)

@@ -1,14 +1,18 @@
-"""s3-batch whole-process benchmark: into file:// and into moto, against a same-run floor.
+"""s3-batch whole-process benchmark: into moto and into file://, against a same-run floor.
 
 Floor (baseline): a plain Python process that reads the lines and writes gzip batches of
 100,000 records to local files at the same gzip level s3-batch uses by default (6) — no parsing,
 no spool, no fsync, no receipts. s3-batch does all of those (parse every record, record-time
 partitions, fsync every 200 ms, sha256, atomic store writes).
 
-Input: ~600-byte alert records (the shape harmony-alerts emits), 1 GiB by default for the file://
-run (which also gives the peak RSS with 1 GiB of input; target <= 150 MB) and 256 MiB for moto
-(moto keeps every object in its own memory). `HARMONY_BENCH_SCALE` scales both.
-Runs inside `benchmarks/run_pipe.py` (`run(ctx)`) or alone: `python benchmarks/cases/s3_batch.py`.
+Inputs: ~600-byte alert records (the shape harmony-alerts emits), in two sizes, and every ratio
+pairs rows of the same input:
+  - 256 MiB (moto keeps every object in its own memory): the floor, s3-batch -> moto,
+    s3-batch -> file://, and Fluent Bit's out_s3 / stdin->file baselines (cases/s3_fluentbit.py);
+  - 1 GiB: the floor again and s3-batch -> file://, for the peak RSS with 1 GiB of input
+    (target <= 150 MB) and the throughput at that size.
+`HARMONY_BENCH_SCALE` scales both. Runs inside `benchmarks/run_pipe.py s3_batch` (`run(ctx)`) or
+alone: `python benchmarks/cases/s3_batch.py` (prints its rows, writes nothing).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.harness import row, run_standalone, size_label
 
 GROUP = "s3-batch"
 GIB = 1024**3
@@ -86,6 +92,11 @@ def _scale() -> float:
         return 1.0
 
 
+def input_label(size: int) -> str:
+    """The `input` of every row reading the generated alert records of this size."""
+    return f"alert records {size_label(size)}"
+
+
 def make_input(ctx: Any, target_bytes: int) -> tuple[Path, int, int]:
     """An NDJSON file of about `target_bytes` (cached in the workdir); (path, records, bytes)."""
     path = Path(ctx.workdir) / f"s3_batch_input_{target_bytes}.ndjson"
@@ -95,6 +106,11 @@ def make_input(ctx: Any, target_bytes: int) -> tuple[Path, int, int]:
     with open(path, "rb") as handle:
         records = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 24), b""))
     return path, records, size
+
+
+def compare_input(ctx: Any) -> tuple[Path, int, int]:
+    """The 256 MiB (x scale) input every throughput ratio of this group is measured on."""
+    return make_input(ctx, int(MOTO_INPUT_BYTES * _scale()))
 
 
 def _create_bucket(endpoint: str) -> str:
@@ -111,50 +127,71 @@ def _create_bucket(endpoint: str) -> str:
     return bucket
 
 
-def run(ctx: Any) -> list[dict[str, Any]]:
-    scale = _scale()
-    workdir = Path(ctx.workdir)
-    rows: list[dict[str, Any]] = []
-    big, records, size = make_input(ctx, int(FILE_INPUT_BYTES * scale))
-
-    floor_out = workdir / "s3_floor_out"
+def _floor(ctx: Any, key: str, source: Path, records: int, size: int) -> dict[str, Any]:
+    floor_out = Path(ctx.workdir) / "s3_floor_out"
     shutil.rmtree(floor_out, ignore_errors=True)
-    m = ctx.measure([ctx.python, "-c", FLOOR, str(floor_out), str(GZIP_LEVEL), str(RECORDS_PER_OBJECT)], stdin_path=big)
-    rows.append(
-        _row(
-            "floor: python gzip batches to local files",
-            records,
-            size,
-            m,
-            True,
-            f"gzip level {GZIP_LEVEL}, {RECORDS_PER_OBJECT} records per file, no parse/fsync",
-        )
+    m = ctx.measure(
+        [ctx.python, "-c", FLOOR, str(floor_out), str(GZIP_LEVEL), str(RECORDS_PER_OBJECT)], stdin_path=source
     )
     shutil.rmtree(floor_out, ignore_errors=True)
+    notes = f"gzip level {GZIP_LEVEL}, {RECORDS_PER_OBJECT:,} records per file, no parse/fsync"
+    return row(
+        GROUP,
+        f"floor: python gzip batches to local files ({size_label(size)})",
+        records,
+        size,
+        m,
+        baseline=True,
+        key=key,
+        input=input_label(size),
+        notes=notes,
+    )
 
+
+def _to_file(ctx: Any, key: str, source: Path, records: int, size: int, notes: str) -> dict[str, Any]:
+    workdir = Path(ctx.workdir)
     store, spool = workdir / "s3_file_store", workdir / "s3_file_spool"
     for path in (store, spool):
         shutil.rmtree(path, ignore_errors=True)
     m = ctx.measure(
         [ctx.bin("s3-batch"), "--dest", f"file://{store}/", "--spool-dir", str(spool)],
-        stdin_path=big,
+        stdin_path=source,
         stdout_path=workdir / "s3_file_receipts.ndjson",
     )
-    rows.append(
-        _row(
-            "s3-batch -> file://",
-            records,
-            size,
-            m,
-            False,
-            f"{_gib(size)} input, peak RSS target <= 150 MB; defaults (gzip 6, 100k records/object)",
-        )
+    objects, stored = _receipts(workdir / "s3_file_receipts.ndjson", records)
+    for path in (store, spool):
+        shutil.rmtree(path, ignore_errors=True)
+    return row(
+        GROUP,
+        f"s3-batch -> file:// ({size_label(size)})",
+        records,
+        size,
+        m,
+        key=key,
+        input=input_label(size),
+        notes=f"{notes}; {objects} objects, {stored / 1e6:.1f} MB gzip; defaults (gzip 6, 100k records/object)",
     )
-    shutil.rmtree(store, ignore_errors=True)
-    shutil.rmtree(spool, ignore_errors=True)
 
+
+def _receipts(path: Path, records: int) -> tuple[int, int]:
+    """(objects, stored bytes) from s3-batch's receipts; raises when records went missing."""
+    import orjson
+
+    receipts = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    written = sum(r["records"] for r in receipts)
+    if written != records:
+        raise RuntimeError(f"s3-batch receipts cover {written} records of {records}")
+    return len(receipts), sum(r["bytes"] for r in receipts)
+
+
+def run(ctx: Any) -> list[dict[str, Any]]:
+    workdir = Path(ctx.workdir)
+    rows: list[dict[str, Any]] = []
+
+    # 1. the 256 MiB input: floor, moto, file:// (and Fluent Bit in s3_fluentbit.py) — the ratios
+    small, small_records, small_size = compare_input(ctx)
+    rows.append(_floor(ctx, "s3_floor", small, small_records, small_size))
     endpoint = ctx.moto_endpoint()
-    small, small_records, small_size = make_input(ctx, int(MOTO_INPUT_BYTES * scale))
     bucket = _create_bucket(endpoint)
     env = {
         **os.environ,
@@ -179,111 +216,30 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         stdout_path=workdir / "s3_moto_receipts.ndjson",
         env=env,
     )
+    objects, stored = _receipts(workdir / "s3_moto_receipts.ndjson", small_records)
     rows.append(
-        _row(
-            "s3-batch -> moto S3 (HTTP)",
+        row(
+            GROUP,
+            f"s3-batch -> moto S3 (HTTP, {size_label(small_size)})",
             small_records,
             small_size,
             m,
-            False,
-            f"{_gib(small_size)} input into moto on 127.0.0.1; same floor applies",
+            key="s3_moto",
+            input=input_label(small_size),
+            notes=f"into moto on 127.0.0.1 (the server shares the 2 CPUs); {objects} objects, "
+            f"{stored / 1e6:.1f} MB gzip",
         )
     )
     shutil.rmtree(spool, ignore_errors=True)
+    rows.append(_to_file(ctx, "s3_file", small, small_records, small_size, "same input as the moto row"))
+
+    # 2. the 1 GiB input: peak RSS with 1 GiB (target <= 150 MB), with its own floor
+    big, records, size = make_input(ctx, int(FILE_INPUT_BYTES * _scale()))
+    rows.append(_floor(ctx, "s3_floor_1g", big, records, size))
+    rows.append(_to_file(ctx, "s3_file_1g", big, records, size, "the peak-RSS run (target <= 150 MB with 1 GiB)"))
+    big.unlink()
     return rows
 
 
-def _gib(size: int) -> str:
-    return f"{size / GIB:.2f} GiB"
-
-
-def _row(case: str, records: int, size: int, m: Any, baseline: bool, notes: str) -> dict[str, Any]:
-    return {
-        "case": case,
-        "group": GROUP,
-        "records": records,
-        "bytes": size,
-        "wall_secs": round(m.wall_secs, 3),
-        "peak_rss_mb": round(m.peak_rss_mb, 1),
-        "baseline": baseline,
-        "notes": notes,
-    }
-
-
-class _Measurement:
-    def __init__(self, wall_secs: float, peak_rss_mb: float) -> None:
-        self.wall_secs = wall_secs
-        self.peak_rss_mb = peak_rss_mb
-
-
-class StandaloneContext:
-    """Enough of `benchmarks.harness.BenchContext` to run this file on its own."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.python = sys.executable
-        self._moto: Any = None
-
-    def bin(self, name: str) -> str:
-        return str(Path(sys.executable).parent / name)
-
-    def moto_endpoint(self) -> str:
-        if self._moto is None:
-            import socket
-
-            from moto.server import ThreadedMotoServer
-
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-            self._moto.start()
-            self._endpoint = f"http://127.0.0.1:{port}"
-        return self._endpoint
-
-    def measure(
-        self,
-        argv: list[str],
-        stdin_path: Path | None = None,
-        stdout_path: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> _Measurement:
-        import contextlib
-
-        import psutil
-
-        with contextlib.ExitStack() as stack:
-            stdin = stack.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
-            stdout = stack.enter_context(open(stdout_path, "wb")) if stdout_path else subprocess.DEVNULL
-            started = time.monotonic()
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.DEVNULL, env=env)
-            peak = 0
-            ps = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                try:
-                    rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
-                    peak = max(peak, rss)
-                except psutil.Error:
-                    pass
-                time.sleep(0.05)
-            wall = time.monotonic() - started
-        if proc.returncode != 0:
-            raise RuntimeError(f"{argv[0]} exited {proc.returncode}")
-        return _Measurement(wall, peak / 1024**2)
-
-
 if __name__ == "__main__":
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="bench-s3-") as tmp:
-        ctx = StandaloneContext(Path(tmp))
-        results = run(ctx)
-        floor = next(r for r in results if r["baseline"])
-        for row in results:
-            rps = row["records"] / row["wall_secs"]
-            mbps = row["bytes"] / row["wall_secs"] / 1e6
-            ratio = (row["records"] / row["wall_secs"]) / (floor["records"] / floor["wall_secs"])
-            print(
-                f"{row['case']:45s} {rps:10.0f} rec/s {mbps:7.1f} MB/s  x{ratio:.2f} of floor "
-                f"{row['peak_rss_mb']:6.1f} MB RSS  {row['wall_secs']:.2f}s"
-            )
+    run_standalone(run)

@@ -1,7 +1,8 @@
 """Fluent Bit baselines for the s3-batch group: `out_s3` into the same moto server, and stdin -> file.
 
-Same input as `s3_batch.py`'s moto row (its `make_input`, cached in the workdir, so both cases
-read the identical NDJSON file), same run, same moto server (`ctx.moto_endpoint()`).
+Same input as `s3_batch.py`'s 256 MiB rows — the floor, s3-batch -> moto and -> file:// (its
+`compare_input`, cached in the workdir, so both cases read the identical NDJSON file) — same run
+(`run_pipe.py` runs the two files as one case), same moto server (`ctx.moto_endpoint()`).
 
 Fluent Bit settings, chosen to match s3-batch's defaults where out_s3 allows it:
   stdin input without parser (each JSON line becomes a record; fed through a pipe because the
@@ -12,7 +13,7 @@ Fluent Bit settings, chosen to match s3-batch's defaults where out_s3 allows it:
   the workdir. After the run the bucket is read back and the records counted, so a row whose
   upload lost data says so in its notes.
 
-Runs inside `benchmarks/run_pipe.py` (`run(ctx)`) or alone: `python benchmarks/cases/s3_fluentbit.py`.
+Runs inside `benchmarks/run_pipe.py s3_batch` (`run(ctx)`) or alone: `python benchmarks/cases/s3_fluentbit.py`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-GROUP = "s3-batch"
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+from benchmarks.harness import row, run_standalone  # noqa: E402
+
+GROUP = "s3-batch"
 TOTAL_FILE_SIZE = "50M"
 
 
@@ -139,26 +143,14 @@ def _piped(fluent_bit: str, conf: Path, input_path: Path) -> list[str]:
     return ["/bin/sh", "-c", command]
 
 
-def _row(case: str, records: int, size: int, m: Any, notes: str) -> dict[str, Any]:
-    return {
-        "case": case,
-        "group": GROUP,
-        "records": records,
-        "bytes": size,
-        "wall_secs": round(m.wall_secs, 3),
-        "peak_rss_mb": round(m.peak_rss_mb, 1),
-        "baseline": True,
-        "notes": notes,
-    }
-
-
 def run(ctx: Any) -> list[dict[str, Any]]:
     fluent_bit = _fluent_bit(ctx)
     if fluent_bit is None:
         return []
     case = _s3_batch_case()
     workdir = Path(ctx.workdir)
-    input_path, records, size = case.make_input(ctx, int(case.MOTO_INPUT_BYTES * case._scale()))
+    input_path, records, size = case.compare_input(ctx)
+    label = case.input_label(size)
     rows: list[dict[str, Any]] = []
 
     # 1. out_s3 into the shared moto server
@@ -175,12 +167,16 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     objects, stored, landed = _count_in_bucket(endpoint, bucket)
     complete = "all records" if landed == records else f"ONLY {landed} of {records} records"
     rows.append(
-        _row(
+        row(
+            GROUP,
             "fluent-bit out_s3 -> moto S3 (HTTP)",
             records,
             size,
             m,
-            f"{complete} in {objects} objects ({stored / 1e6:.1f} MB gzip); use_put_object, "
+            baseline=True,
+            key="fb_out_s3",
+            input=label,
+            notes=f"{complete} in {objects} objects ({stored / 1e6:.1f} MB gzip); use_put_object, "
             f"total_file_size {TOTAL_FILE_SIZE}, stdin via pipe",
         )
     )
@@ -200,12 +196,16 @@ def run(ctx: Any) -> list[dict[str, Any]]:
             written = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 24), b""))
     complete = "all records" if written == records else f"ONLY {written} of {records} records"
     rows.append(
-        _row(
+        row(
+            GROUP,
             "fluent-bit stdin -> file (no S3, no gzip)",
             records,
             size,
             m,
-            f"{complete} written; format plain, stdin via pipe",
+            baseline=True,
+            key="fb_file",
+            input=label,
+            notes=f"{complete} written; format plain, stdin via pipe",
         )
     )
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -213,15 +213,4 @@ def run(ctx: Any) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="bench-s3-fb-") as tmp:
-        ctx = _s3_batch_case().StandaloneContext(Path(tmp))
-        for row in run(ctx):
-            rate = row["records"] / row["wall_secs"]
-            mb_s = row["bytes"] / row["wall_secs"] / 1e6
-            print(
-                f"{row['case']:42s} {rate:10.0f} rec/s {mb_s:7.1f} MB/s {row['peak_rss_mb']:6.1f} MB RSS "
-                f"{row['wall_secs']:.2f}s  {row['notes']}",
-                file=sys.stdout,
-            )
+    run_standalone(run)
