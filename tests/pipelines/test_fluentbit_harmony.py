@@ -150,6 +150,46 @@ def test_flow1_exec_alerts_to_out_s3(fluent_bit_path, moto_server, tenant, tmp_p
     assert ACCESS_KEY not in fb.stderr
 
 
+def test_flow1_events_arriving_between_cycles_come_in_the_next_one(fluent_bit_path, moto_server, tmp_path) -> None:
+    """After the first exec cycle, new events appear: one created before the cursor (a late
+    event inside the overlap) and fresh ones. The next cycles deliver exactly those, once."""
+    from datetime import UTC, datetime, timedelta
+
+    import requests
+
+    from tests.helpers.pipelines import start_hec_emulator
+
+    first = make_events(30, span_secs=600, seed=33)
+    path = write_events(tmp_path / "events.ndjson", first)
+    proc, url = start_hec_emulator(["--events", str(path)])
+    try:
+        bucket = new_bucket(moto_server)
+        env = chain_env({"url": url}, tmp_path, moto_server, bucket)
+        with FluentBit(
+            fluent_bit_path, "harmony-to-s3.conf", tmp_path, env, {"Interval_Sec  60": "Interval_Sec  2"}
+        ) as fb:
+            fb.wait_until(lambda: len(fb.stats_lines("harmony-alerts")) >= 1, 40, "the first exec cycle")
+            now = datetime.now(UTC)
+            late = make_events(4, span_secs=60, seed=34, end=now - timedelta(seconds=30))
+            fresh = make_events(6, span_secs=1, seed=35, end=now)
+            for event in late + fresh:
+                event.update(type="phishing")  # every one of them is an alert
+            body = b"".join(orjson.dumps(e) + b"\n" for e in late + fresh)
+            requests.post(url + "/_emulator/events", data=body, timeout=10).raise_for_status()
+            fb.wait_until(lambda: len(fb.stats_lines("harmony-alerts")) >= 3, 40, "two more exec cycles")
+            assert fb.stop() == 0, fb.tail()
+        runs = [line["records_out"] for line in fb.stats_lines("harmony-alerts")]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    expected_first = {e["eventId"] for e in first if is_alert(e)}
+    added = {e["eventId"] for e in late + fresh}
+    assert runs[0] == len(expected_first) and sum(runs[1:]) == len(added), runs
+    alerts = [orjson.loads(line) for lines in read_bucket(moto_server, bucket).values() for line in lines]
+    ids = [a["event_id"] for a in alerts]
+    assert len(ids) == len(set(ids)) and set(ids) == expected_first | added
+
+
 @pytest.mark.parametrize("suffix", [".conf", ".yaml"])
 def test_flow2_chain_to_s3_batch_with_receipts(fluent_bit_path, moto_server, tenant, tmp_path, suffix) -> None:
     bucket = new_bucket(moto_server)
