@@ -64,7 +64,7 @@ def test_ratios_pair_only_rows_of_the_same_input() -> None:
     assert by_key["o1"]["mb_per_sec"] == 0.5  # MB = 10^6 bytes
 
 
-def _stored(group: str, case: str, bench_case: str, when: str) -> dict:
+def _stored(group: str, case: str, bench_case: str) -> dict:
     r = with_rates([row(group, case, 10, 10, _m(1.0), key=case)])[0]
     r["bench_case"] = bench_case
     return r
@@ -77,9 +77,9 @@ def _meta(when: str, case: str) -> dict:
 def test_partial_run_replaces_only_its_groups() -> None:
     previous = {
         "rows": [
-            _stored("harmony-alerts", "old alerts", "alerts", "t0"),
-            _stored("s3-batch", "old s3", "s3_batch", "t0"),
-            _stored("retired-group", "gone", "alerts", "t0"),
+            _stored("harmony-alerts", "old alerts", "alerts"),
+            _stored("s3-batch", "old s3", "s3_batch"),
+            _stored("retired-group", "gone", "alerts"),
         ],
         "groups": {
             "harmony-alerts": _meta("t0", "alerts"),
@@ -88,7 +88,7 @@ def test_partial_run_replaces_only_its_groups() -> None:
         },
         "failures": {"s3_batch": "s3_batch: boom"},
     }
-    new = [_stored("harmony-alerts", "new alerts", "alerts", "t1")]
+    new = [_stored("harmony-alerts", "new alerts", "alerts")]
     merged = merge_results(
         previous, new, {"harmony-alerts": _meta("t1", "alerts")}, {"alerts": None}, {}, ["alerts", "s3_batch"]
     )
@@ -100,7 +100,7 @@ def test_partial_run_replaces_only_its_groups() -> None:
 
 
 def test_a_case_that_failed_keeps_its_old_rows_and_says_so() -> None:
-    previous = {"rows": [_stored("s3-batch", "old s3", "s3_batch", "t0")], "groups": {"s3-batch": _meta("t0", "s3")}}
+    previous = {"rows": [_stored("s3-batch", "old s3", "s3_batch")], "groups": {"s3-batch": _meta("t0", "s3")}}
     merged = merge_results(previous, [], {}, {"s3_batch": "s3_batch: boom"}, {}, ["s3_batch"])
     assert [r["case"] for r in merged["rows"]] == ["old s3"]
     assert merged["failures"] == {"s3_batch": "s3_batch: boom"}
