@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .normalize import type_key
+
 FORMATS = ("native", "ecs", "ocsf")
 
 # Elastic's checkpoint_email pipeline: category email always, + malware / threat by type.
@@ -53,7 +55,7 @@ def iso_ms(epoch_ms: int | None) -> str | None:
 
 
 def to_ecs(alert: dict[str, Any]) -> dict[str, Any]:
-    event_type = alert["event_type"] or ""
+    event_type = type_key(alert["event_type"] or "")
     categories = ["email"]
     if event_type in _ECS_EXTRA_CATEGORY:
         categories.append(_ECS_EXTRA_CATEGORY[event_type])

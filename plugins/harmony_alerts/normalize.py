@@ -86,6 +86,11 @@ def event_time_ms(value: Any) -> int | None:
     return found if found is not None and MIN_MS <= found <= MAX_MS else None
 
 
+def type_key(event_type: str) -> str:
+    """`Suspicious malware` (Elastic's spelling) and `suspicious_malware` (the API's) are one type."""
+    return "_".join(event_type.lower().split())
+
+
 class KeepPolicy:
     """Which events are alerts: type in `types`, or severity >= `min_severity`, or everything.
 
@@ -97,7 +102,7 @@ class KeepPolicy:
     def __init__(
         self, types: Iterable[str] = DEFAULT_TYPES, min_severity: int = DEFAULT_MIN_SEVERITY, keep_all: bool = False
     ) -> None:
-        self.types = frozenset(t.strip().lower().replace(" ", "_") for t in types if t.strip())
+        self.types = frozenset(type_key(t) for t in types if t.strip())
         self.min_severity = min_severity
         self.keep_all = keep_all
         self._type_reasons = {t: f"type:{t}" for t in self.types}
@@ -126,7 +131,7 @@ class KeepPolicy:
         """Why this event is kept (`["type:phishing", "severity>=4"]`), or None to drop it."""
         reasons = []
         if type(event_type) is str:
-            type_reason = self._type_reasons.get(event_type) or self._type_reasons.get(event_type.lower())
+            type_reason = self._type_reasons.get(event_type) or self._type_reasons.get(type_key(event_type))
             if type_reason is not None:
                 reasons.append(type_reason)
         if severity is not None and severity >= self.min_severity:

@@ -50,6 +50,9 @@ def test_keep_policy_or_semantics_and_reasons() -> None:
     assert policy.reasons("phishing", 5) == ["type:phishing", "severity>=4"]
     assert policy.reasons("spam", 4) == ["severity>=4"]
     assert policy.reasons("DLP", 1) == ["type:dlp"]
+    suspicious = KeepPolicy(["Suspicious malware"], 6)
+    assert suspicious.reasons("suspicious malware", 1) == suspicious.reasons("suspicious_malware", 1)
+    assert suspicious.reasons("Suspicious  Malware", 1) == ["type:suspicious_malware"]
     assert policy.reasons("spam", 3) is None
     assert policy.reasons(None, None) is None
     assert KeepPolicy.from_options(["spam"], 6, keep_all=True).reasons("anomaly", 5) == ["all"]
@@ -214,3 +217,11 @@ def test_key_log_short_writes_are_completed(tmp_path, monkeypatch) -> None:
     restored = DigestSet(100)
     assert DedupeLog(path).load_into(restored) == 20
     assert all(key_digest(f"a:{i}") in restored for i in range(20))
+
+
+def test_a_type_spelled_with_a_space_is_the_same_type_in_ecs() -> None:
+    from harmony_pipes.harmony_alerts.formats import to_ecs
+
+    spaced = build_alert({"eventId": "x", "type": "Suspicious malware", "severity": "5"}, None, KeepPolicy())
+    assert spaced["event_type"] == "Suspicious malware"  # the event's own spelling is kept
+    assert to_ecs(spaced)["event"]["category"] == ["email", "malware"]
