@@ -30,7 +30,10 @@ FSYNC_INTERVAL_SECS = 1.0
 
 @click.command(
     name=COMMAND,
-    epilog="Exit codes: 0 ok, 2 usage, 65 bad input under --strict. See README for the stream contract.",
+    epilog=(
+        "Exit codes: 0 ok, 1 runtime (state dir or disk failure), 2 usage or configuration, 65 bad input "
+        "under --strict. See README for the stream contract."
+    ),
 )
 @click.option(
     "--types",
