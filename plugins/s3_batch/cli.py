@@ -174,7 +174,7 @@ def aws_options(f: F) -> F:
     type=click.IntRange(min=1),
     default=DEFAULT_FSYNC_INTERVAL_MS,
     show_default=True,
-    help="Records are fsynced to the spool (accepted) at least this often.",
+    help="The spool is committed (open batches fsynced, records accepted) at least this often.",
 )
 @_opt(
     "--max-spool-bytes",
@@ -221,7 +221,10 @@ def aws_options(f: F) -> F:
     env="STARTUP_CHECK",
     default=True,
     show_default=True,
-    help="HeadBucket at start: refused credentials (exit 3) or a missing bucket (exit 4) stop early.",
+    help=(
+        "HeadBucket at start: a refused destination (credentials, missing bucket) is warned about "
+        "at once; its records are spooled and the exit code (3/4) comes at the end."
+    ),
 )
 @aws_options
 @stream_options
