@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -115,40 +114,6 @@ def sequence_numbers(objects: dict[str, bytes]) -> list[int]:
 
 def aws_env(endpoint: str) -> dict[str, str]:
     return {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": endpoint}
-
-
-class MotoProcess:
-    """A moto server of its own (a subprocess) that a test may stop and restart on the same port."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> MotoProcess:
-        import requests
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **AWS_TEST_ENV},
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{self.endpoint}/moto-api/", timeout=1)
-                return self
-            except requests.RequestException:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
 
 
 class Feeder(threading.Thread):

@@ -16,24 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import requests
+from tests.helpers.moto_process import start_moto, stop_moto
 
 ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _creds(key: dict[str, str]) -> dict[str, str]:
@@ -44,25 +33,9 @@ class AuthMoto:
     """A moto server that enforces IAM; `.endpoint`, `.admin` creds, `.user(name, policy)`."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        # a readiness probe would spend one of the unauthenticated actions: start_moto needs none
+        self.proc, self.port = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{self.endpoint}/moto-api/", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.close()
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
         iam = self.client("iam", {"aws_access_key_id": "bootstrap", "aws_secret_access_key": "bootstrap"})
         iam.create_user(UserName="admin")
         iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
@@ -101,13 +74,7 @@ class AuthMoto:
         }
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_moto(self.proc)
 
 
 _REDIRECT_XML = (
