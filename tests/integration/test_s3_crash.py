@@ -96,10 +96,15 @@ def check_partitions(objects: dict[str, bytes]) -> None:
 
 
 def file_args(spool: Path, store: Path, trial: int, extra: list[str]) -> list[str]:
+    return trial_args(f"file://{store}/", spool, trial, extra)
+
+
+def trial_args(dest: str, spool: Path, trial: int, extra: list[str]) -> list[str]:
+    """One destination, the spool, and the trial's body format and compression (in turn)."""
     fmt, compression = FORMATS[trial % len(FORMATS)]
     return [
         "--dest",
-        f"file://{store}/",
+        dest,
         "--spool-dir",
         str(spool),
         "--format",
@@ -133,19 +138,7 @@ def test_kill9_then_restart_file_store(tmp_path: Path, trial: int) -> None:
 @pytest.mark.parametrize("trial", range(len(MOTO_POINTS)))
 def test_kill9_then_restart_moto(moto_server: str, tmp_path: Path, trial: int) -> None:
     bucket = new_bucket(moto_server)
-    spool = tmp_path / "spool"
-    fmt, compression = FORMATS[trial % len(FORMATS)]
-    args = [
-        "--dest",
-        f"s3://{bucket}/k9/",
-        "--spool-dir",
-        str(spool),
-        "--format",
-        fmt,
-        "--compression",
-        compression,
-        *TRIAL_ARGS,
-    ]
+    args = trial_args(f"s3://{bucket}/k9/", tmp_path / "spool", trial, TRIAL_ARGS)
     env = aws_env(moto_server)
     killed = kill_trial(args, make_records(RECORDS), kill_at=MOTO_POINTS[trial], env=env)
     assert "Traceback" not in killed.stderr
@@ -176,19 +169,7 @@ def test_kill9_partitioned_file_store(tmp_path: Path, trial: int) -> None:
 @pytest.mark.parametrize("trial", range(len(PARTITION_MOTO_POINTS)))
 def test_kill9_partitioned_moto(moto_server: str, tmp_path: Path, trial: int) -> None:
     bucket = new_bucket(moto_server)
-    spool = tmp_path / "spool"
-    fmt, compression = FORMATS[trial % len(FORMATS)]
-    args = [
-        "--dest",
-        f"s3://{bucket}/",
-        "--spool-dir",
-        str(spool),
-        "--format",
-        fmt,
-        "--compression",
-        compression,
-        *PARTITION_ARGS,
-    ]
+    args = trial_args(f"s3://{bucket}/", tmp_path / "spool", trial, PARTITION_ARGS)
     env = aws_env(moto_server)
     data = make_uneven_records(PARTITION_RECORDS, seed=100 + trial)
     killed = kill_trial(args, data, kill_at=PARTITION_MOTO_POINTS[trial], env=env)
