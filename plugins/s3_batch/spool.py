@@ -36,7 +36,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,10 +188,6 @@ class Spool:
             body.committed_records = body.synced_records
         self.accepted += newly
         return newly
-
-    def sync(self, batches: Iterable[OpenBatch] = ()) -> int:
-        """Kept for callers of the old name: a commit of every open body."""
-        return self.commit()
 
     def _open_commit_log(self) -> None:
         fd = os.open(self.commit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
