@@ -18,6 +18,7 @@ import orjson
 from .errors import BadInputError, OutputClosed
 from .ndjson import LineReader, OversizedLine
 from .options import Runtime, StreamConfig
+from .state import write_all
 
 DEAD_LETTER_RAW_MAX_BYTES = 64 * 1024
 
@@ -50,9 +51,7 @@ class DeadLetter:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         data = b"".join(self._pending)
         self._pending = []
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        write_all(self._fd, data)
 
     def close(self) -> None:
         self.flush()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from xxhash import xxh3_64_intdigest
 
-from harmony_pipes._core.state import atomic_write_bytes, disk_error
+from harmony_pipes._core.state import atomic_write_bytes, disk_error, write_all
 
 LOG_MAGIC = b"HPDEDUP2"  # 2: XXH3 digests (1 held blake2b digests, which cannot be converted)
 ENTRY = struct.Struct("<QI")
@@ -213,11 +213,7 @@ class DedupeLog:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 if os.fstat(self._fd).st_size == 0:  # new, or left empty by a crash
                     data = LOG_MAGIC + data
-            # a full disk (or file size limit) first shows as a short write, then as ENOSPC/EFBIG
-            # on the rest: never take a short count for success, or keys are silently lost
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            write_all(self._fd, data)  # a short write is never taken for success
         except OSError as exc:
             raise disk_error(self.path, exc) from exc
         self.entries_on_disk += len(new_entries)

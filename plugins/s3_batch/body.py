@@ -21,6 +21,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
+from harmony_pipes._core.state import write_all
+
 FORMATS = ("ndjson", "json-array")
 COMPRESSIONS = ("gzip", "zstd", "none")
 DEFAULT_LEVELS = {"gzip": 6, "zstd": 3, "none": 0}
@@ -189,9 +191,7 @@ class BodyWriter:
         if not data:
             return
         self._sha.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        write_all(self.fd, data)
         self.written_bytes += len(data)
 
     def flush(self) -> None:

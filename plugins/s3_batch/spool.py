@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from harmony_pipes._core.state import StateDir, atomic_write_bytes, ensure_private_dir, fsync_dir
+from harmony_pipes._core.state import StateDir, atomic_write_bytes, ensure_private_dir, fsync_dir, write_all
 
 from .batcher import OpenBatch
 from .body import BodySpec, BodyWriter, read_records
@@ -201,9 +201,7 @@ class Spool:
         if self._commit_bytes >= COMMIT_LOG_MAX_BYTES:
             self._rewrite_commit_log()
         line = orjson.dumps(counts) + b"\n"
-        view = memoryview(line)
-        while view:
-            view = view[os.write(self._commit_fd, view) :]  # type: ignore[arg-type]
+        write_all(self._commit_fd, line)  # type: ignore[arg-type]
         os.fsync(self._commit_fd)  # type: ignore[arg-type]
         self._commit_bytes += len(line)
 
