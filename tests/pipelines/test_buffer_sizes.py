@@ -29,12 +29,18 @@ def size_bytes(text: str) -> int:
     return int(number) * UNITS[unit.upper()]
 
 
+def buf_size(name: str) -> int:
+    """The exec input's buffer of one shipped Fluent Bit config (classic or YAML)."""
+    text = (FLUENT_BIT_DIR / name).read_text()
+    if name.endswith(".conf"):
+        (value,) = re.findall(r"^\s*Buf_Size\s+(\S+)", text, re.MULTILINE | re.IGNORECASE)
+        return size_bytes(value)
+    (exec_input,) = [i for i in yaml.safe_load(text)["pipeline"]["inputs"] if i["name"] == "exec"]
+    return size_bytes(str(exec_input["buf_size"]))
+
+
 def flow1_buf_sizes() -> dict[str, int]:
-    conf = (FLUENT_BIT_DIR / "harmony-to-s3.conf").read_text()
-    (classic,) = re.findall(r"^\s*Buf_Size\s+(\S+)", conf, re.MULTILINE | re.IGNORECASE)
-    config = yaml.safe_load((FLUENT_BIT_DIR / "harmony-to-s3.yaml").read_text())
-    (exec_input,) = [i for i in config["pipeline"]["inputs"] if i["name"] == "exec"]
-    return {"harmony-to-s3.conf": size_bytes(classic), "harmony-to-s3.yaml": size_bytes(str(exec_input["buf_size"]))}
+    return {name: buf_size(name) for name in ("harmony-to-s3.conf", "harmony-to-s3.yaml")}
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +88,9 @@ def test_inventory_and_receipt_lines_fit_the_1m_buffers(tmp_path: Path) -> None:
     copied). Flow 2's receipts (one short line per object) are tiny by construction."""
     from tests.helpers.discovery import MotoEc2, discover, records
 
-    for name in ("aws-discovery.conf", "harmony-chain-to-s3.conf"):
-        (value,) = re.findall(r"^\s*Buf_Size\s+(\S+)", (FLUENT_BIT_DIR / name).read_text(), re.MULTILINE)
-        assert size_bytes(value) == 1024**2, name
+    flows_2_and_3 = ("harmony-chain-to-s3.conf", "harmony-chain-to-s3.yaml", "aws-discovery.conf", "aws-discovery.yaml")
+    for name in [*flows_2_and_3, "aws-discovery-http.yaml"]:
+        assert buf_size(name) == 1024**2, name
     moto = MotoEc2()
     try:
         tags = {"env": "prod", "Name": "n" * 256}
