@@ -45,6 +45,14 @@ def clean(moto: MotoEc2) -> None:
     moto.reset()
 
 
+@pytest.fixture
+def proxy(moto: MotoEc2) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of this module's moto, closed after the test."""
+    front = FaultProxy(moto.port)
+    yield front
+    front.close()
+
+
 def ssh(*users: dict) -> dict:
     return {"type": "ssh", "auth": "managed", "users": list(users)}
 
@@ -308,85 +316,67 @@ def test_unconfigured_once_then_add_then_remove_and_unconfigured(moto: MotoEc2, 
     assert out[0]["reasons"] == ["became unconfigured"]
 
 
-def test_failing_region_is_carried_forward_with_a_warning(moto: MotoEc2, tmp_path) -> None:
-    proxy = FaultProxy(moto.port)
-    try:
-        east = moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
-        west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
-        _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
-        assert sorted(r["instance_id"] for r in out) == sorted([east, west])
+def test_failing_region_is_carried_forward_with_a_warning(moto: MotoEc2, proxy: FaultProxy, tmp_path) -> None:
+    east = moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+    west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+    _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
+    assert sorted(r["instance_id"] for r in out) == sorted([east, west])
 
-        proxy.fail(W1)  # throttled past every retry
-        moto.ec2(W1).terminate_instances(InstanceIds=[west])
-        moto.ec2(E1).terminate_instances(InstanceIds=[east])
-        result, out = cycle(moto, tmp_path, "--max-attempts", "2", endpoint=proxy.endpoint)
-        assert [(r["op"], r["instance_id"]) for r in out] == [("remove", east)]
-        assert f"region {W1} failed this cycle; its 1 known instances are kept, none removed" in result.stderr
-        assert "RequestLimitExceeded" in result.stderr
-        assert result.stats["regions_failed"] == 1
-        assert proxy.hits[W1] >= 2
+    proxy.fail(W1)  # throttled past every retry
+    moto.ec2(W1).terminate_instances(InstanceIds=[west])
+    moto.ec2(E1).terminate_instances(InstanceIds=[east])
+    result, out = cycle(moto, tmp_path, "--max-attempts", "2", endpoint=proxy.endpoint)
+    assert [(r["op"], r["instance_id"]) for r in out] == [("remove", east)]
+    assert f"region {W1} failed this cycle; its 1 known instances are kept, none removed" in result.stderr
+    assert "RequestLimitExceeded" in result.stderr
+    assert result.stats["regions_failed"] == 1
+    assert proxy.hits[W1] >= 2
 
-        proxy.fail(W1, 403, "UnauthorizedOperation")
-        result, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
-        assert out == []
-        assert "grant ec2:DescribeInstances" in result.stderr
+    proxy.fail(W1, 403, "UnauthorizedOperation")
+    result, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
+    assert out == []
+    assert "grant ec2:DescribeInstances" in result.stderr
 
-        proxy.heal(W1)
-        _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
-        assert [(r["op"], r["instance_id"], r["reasons"]) for r in out] == [
-            ("remove", west, ["instance is terminated"])
-        ]
-    finally:
-        proxy.close()
+    proxy.heal(W1)
+    _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
+    assert [(r["op"], r["instance_id"], r["reasons"]) for r in out] == [("remove", west, ["instance is terminated"])]
 
 
-def test_a_region_whose_connections_are_reset_is_carried_forward(moto: MotoEc2, tmp_path) -> None:
-    proxy = FaultProxy(moto.port)
-    try:
-        moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})
-        west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
-        cycle(moto, tmp_path, endpoint=proxy.endpoint)
-        proxy.fail(W1, RESET)
-        moto.ec2(W1).terminate_instances(InstanceIds=[west])
-        result, out = cycle(moto, tmp_path, "--max-attempts", "2", endpoint=proxy.endpoint)
-        assert out == []  # the terminated west instance is not removed: its region is unknown now
-        assert f"region {W1} failed this cycle; its 1 known instances are kept, none removed" in result.stderr
-        assert result.stats["regions_failed"] == 1 and proxy.hits[W1] >= 2
-        proxy.heal(W1)
-        _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
-        assert [(r["op"], r["instance_id"]) for r in out] == [("remove", west)]
-    finally:
-        proxy.close()
+def test_a_region_whose_connections_are_reset_is_carried_forward(moto: MotoEc2, proxy: FaultProxy, tmp_path) -> None:
+    moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})
+    west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+    cycle(moto, tmp_path, endpoint=proxy.endpoint)
+    proxy.fail(W1, RESET)
+    moto.ec2(W1).terminate_instances(InstanceIds=[west])
+    result, out = cycle(moto, tmp_path, "--max-attempts", "2", endpoint=proxy.endpoint)
+    assert out == []  # the terminated west instance is not removed: its region is unknown now
+    assert f"region {W1} failed this cycle; its 1 known instances are kept, none removed" in result.stderr
+    assert result.stats["regions_failed"] == 1 and proxy.hits[W1] >= 2
+    proxy.heal(W1)
+    _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
+    assert [(r["op"], r["instance_id"]) for r in out] == [("remove", west)]
 
 
-def test_a_region_failing_in_the_first_cycle_comes_in_later_as_adds(moto: MotoEc2, tmp_path) -> None:
+def test_a_region_failing_in_the_first_cycle_comes_in_later_as_adds(moto: MotoEc2, proxy: FaultProxy, tmp_path) -> None:
     """The first snapshot can only hold what could be read: it says which region is missing,
     and once that region answers, its instances arrive as `add` (never silently dropped)."""
-    proxy = FaultProxy(moto.port)
-    try:
-        east = moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
-        west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
-        proxy.fail(W1, 503, "Unavailable")
-        result, out = cycle(moto, tmp_path, "--max-attempts", "1", endpoint=proxy.endpoint)
-        assert [(r["op"], r["instance_id"]) for r in out] == [("snapshot", east)]
-        assert f"region {W1} failed this cycle" in result.stderr and result.stats["regions_failed"] == 1
-        proxy.heal(W1)
-        _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
-        assert [(r["op"], r["instance_id"]) for r in out] == [("add", west)]
-    finally:
-        proxy.close()
+    east = moto.launch(E1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+    west = moto.launch(W1, {"env": "prod", "checkpoint_ssh:u": "k.pem"})[0]["InstanceId"]
+    proxy.fail(W1, 503, "Unavailable")
+    result, out = cycle(moto, tmp_path, "--max-attempts", "1", endpoint=proxy.endpoint)
+    assert [(r["op"], r["instance_id"]) for r in out] == [("snapshot", east)]
+    assert f"region {W1} failed this cycle" in result.stderr and result.stats["regions_failed"] == 1
+    proxy.heal(W1)
+    _, out = cycle(moto, tmp_path, endpoint=proxy.endpoint)
+    assert [(r["op"], r["instance_id"]) for r in out] == [("add", west)]
 
 
-def test_once_with_every_region_failing_exits_with_the_error_code(moto: MotoEc2, tmp_path) -> None:
-    proxy = FaultProxy(moto.port)
-    try:
-        proxy.fail(E1, 403, "UnauthorizedOperation")
-        result = discover(["--regions", E1, "--tags", "env", "--once"], proxy.endpoint)
-        assert result.returncode == 3, result.stderr
-        assert "Error: DescribeInstances in us-east-1: access denied" in result.stderr
-        assert result.stdout == b""
-    finally:
-        proxy.close()
+def test_once_with_every_region_failing_exits_with_the_error_code(moto: MotoEc2, proxy: FaultProxy, tmp_path) -> None:
+    proxy.fail(E1, 403, "UnauthorizedOperation")
+    result = discover(["--regions", E1, "--tags", "env", "--once"], proxy.endpoint)
+    assert result.returncode == 3, result.stderr
+    assert "Error: DescribeInstances in us-east-1: access denied" in result.stderr
+    assert result.stdout == b""
     closed = f"http://127.0.0.1:{free_port()}"
     result = discover(["--regions", E1, "--tags", "env", "--once", "--max-attempts", "1"], closed)
     assert result.returncode == 4, result.stderr
