@@ -8,10 +8,10 @@ namespace), OCSF → `unmapped.checkpoint_harmony`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from .normalize import type_key
+from .normalize import EPOCH, type_key
 
 FORMATS = ("native", "ecs", "ocsf")
 
@@ -36,15 +36,12 @@ _OCSF_STATUS = {
 OCSF_VERSION = "1.3.0"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def iso_ms(epoch_ms: int | None) -> str | None:
     """Epoch ms → `YYYY-MM-DDTHH:MM:SS.mmmZ`, None outside years 1..9999 (integer math)."""
     if epoch_ms is None:
         return None
     try:
-        moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+        moment = EPOCH + timedelta(milliseconds=epoch_ms)
     except OverflowError:  # outside years 1..9999: event_time_ms already maps those to None
         return None
     # not strftime: glibc's %Y does not pad years before 1000 to four digits

@@ -22,12 +22,12 @@ MSG_ORIGIN = {
 DEFAULT_TYPES = ("phishing", "malware", "alert", "dlp")
 DEFAULT_MIN_SEVERITY = 4
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 # the instants an ISO 8601 UTC string can name (years 1..9999): outside them a "timestamp" is
 # malformed input, and would crash ISO formatting (ECS) or the 64-bit JSON encoder
-MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
-MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
+MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _ONE_MS
+MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // _ONE_MS
 SEVERITY_LABELS = {1: "Very Low", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 # Names seen on the wire: XSOAR labels, Elastic's severity_enum and the severityChange action.
 _SEVERITY_NAMES = {
@@ -77,7 +77,7 @@ def event_time_ms(value: Any) -> int | None:
         else:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            found = (moment - _EPOCH) // _ONE_MS
+            found = (moment - EPOCH) // _ONE_MS
     elif isinstance(value, int | float) and not isinstance(value, bool):
         # epoch seconds or milliseconds; anything after 1973 in ms is > 1e11
         found = int(value) if value > 1e11 else int(value * 1000)
