@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import select
-import time
-from collections.abc import Callable, Iterator
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -33,8 +33,8 @@ class LineReader:
 
     `lines` holds `bytes` (without the newline) or an `OversizedLine`. Line numbers are 1-based
     and count every physical line, blank ones included, so dead-letter entries point at the
-    input. `on_idle` runs whenever no byte arrived for `idle_secs`; `gate` (when given) pauses
-    reading while it returns False, which is how a sink applies back-pressure to the pipe.
+    input. When no byte arrived for `idle_secs` it yields an empty batch, so the caller gets
+    control back (to flush output, run timers, notice a signal) and may simply stop iterating.
     """
 
     def __init__(
@@ -44,44 +44,30 @@ class LineReader:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         idle_secs: float = 0.2,
-        on_idle: Callable[[], None] | None = None,
-        should_stop: Callable[[], bool] = lambda: False,
-        gate: Callable[[], bool] | None = None,
     ) -> None:
         self.fd = fd
         self.max_line_bytes = max_line_bytes
         self.chunk_bytes = chunk_bytes
         self.idle_secs = idle_secs
-        self.on_idle = on_idle
-        self.should_stop = should_stop
-        self.gate = gate
         self.bytes_read = 0
         self._selectable = _is_selectable(fd)
 
-    def _wait_readable(self) -> bool:
-        """Block until input is readable; False means stop was requested meanwhile."""
-        while True:
-            if self.should_stop():
-                return False
-            if self.gate is not None and not self.gate():
-                if self.on_idle is not None:
-                    self.on_idle()
-                time.sleep(min(self.idle_secs, 0.05) or 0.05)
-                continue
-            if not self._selectable:
-                return True
-            ready, _, _ = select.select([self.fd], [], [], self.idle_secs)
-            if ready:
-                return True
-            if self.on_idle is not None:
-                self.on_idle()
+    def _readable(self) -> bool:
+        """Wait up to `idle_secs` for input; False when none came (the input is idle)."""
+        if not self._selectable:
+            return True
+        ready, _, _ = select.select([self.fd], [], [], self.idle_secs)
+        return bool(ready)
 
     def batches(self) -> Iterator[tuple[int, list[bytes | OversizedLine]]]:
         pending = b""
         skipping: OversizedLine | None = None  # inside an oversized line, waiting for its end
         line_no = 1
         max_line = self.max_line_bytes
-        while self._wait_readable():
+        while True:
+            if not self._readable():
+                yield line_no, []
+                continue
             try:
                 chunk = os.read(self.fd, self.chunk_bytes)
             except InterruptedError:
@@ -120,8 +106,6 @@ class LineReader:
 
 def _is_selectable(fd: int) -> bool:
     """Regular files are always readable; select() is only useful for pipes, ttys and sockets."""
-    import stat
-
     try:
         mode = os.fstat(fd).st_mode
     except OSError:

@@ -8,6 +8,7 @@ so the command's own code sees only its own options.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +25,76 @@ from .stats import Stats
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ACTIVE: dict[str, Runtime] = {}
+DEFAULT_SHUTDOWN_TIMEOUT_SECS = 30.0
+DEFAULT_DEAD_LETTER_MAX_BYTES = 64 * 1024**2
 
 
 def _apply(f: F, options: list[Callable[[F], F]]) -> F:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def env_options(prefix: str) -> Callable[..., Callable[[F], F]]:
+    """The one option helper: `opt = env_options("S3_BATCH_")`, then
+    `@opt("--max-records", env="MAX_RECORDS", ...)` — every option shows its env var in --help."""
+
+    def option(*names: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+        return click.option(*names, envvar=prefix + env, show_envvar=True, **kwargs)
+
+    return option
+
+
+def apply_options(f: F, options: list[Callable[[F], F]]) -> F:
+    """Apply a list of option decorators in the order they should appear in --help."""
+    return _apply(f, options)
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "ti": 1024**4,
+    "tib": 1024**4,
+}
+
+
+class ByteSize(click.ParamType):
+    """`67108864`, `64MiB`, `100MB`, `1GiB` — every size option of every command takes these."""
+
+    name = "bytes"
+
+    def __init__(self, min_bytes: int = 1) -> None:
+        self.min_bytes = min_bytes
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            size = value
+        else:
+            match = _SIZE_RE.match(str(value))
+            if not match or (match.group(2) or "").lower() not in _UNITS:
+                self.fail(f"{value!r} is not a size (e.g. 64MiB, 100MB, 1048576)", param, ctx)
+            size = int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+        if size < self.min_bytes:
+            self.fail(f"must be at least {self.min_bytes} bytes", param, ctx)
+        return size
+
+
+BYTES = ByteSize()
 
 
 def stream_options(f: F) -> F:
@@ -39,12 +104,12 @@ def stream_options(f: F) -> F:
         [
             click.option(
                 "--max-line-bytes",
-                type=click.IntRange(min=64),
+                type=ByteSize(min_bytes=64),
                 default=DEFAULT_MAX_LINE_BYTES,
-                show_default=True,
+                show_default="1MiB",
                 envvar="HARMONY_PIPES_MAX_LINE_BYTES",
                 show_envvar=True,
-                help="A longer input line is a bad record.",
+                help="A longer input line is a bad record (e.g. 1048576, 4MiB).",
             ),
             click.option(
                 "--dead-letter",
@@ -52,7 +117,16 @@ def stream_options(f: F) -> F:
                 type=click.Path(dir_okay=False, writable=True),
                 envvar="HARMONY_PIPES_DEAD_LETTER",
                 show_envvar=True,
-                help='Append bad records here as {"error", "line_no", "raw"} lines.',
+                help='Append bad records here as {"error", "line_no", "raw"} lines (checked at start).',
+            ),
+            click.option(
+                "--dead-letter-max-bytes",
+                type=BYTES,
+                default=DEFAULT_DEAD_LETTER_MAX_BYTES,
+                show_default="64MiB",
+                envvar="HARMONY_PIPES_DEAD_LETTER_MAX_BYTES",
+                show_envvar=True,
+                help="Stop writing dead letters past this size (they are still counted).",
             ),
             click.option(
                 "--strict",
@@ -69,6 +143,16 @@ def stream_options(f: F) -> F:
                 envvar="HARMONY_PIPES_FLUSH_IDLE_MS",
                 show_envvar=True,
                 help="Flush output when input has been idle this long.",
+            ),
+            click.option(
+                "--shutdown-timeout-secs",
+                type=click.FloatRange(min=0),
+                default=DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+                show_default=True,
+                envvar="HARMONY_PIPES_SHUTDOWN_TIMEOUT_SECS",
+                show_envvar=True,
+                help="On SIGTERM/SIGINT/SIGHUP keep reading until end of input for at most this long, "
+                "then commit everything read (exit 75 if input was left unread).",
             ),
         ],
     )
@@ -138,18 +222,24 @@ def state_option(own_env: str, subdir: str) -> Callable[[F], F]:
 
 @dataclass(frozen=True)
 class StreamConfig:
+    """The stream options of a command that reads stdin (`stream_options`)."""
+
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     dead_letter_path: str | None = None
+    dead_letter_max_bytes: int = DEFAULT_DEAD_LETTER_MAX_BYTES
     strict: bool = False
     flush_idle_ms: int = 200
+    shutdown_timeout_secs: float = DEFAULT_SHUTDOWN_TIMEOUT_SECS
 
     @classmethod
     def pop_from(cls, kwargs: dict[str, Any]) -> StreamConfig:
         return cls(
             max_line_bytes=kwargs.pop("max_line_bytes"),
             dead_letter_path=kwargs.pop("dead_letter_path"),
+            dead_letter_max_bytes=kwargs.pop("dead_letter_max_bytes"),
             strict=kwargs.pop("strict"),
             flush_idle_ms=kwargs.pop("flush_idle_ms"),
+            shutdown_timeout_secs=kwargs.pop("shutdown_timeout_secs"),
         )
 
 
@@ -172,19 +262,34 @@ class Runtime:
         counters["bytes_out"] = max(counters["bytes_out"], self.writer.bytes_written)
 
     @classmethod
-    def from_options(cls, command: str, kwargs: dict[str, Any], *, install_signals: bool = True) -> Runtime:
+    def from_options(
+        cls,
+        command: str,
+        kwargs: dict[str, Any],
+        *,
+        install_signals: bool = True,
+        stop: StopFlag | None = None,
+        register: bool = True,
+    ) -> Runtime:
+        """The runtime of a command from its parsed options (the shared log keys are popped).
+
+        A stage of `harmony-pipes chain` passes the chain's `stop` flag (signals are the chain's)
+        and `register=False` (the chain prints one stats line for all its stages).
+        """
         log = Log(command, kwargs.pop("log_format", "text"), debug=kwargs.pop("debug", False))
         stats = Stats(
             command,
             log,
             interval_secs=kwargs.pop("stats_interval_secs", 0) or 0,
-            live_status=_stderr_is_tty(),
+            live_status=register and _stderr_is_tty(),
         )
-        stop = StopFlag()
-        if install_signals:
-            stop.install()
+        if stop is None:
+            stop = StopFlag()
+            if install_signals:
+                stop.install()
         runtime = cls(command, log, stats, BatchWriter(1), stop)
-        _ACTIVE[command] = runtime
+        if register:
+            _ACTIVE[command] = runtime
         return runtime
 
     def finish(self) -> None:

@@ -1,4 +1,10 @@
-"""SIGTERM/SIGINT become a flag the run loops check: stop reading, drain, persist, exit 0."""
+"""SIGTERM, SIGINT and SIGHUP become a flag the runner checks (DESIGN section 3.4).
+
+A source stops at its next safe point; a transform or sink reads on until end of input (or
+`--shutdown-timeout-secs`) and commits everything it read. SIGHUP means the same as SIGTERM: a
+shipper or a terminal hanging up must not cost a record, and none of our commands has a
+configuration file to reload.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ class StopFlag:
         self.signal_name = name
 
     def install(self) -> StopFlag:
-        """Route SIGTERM and SIGINT here; a second SIGINT interrupts for real."""
+        """Route SIGTERM, SIGINT and SIGHUP here; a second SIGINT interrupts for real."""
 
         def handler(signum: int, _frame: FrameType | None) -> None:
             if self.stopped and signum == signal.SIGINT:
@@ -29,6 +35,7 @@ class StopFlag:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGHUP, handler)
         return self
 
     def sleep(self, secs: float, step_secs: float = 0.1) -> bool:

@@ -17,6 +17,7 @@ import os
 import struct
 from array import array
 from pathlib import Path
+from typing import Any
 
 from xxhash import xxh3_64_intdigest
 
@@ -238,6 +239,103 @@ class DedupeLog:
         self.close()
         atomic_write_bytes(self.path, LOG_MAGIC + b"".join(pack(d, t) for d, t in live))
         self.entries_on_disk = len(live)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+PENDING_MAGIC = b"HPDPEND1"
+PENDING_ID_BYTES = 32
+PENDING_ENTRY = struct.Struct("<QQI")  # commit number, digest, seen_at
+
+
+class PendingKeys:
+    """Dedupe keys staged for sink commits that are not durable yet (`harmony-pipes chain`).
+
+    At a commit the keys of the alerts it covers are appended here (tagged with the commit's
+    number) *before* the sink commits; once the sink says the commit is durable they move to the
+    key log. After a crash, `recover` moves the keys of every commit the sink kept and drops the
+    rest, so the log holds exactly the keys of the alerts the sink stored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._sink_id: str | None = None
+        self._entries: list[tuple[int, int, int]] = []
+
+    @property
+    def empty(self) -> bool:
+        return not self._entries
+
+    def recover(self, key_log: DedupeLog, digests: DigestSet, token: Any | None) -> tuple[int, int]:
+        """Apply what a crash left staged; returns (keys applied, keys dropped)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return 0, 0
+        header = len(PENDING_MAGIC) + PENDING_ID_BYTES
+        entries: list[tuple[int, int, int]] = []
+        sink_id = None
+        if data.startswith(PENDING_MAGIC) and len(data) >= header:
+            sink_id = data[len(PENDING_MAGIC) : header].rstrip(b"\0").decode("ascii", "replace")
+            body = memoryview(data)[header:]
+            body = body[: len(body) - len(body) % PENDING_ENTRY.size]  # a torn last entry
+            entries = list(PENDING_ENTRY.iter_unpack(body))
+        keep = token is not None and token.sink_id == sink_id
+        applied = [(d, t) for n, d, t in entries if keep and n <= token.number]
+        if applied:
+            key_log.append(applied)
+            for digest, seen_at in applied:
+                digests.add(digest, seen_at)
+        self._remove()
+        return len(applied), len(entries) - len(applied)
+
+    def stage(self, token: Any, keys: list[tuple[int, int]]) -> None:
+        number = token.number
+        staged = [(number, d, t & 0xFFFFFFFF) for d, t in keys]
+        data = b"".join(PENDING_ENTRY.pack(*entry) for entry in staged)
+        try:
+            if self._fd is None or self._sink_id != token.sink_id:
+                self._remove()
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+                self._sink_id = token.sink_id
+                ident = (token.sink_id or "").encode("ascii")[:PENDING_ID_BYTES].ljust(PENDING_ID_BYTES, b"\0")
+                data = PENDING_MAGIC + ident + data
+            write_all(self._fd, data)
+            os.fsync(self._fd)  # before the sink's commit, which may reach the disk first otherwise
+        except OSError as exc:
+            raise disk_error(self.path, exc) from exc
+        self._entries.extend(staged)
+
+    def apply_through(self, token: Any, key_log: DedupeLog) -> None:
+        """Move the keys of every commit up to `token` into the key log."""
+        number = token.number
+        ready = [(d, t) for n, d, t in self._entries if n <= number]
+        if not ready:
+            return
+        key_log.append(ready)
+        key_log.sync()  # the keys are in the log for good before the staged copy goes
+        rest = [entry for entry in self._entries if entry[0] > number]
+        self._entries = rest
+        if not rest:
+            self._remove()
+            return
+        ident = (self._sink_id or "").encode("ascii")[:PENDING_ID_BYTES].ljust(PENDING_ID_BYTES, b"\0")
+        self.close()
+        atomic_write_bytes(self.path, PENDING_MAGIC + ident + b"".join(PENDING_ENTRY.pack(*e) for e in rest))
+
+    def _remove(self) -> None:
+        self.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise disk_error(self.path, exc) from exc
+        self._sink_id = None
 
     def close(self) -> None:
         if self._fd is not None:

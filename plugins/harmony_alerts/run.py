@@ -1,0 +1,172 @@
+"""The harmony-alerts processor: events in, normalized and deduplicated alerts out.
+
+The rules live in normalize.py, the shapes in formats.py, the key store in dedupe.py; this module
+implements the transform side of the processor contract (`_core.processor`): a hot
+`record_handler`, and dedupe keys saved only for alerts the stage after it made durable — the
+reader of stdout (after a flush), or, in `harmony-pipes chain`, the sink's commit.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from xxhash import xxh3_64_intdigest
+
+from harmony_pipes._core.options import Runtime, StreamConfig
+from harmony_pipes._core.processor import TRANSFORM, CommitToken, Emit, Position, Processor, Resume
+from harmony_pipes._core.state import StateDir
+
+from .config import COMMAND, AlertsConfig
+from .dedupe import DedupeLog, DigestSet, PendingKeys
+from .formats import to_ecs, to_ocsf
+from .normalize import KeepPolicy, build_alert
+
+FSYNC_INTERVAL_SECS = 1.0
+
+
+class AlertsProcessor(Processor):
+    role = TRANSFORM
+    command = COMMAND
+
+    def __init__(self, runtime: Runtime, config: AlertsConfig, stream: StreamConfig | None = None) -> None:
+        super().__init__(runtime, stream)
+        self.config = config
+        self.policy = KeepPolicy.from_options(config.types, config.min_severity, config.keep_all)
+        self.digests = DigestSet(config.dedupe_max_keys, config.dedupe_ttl_secs)
+        # keys of alerts handed downstream, not yet durable there: (digest, seen_at_secs)
+        self.pending_keys: list[tuple[int, int]] = []
+        self.state: StateDir | None = None
+        self.key_log: DedupeLog | None = None
+        self.staged: PendingKeys | None = None  # keys of sink commits not yet durable (chain)
+        self.last_fsync_at = time.monotonic()
+        # wall-clock seconds for key ages, read once per tick, not per record
+        self.now_secs = [int(time.time())]
+        counters = runtime.stats.counters
+        for name in ("alerts", "duplicates", "filtered"):
+            counters.setdefault(name, 0)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def open(self, resume: Resume | None = None) -> None:
+        config, log = self.config, self.runtime.log
+        if not config.dedupe:
+            if config.state_dir:
+                log.warning("--no-dedupe: --state-dir is not used (dedupe keys are all the state harmony-alerts keeps)")
+            return
+        if not config.state_dir:
+            log.info("No --state-dir: dedupe keys are kept in memory only.")
+            return
+        self.state = StateDir(config.state_dir)
+        self.key_log = DedupeLog(self.state.file("dedupe-keys.bin"))
+        loaded = self.key_log.load_into(self.digests)
+        self.runtime.stats.extra["dedupe_keys_loaded"] = loaded
+        self.staged = PendingKeys(self.state.file("dedupe-keys.pending"))
+        token = resume.token if resume is not None else None
+        applied, dropped = self.staged.recover(self.key_log, self.digests, token)
+        if dropped:
+            log.warning(
+                f"{dropped} dedupe keys staged by an interrupted harmony-pipes chain were dropped (run the same "
+                "chain to resume it exactly; alone, those alerts may be emitted once more)"
+            )
+        if applied:
+            self.runtime.stats.extra["dedupe_keys_recovered"] = applied
+
+    def record_handler(self) -> Emit:
+        counters = self.runtime.stats.counters
+        policy = self.policy
+        tenant = self.config.tenant
+        dedupe = self.config.dedupe
+        digests_add = self.digests.add
+        # keys wait for the commit that makes them persistable; without a state dir there is
+        # nothing to persist, and keeping them would grow without bound
+        persist = self.key_log is not None
+        pending_append = self.pending_keys.append
+        dumps = orjson.dumps
+        shape = {"native": None, "ecs": to_ecs, "ocsf": to_ocsf}[self.config.output_format]
+        fragment = orjson.Fragment
+        ocsf = self.config.output_format == "ocsf"
+        now_secs = self.now_secs
+        xxh3 = xxh3_64_intdigest
+        emit = self.emit
+
+        def on_record(event: dict[str, Any], raw: bytes) -> None:
+            alert = build_alert(event, tenant, policy)
+            if alert is None:
+                counters["filtered"] += 1
+                return
+            if dedupe and alert["event_id"] is not None:
+                digest = xxh3(alert["dedupe_key"].encode()) or 1  # = key_digest, inlined (hot path)
+                seen_at = now_secs[0]
+                if not digests_add(digest, seen_at):
+                    counters["duplicates"] += 1
+                    return
+                if persist:
+                    pending_append((digest, seen_at))
+            counters["alerts"] += 1
+            if shape is not None:
+                alert = shape(alert)
+            # the original event, byte-exact, without serializing it a second time
+            if ocsf:
+                alert["unmapped"] = {"checkpoint_harmony": fragment(raw.strip())}
+            else:
+                alert["checkpoint_harmony"] = fragment(raw.strip())
+            emit(alert, dumps(alert))
+
+        return on_record
+
+    # -- commits ------------------------------------------------------------------------------
+
+    def checkpoint(self, token: CommitToken) -> Position | None:
+        """In a chain, the keys of this commit are staged on disk before the sink commits, so a
+        crash between the sink's commit and `committed` cannot lose them."""
+        if self.staged is None or not token.deferred or not self.pending_keys:
+            return None
+        self.staged.stage(token, self.pending_keys)
+        self.pending_keys.clear()
+        return {"staged_through": token.number}
+
+    def committed(self, position: Position | None, token: CommitToken) -> None:
+        """The alerts carrying the pending keys are durable downstream: the keys go to the log."""
+        if self.key_log is None:
+            return
+        if self.staged is not None and token.deferred:
+            self.staged.apply_through(token, self.key_log)
+        elif self.pending_keys:
+            self.key_log.append(self.pending_keys)
+            self.pending_keys.clear()
+        self.maybe_compact()
+
+    def on_tick(self) -> None:
+        self.now_secs[0] = int(time.time())
+        if self.key_log is None:
+            return
+        now = time.monotonic()
+        if now - self.last_fsync_at >= FSYNC_INTERVAL_SECS:
+            self.last_fsync_at = now
+            self.key_log.sync()
+
+    def maybe_compact(self) -> None:
+        """Rewrite the log from the table once it holds mostly forgotten keys — only while every
+        key in the table is durable downstream (the table also holds the keys still pending)."""
+        log = self.key_log
+        if log is None or log.entries_on_disk <= 2 * len(self.digests) + 10_000:
+            return
+        if self.pending_keys or (self.staged is not None and not self.staged.empty):
+            return
+        log.compact(self.digests)
+
+    def close(self) -> int:
+        try:
+            if self.key_log is not None:
+                self.key_log.sync()
+                self.maybe_compact()
+                self.key_log.close()
+            if self.staged is not None:
+                self.staged.close()
+        finally:
+            if self.state is not None:
+                self.state.close()
+            self.runtime.stats.extra["dedupe_keys"] = len(self.digests)
+        return 0
