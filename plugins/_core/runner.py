@@ -81,6 +81,8 @@ class Runner:
         for index, stage in enumerate(self.stages):
             if stage.stage_key == stage.command:
                 stage.stage_key = f"{index}:{stage.command}"
+        for bad in self.bad_records.values():
+            bad.dead_letter.check()
         self.tail.open(None)
         resume = self.tail.resume_positions()
         for stage in reversed(self.upstream):
@@ -189,6 +191,8 @@ class Runner:
                     raise
                 raise StageFailed(stage, exc) from exc
             stage.runtime.stats.tick()
+        for bad in self.bad_records.values():
+            bad.dead_letter.flush()
 
     def _maybe_commit(self, *, force: bool = False) -> None:
         """Commit when the tail finds it due, or the head moved (an empty window still moves a
@@ -260,6 +264,8 @@ class Runner:
             self.codes[index] = int(error.exit_code)
 
     def _close_all(self) -> None:
+        for bad in self.bad_records.values():
+            bad.dead_letter.close()
         for stage in self.stages:
             try:
                 code = stage.close()

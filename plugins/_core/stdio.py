@@ -237,8 +237,7 @@ class StdinSource(Processor):
             raise TempFailError(
                 f"stopped reading after --shutdown-timeout-secs {self.config.shutdown_timeout_secs:g}"
                 + (f"; {waiting}" if waiting else "; the writer had not closed stdin"),
-                "everything read was processed and committed; stop the writer first, or raise "
-                "--shutdown-timeout-secs",
+                "everything read was processed and committed; stop the writer first, or raise --shutdown-timeout-secs",
             )
         return 0
 

@@ -45,4 +45,5 @@ def cli(**params: Any) -> int:
     return run_command(build(params, runtime))
 
 
+STAGE_COMMAND = cli  # parses a harmony-alerts stage of `harmony-pipes chain`
 main = command_main(cli, COMMAND)

@@ -1,0 +1,254 @@
+"""The processor contract and its runner, with small processors written against the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from harmony_pipes._core.errors import AuthError, ConfigError, ExitCode, RuntimeFailure
+from harmony_pipes._core.log import Log
+from harmony_pipes._core.options import Runtime
+from harmony_pipes._core.output import BatchWriter
+from harmony_pipes._core.processor import SINK, SOURCE, TRANSFORM, CommitToken, Processor, Resume, SkipRecord
+from harmony_pipes._core.runner import Runner, worst_exit_code
+from harmony_pipes._core.signals import StopFlag
+from harmony_pipes._core.stats import Stats
+from harmony_pipes.chain import split_stages
+
+
+def runtime(name: str, stop: StopFlag, events: list) -> Runtime:
+    class ListStream:
+        def write(self, text: str) -> None:
+            events.append(("log", name, text.strip()))
+
+        def flush(self) -> None:
+            pass
+
+    log = Log(name, stream=ListStream())  # type: ignore[arg-type]
+    return Runtime(name, log, Stats(name, log), BatchWriter(1), stop)
+
+
+class CountingSource(Processor):
+    """Emits `total` records, a safe point after every `every` records; position = count."""
+
+    role = SOURCE
+    command = "src"
+
+    def __init__(self, rt: Runtime, events: list, total: int, every: int, fail_at: int | None = None) -> None:
+        super().__init__(rt)
+        self.events, self.total, self.every, self.fail_at = events, total, every, fail_at
+        self.sent = 0
+        self.start_at = 0
+        self.stop_requested = False
+
+    def open(self, resume: Resume | None = None) -> None:
+        if resume is not None:
+            self.sent = self.start_at = resume.position
+        self.events.append(("open", "src", None if resume is None else resume.position))
+
+    def poll(self) -> bool:
+        if self.stop_requested or self.sent >= self.total:
+            return False
+        for _ in range(self.every):
+            if self.fail_at is not None and self.sent == self.fail_at:
+                raise AuthError("refused", "fix it")
+            self.sent += 1
+            self.emit({"n": self.sent}, orjson.dumps({"n": self.sent}))
+        self.progress += 1
+        return True
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+    def checkpoint(self, token: CommitToken) -> Any:
+        return self.sent
+
+    def committed(self, position: Any, token: CommitToken) -> None:
+        self.events.append(("committed", "src", position))
+
+
+class Doubler(Processor):
+    role = TRANSFORM
+    command = "double"
+
+    def __init__(self, rt: Runtime, events: list) -> None:
+        super().__init__(rt)
+        self.events = events
+        self.seen = 0
+
+    def open(self, resume: Resume | None = None) -> None:
+        self.events.append(("open", "double", None if resume is None else resume.position))
+
+    def on_record(self, record: dict[str, Any], raw: bytes) -> None:
+        self.seen += 1
+        for copy in (1, 2):
+            out = {**record, "copy": copy}
+            self.emit(out, orjson.dumps(out))
+
+    def checkpoint(self, token: CommitToken) -> Any:
+        return {"seen": self.seen}
+
+    def committed(self, position: Any, token: CommitToken) -> None:
+        self.events.append(("committed", "double", position))
+
+
+class ListSink(Processor):
+    """Keeps records; a commit is durable only at the next tick (as s3-batch's fsync timer)."""
+
+    role = SINK
+    command = "sink"
+
+    def __init__(self, rt: Runtime, events: list, resume_from: tuple | None = None, skip_odd: bool = False) -> None:
+        super().__init__(rt)
+        self.events = events
+        self.records: list[dict] = []
+        self.commits: list[tuple[int, dict]] = []
+        self.durable = 0
+        self.resume_from = resume_from
+        self.skip_odd = skip_odd
+        self.accepting = True
+        self.fail_with: Exception | None = None
+
+    def on_record(self, record: dict[str, Any], raw: bytes) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if self.skip_odd and record["n"] % 2:
+            raise SkipRecord("odd")
+        self.records.append(record)
+
+    def can_accept(self) -> bool:
+        return self.accepting
+
+    def next_token(self) -> CommitToken:
+        return CommitToken("sink-1", len(self.commits) + 1)
+
+    def commit(self, positions: dict, token: CommitToken) -> None:
+        self.commits.append((token.number, dict(positions)))
+        self.events.append(("commit", "sink", dict(positions)))
+
+    def on_tick(self) -> None:
+        self.durable = len(self.commits)
+
+    def drain(self) -> None:
+        self.durable = len(self.commits)
+
+    def durable_through(self) -> int:
+        return self.durable
+
+    def resume_positions(self):
+        return self.resume_from
+
+
+def make_chain(total=10, every=5, **kwargs):
+    events: list = []
+    stop = StopFlag()
+    src = CountingSource(runtime("src", stop, events), events, total, every, kwargs.pop("fail_at", None))
+    dbl = Doubler(runtime("double", stop, events), events)
+    sink = ListSink(runtime("sink", stop, events), events, **kwargs)
+    return events, stop, src, dbl, sink
+
+
+def test_commits_are_ordered_sink_first_then_transforms_then_the_source() -> None:
+    events, stop, src, dbl, sink = make_chain()
+    code = Runner([src, dbl, sink], stop).run()
+    assert code == 0
+    assert len(sink.records) == 20
+    flow = [(kind, who, pos) for kind, who, pos in events if kind in ("commit", "committed")]
+    # each save upstream follows the sink's commit of that position, the transform's before the source's
+    for i, (kind, who, pos) in enumerate(flow):
+        if kind == "committed" and who == "src":
+            assert flow[i - 1][:2] == ("committed", "double") and flow[i - 1][2]["seen"] == pos
+            assert any(k == "commit" and p["0:src"] == pos for k, _, p in flow[:i])
+    assert [k for k, _, _ in flow].count("committed") >= 2
+    saved = [pos for kind, who, pos in events if kind == "committed" and who == "src"]
+    assert saved[-1] == 10
+    assert sink.commits[-1][1] == {"0:src": 10, "1:double": {"seen": 10}}
+
+
+def test_the_sinks_last_commit_is_given_back_to_every_stage_on_open() -> None:
+    token = CommitToken("sink-1", 7)
+    events, stop, src, dbl, sink = make_chain(resume_from=(token, {"0:src": 5, "1:double": {"seen": 5}}))
+    Runner([src, dbl, sink], stop).run()
+    opens = [(who, pos) for kind, who, pos in events if kind == "open"]
+    assert opens == [("double", {"seen": 5}), ("src", 5)]  # opened from the sink back
+    assert [r["n"] for r in sink.records[::2]] == list(range(6, 11))  # resumed after 5
+
+
+def test_a_commit_becomes_known_upstream_only_once_durable() -> None:
+    events, stop, src, dbl, sink = make_chain(total=5, every=5)
+    runner = Runner([src, dbl, sink], stop)
+    runner._open()
+    runner._poll_head()
+    runner._maybe_commit()
+    assert [e for e in events if e[0] == "committed"] == []  # committed, not durable yet
+    sink.on_tick()
+    runner._notify_durable()
+    assert [e[1] for e in events if e[0] == "committed"] == ["double", "src"]
+
+
+def test_the_heads_own_failure_still_commits_what_reached_the_sink() -> None:
+    _events, stop, src, dbl, sink = make_chain(total=20, every=5, fail_at=10)
+    runner = Runner([src, dbl, sink], stop)
+    code = runner.run()
+    assert code == ExitCode.AUTH
+    assert len(sink.records) == 20  # records 1..10, twice
+    assert sink.commits[-1][1]["0:src"] == 10
+    assert isinstance(runner.failures[0][1], AuthError)
+
+
+def test_a_sink_failure_commits_nothing_more_and_notifies_nobody() -> None:
+    events, stop, src, dbl, sink = make_chain(total=20, every=5)
+    sink.fail_with = RuntimeFailure("disk full", "free space")
+    runner = Runner([src, dbl, sink], stop)
+    assert runner.run() == ExitCode.RUNTIME
+    assert sink.commits == [] and not [e for e in events if e[0] == "committed"]
+    assert runner.failures[0][0] is sink
+
+
+def test_a_refused_record_is_a_bad_record_of_the_stage_that_refused_it() -> None:
+    from harmony_pipes._core.options import StreamConfig
+    from harmony_pipes._core.stdio import BadRecords
+
+    _events, stop, src, dbl, sink = make_chain(total=4, every=2, skip_odd=True)
+    bad = BadRecords(sink.runtime, StreamConfig())
+    assert Runner([src, dbl, sink], stop, {id(sink): bad}).run() == 0
+    assert [r["n"] for r in sink.records] == [2, 2, 4, 4]
+    assert sink.runtime.stats.counters["bad_records"] == 4
+    assert sink.runtime.stats.counters["records_in"] == 8
+
+
+def test_a_stop_signal_asks_the_source_to_stop_and_the_rest_is_committed() -> None:
+    _events, stop, src, dbl, sink = make_chain(total=100, every=5)
+    stop.request("SIGTERM")
+    assert Runner([src, dbl, sink], stop).run() == 0
+    assert src.stop_requested and src.sent < 100
+    assert sink.commits[-1][1]["0:src"] == src.sent
+
+
+def test_back_pressure_pauses_the_source() -> None:
+    _events, stop, src, dbl, sink = make_chain(total=10, every=5)
+    runner = Runner([src, dbl, sink], stop)
+    runner._open()
+    sink.accepting = False
+    assert not runner._accepting()
+    sink.accepting = True
+    assert runner._accepting()
+
+
+def test_worst_exit_code_ranks_configuration_first_and_try_again_last() -> None:
+    assert worst_exit_code([0, 75, 3]) == 3
+    assert worst_exit_code([4, 2, 1]) == 2
+    assert worst_exit_code([65, 75]) == 65
+    assert worst_exit_code([]) == 0
+
+
+def test_chain_text_splits_like_a_shell_pipe() -> None:
+    assert split_stages("a -x | b 'y | z' |c") == [["a", "-x"], ["b", "y | z"], ["c"]]
+    with pytest.raises(ConfigError):
+        split_stages("a | | b")
+    with pytest.raises(ConfigError):
+        split_stages("a || b")
+    with pytest.raises(ConfigError):
+        split_stages("a 'open")
