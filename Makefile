@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench lint clean install
+.PHONY: demo test test-fast bench lint clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# the unit tests alone (pure cores, the contract, parsers): under a minute
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q -n 2
 
 # make bench BENCH_ARGS='--scale 0.05 alerts': a partial / reduced run (benchmarks/run_pipe.py --help)
 bench: $(STAMP)

@@ -124,3 +124,14 @@ def fluent_bit_path() -> str:
     if path is None:
         pytest.skip("Fluent Bit not found at ../shared/tools/fluent-bit/fluent-bit nor on PATH")
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers follow folders: everything under tests/integration is `integration`, under
+    tests/pipelines `pipeline` (so `-m "not integration"` means what it says)."""
+    for item in items:
+        parts = item.path.relative_to(REPO_ROOT).parts
+        if parts[:2] == ("tests", "integration"):
+            item.add_marker(pytest.mark.integration)
+        elif parts[:2] == ("tests", "pipelines"):
+            item.add_marker(pytest.mark.pipeline)
