@@ -265,7 +265,11 @@ def policy(kind: str, trusted_account: str, external_id: str) -> None:
 
 
 @cli.command("report")
-@state_option("AWS_DISCOVERY_STATE_DIR", "discovery")
+@state_option(
+    "AWS_DISCOVERY_STATE_DIR",
+    "discovery",
+    "The sync's --state-dir to report on (default: $HARMONY_PIPES_STATE_DIR/discovery if set).",
+)
 @env_option(
     "--json",
     "JSON",
