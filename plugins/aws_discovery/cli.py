@@ -6,6 +6,7 @@ Thin click layer: options in `settings.py`, the loop in `run.py`, the rules in `
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -315,8 +316,10 @@ def report_cmd(ctx: click.Context, state_dir: str | None, as_json: bool) -> int:
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
-    except BrokenPipeError:
-        raise OutputClosed() from None
+    except OSError as exc:  # `report | head`, or the terminal went away (EIO): nobody reads any more
+        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EIO:
+            raise OutputClosed() from None
+        raise
     return 0
 
 

@@ -370,14 +370,32 @@ def test_terminal_gets_aligned_columns_and_a_pipe_gets_tabs(tmp_path) -> None:
     assert "  us-east-1  vpc-0f8ced21aec6c1da7  2       0" in vpc_rows
 
 
-def test_report_ends_quietly_when_the_reader_stops_early(tmp_path) -> None:
-    """`report | head` must not print a traceback: a large estate is written into a closed pipe."""
+def big_state(state_dir: Path, instances: int = 20000) -> None:
+    """A format-1 state of many unconfigured instances: a report far larger than a pipe buffer."""
     entry = {"region": E1, "vpc_id": "vpc-1", "name": None, "platform": "linux", "tags": {"env": "prod"}, "app": None}
     reasons = ["no checkpoint_ssh:<user> tag and no --default-user/--default-key"]
-    inventory = {f"i-{n:017x}": {**entry, "instance_id": f"i-{n:017x}", "reasons": reasons} for n in range(20000)}
+    inventory = {f"i-{n:017x}": {**entry, "instance_id": f"i-{n:017x}", "reasons": reasons} for n in range(instances)}
     data = {"site": "hq", "cycle": 1, "written_at": "2026-12-04T16:51:07.520Z", "inventory": inventory}
-    (tmp_path / "inventory.json").write_bytes(orjson.dumps({"format_version": 1, "data": data}))
+    (state_dir / "inventory.json").write_bytes(orjson.dumps({"format_version": 1, "data": data}))
+
+
+def test_report_ends_quietly_when_the_reader_stops_early(tmp_path) -> None:
+    """`report | head` must not print a traceback: a large estate is written into a closed pipe."""
+    big_state(tmp_path)
     script = f"set -o pipefail; {command_path('aws-discovery')} report --state-dir {tmp_path} | head -n 1"
     proc = subprocess.run(["bash", "-c", script], capture_output=True, timeout=60)
     assert proc.stdout == b"aws-discovery report: site hq\n"
     assert proc.returncode == 0 and proc.stderr == b""
+
+
+def test_report_ends_quietly_when_its_terminal_goes_away(tmp_path) -> None:
+    """A terminal closed before the report is written (EIO, e.g. a dropped ssh session) is not
+    an internal error."""
+    shutil.copy(FORMAT1, tmp_path / "inventory.json")
+    master, slave = pty.openpty()
+    argv = [command_path("aws-discovery"), "report", "--state-dir", str(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    os.close(master)  # gone before the command (still starting up) writes its first line
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""
