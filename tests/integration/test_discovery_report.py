@@ -337,6 +337,14 @@ def test_unreadable_state_exits_1_with_one_line(tmp_path, content: bytes, messag
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+def test_a_state_file_that_cannot_be_read_exits_1(tmp_path) -> None:
+    (tmp_path / "inventory.json").mkdir()  # read() fails with an OSError (EISDIR)
+    result = report(tmp_path)
+    assert result.returncode == 1 and result.stdout == b""
+    assert result.stderr.startswith(f"Error: cannot read state file {tmp_path / 'inventory.json'}: Is a directory — ")
+    assert result.stderr.count("\n") == 1
+
+
 def test_terminal_gets_aligned_columns_and_a_pipe_gets_tabs(tmp_path) -> None:
     shutil.copy(FORMAT1, tmp_path / "inventory.json")
     argv = [command_path("aws-discovery"), "report", "--state-dir", str(tmp_path)]
