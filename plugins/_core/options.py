@@ -194,7 +194,7 @@ def log_options(f: F) -> F:
 SHARED_STATE_ROOT_ENV = "HARMONY_PIPES_STATE_DIR"
 
 
-def state_option(own_env: str, subdir: str) -> Callable[[F], F]:
+def state_option(own_env: str, subdir: str, help_text: str | None = None) -> Callable[[F], F]:
     """`--state-dir`, from argv, the command's own env var, or a subfolder of the shared root.
 
     Each state dir is locked by one process, so the commands of one pipe cannot share it. The
@@ -215,7 +215,8 @@ def state_option(own_env: str, subdir: str) -> Callable[[F], F]:
         envvar=own_env,
         show_envvar=True,
         callback=resolve,
-        help=f"Directory for state kept across restarts (default: ${SHARED_STATE_ROOT_ENV}/{subdir} if set, "
+        help=help_text
+        or f"Directory for state kept across restarts (default: ${SHARED_STATE_ROOT_ENV}/{subdir} if set, "
         "else memory only).",
     )
 

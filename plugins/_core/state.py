@@ -75,6 +75,35 @@ def disk_error(path: Path, exc: OSError) -> RuntimeFailure:
     return RuntimeFailure(f"cannot write {path}: {exc.strerror or exc}", "check the state directory")
 
 
+def read_versioned_file(path: Path) -> tuple[Any, Any] | None:
+    """`(format_version, data)` of a versioned state file, or None when it does not exist.
+
+    Needs no lock and creates nothing, so a read-only reader (a report) can look at the state of
+    a running command. A file that is not a versioned JSON document is a ConfigError with the fix.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read state file {path}: {exc.strerror or exc}",
+            "run as the user that owns the state directory, or fix its permissions",
+        ) from exc
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(
+            f"state file {path} is corrupt", "move it away to start fresh (state will be rebuilt)"
+        ) from exc
+    if not isinstance(doc, dict) or "format_version" not in doc:
+        raise ConfigError(
+            f"state file {path} is corrupt (not a versioned state document)",
+            "move it away to start fresh (state will be rebuilt)",
+        )
+    return doc.get("format_version"), doc.get("data")
+
+
 class StateDir:
     """A private, locked directory holding one command's state files."""
 
@@ -122,24 +151,21 @@ class StateDir:
 
         A file from a newer format is refused (exit 2) rather than silently misread.
         """
-        path = self.file(name)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        found = self.read_versioned(name)
+        if found is None:
             return None
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+        version, data = found
+        if version != format_version:
             raise ConfigError(
-                f"state file {path} is corrupt", "move it away to start fresh (state will be rebuilt)"
-            ) from exc
-        found = doc.get("format_version") if isinstance(doc, dict) else None
-        if found != format_version:
-            raise ConfigError(
-                f"state file {path} has format version {found}, this version reads {format_version}",
+                f"state file {self.file(name)} has format version {version}, this version reads {format_version}",
                 "use the matching harmony-pipes version or move the file away",
             )
-        return doc.get("data")
+        return data
+
+    def read_versioned(self, name: str) -> tuple[Any, Any] | None:
+        """`(format_version, data)` of a state file, None when there is none yet; for a command
+        that migrates older formats itself instead of refusing them."""
+        return read_versioned_file(self.file(name))
 
     def write_json(self, name: str, data: Any, format_version: int) -> None:
         payload = orjson.dumps({"format_version": format_version, "data": data})

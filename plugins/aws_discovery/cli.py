@@ -6,14 +6,22 @@ Thin click layer: options in `settings.py`, the loop in `run.py`, the rules in `
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import click
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.errors import ConfigError, OutputClosed, PipesError, RuntimeFailure
 from harmony_pipes._core.options import log_options, state_option
+from harmony_pipes._core.state import read_versioned_file
 
+from .inventory_state import STATE_FILE, migrate
+from .report import build_report, render
 from .settings import (
     ENV,
     AwsContext,
@@ -39,7 +47,8 @@ Windows (Platform == windows) -> RDP app, direct.
 
 \b
 Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
-(and `unconfigured` once per instance). Exit codes: 0 ok, 1 runtime, 2 usage/config,
+(and `unconfigured` once per instance). `aws-discovery report` shows the current picture
+from --state-dir. Exit codes: 0 ok, 1 runtime, 2 usage/config,
 3 credentials or permission refused, 4 endpoint unreachable, 75 throttled, try again.
 """
 
@@ -254,6 +263,64 @@ def policy(kind: str, trusted_account: str, external_id: str) -> None:
         if kind == "both":
             click.echo(("\n" if i else "") + title)
         click.echo(json.dumps(doc, indent=2))
+
+
+@cli.command("report")
+@state_option(
+    "AWS_DISCOVERY_STATE_DIR",
+    "discovery",
+    "The sync's --state-dir to report on (default: $HARMONY_PIPES_STATE_DIR/discovery if set).",
+)
+@env_option(
+    "--json",
+    "JSON",
+    "as_json",
+    is_flag=True,
+    help="One JSON object (schemas/discovery-report.schema.json) instead of text.",
+)
+@click.pass_context
+def report_cmd(ctx: click.Context, state_dir: str | None, as_json: bool) -> int:
+    """What is synced, what is left unconfigured and why, which regions fail, from --state-dir.
+
+    Reads only the state the sync writes (safe while it runs; never calls AWS): site, last
+    successful sync, apps by region, VPC and type, unconfigured instances grouped by reason with
+    the fix, failing regions since when, tags in use. Aligned columns on a terminal,
+    tab-separated fields in a pipe. Exit codes: 0 printed, 2 no state yet (never synced),
+    1 state unreadable.
+    """
+    state_dir = merged_param(ctx, "state_dir", state_dir)
+    if not state_dir:
+        raise ConfigError(
+            "no state directory: the report reads the inventory a sync keeps in --state-dir",
+            "pass --state-dir DIR (env AWS_DISCOVERY_STATE_DIR, or HARMONY_PIPES_STATE_DIR/discovery)",
+        )
+    path = os.path.join(state_dir, STATE_FILE)
+    try:
+        found = read_versioned_file(Path(path))
+        data = None if found is None else migrate(*found, path=path)
+    except PipesError as exc:  # unreadable is a runtime failure here, not a usage error
+        raise RuntimeFailure(exc.message, exc.fix) from None
+    if data is None:
+        raise ConfigError(
+            f"no inventory in {state_dir}: aws-discovery has not synced there yet",
+            f"run the first sync: aws-discovery --regions <regions> --tags <tags> --site <site> "
+            f"--state-dir {state_dir} --once",
+        )
+    report = build_report(data, now_secs=time.time(), state_dir=state_dir)
+    if as_json:
+        import orjson
+
+        text = orjson.dumps(report).decode() + "\n"
+    else:
+        text = "\n".join(render(report, columns=sys.stdout.isatty())) + "\n"
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:  # `report | head`, or the terminal went away (EIO): nobody reads any more
+        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EIO:
+            raise OutputClosed() from None
+        raise
+    return 0
 
 
 main = command_main(cli, "aws-discovery")

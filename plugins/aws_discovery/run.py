@@ -23,9 +23,7 @@ from harmony_pipes._core.state import StateDir
 from .classify import Selection, classify, is_configured, tag_dict
 from .diff import Inventory, diff, snapshot_with_carry
 from .ec2 import Ec2Reader, build_filters, gone_reason
-
-STATE_FILE = "inventory.json"
-STATE_FORMAT_VERSION = 1
+from .inventory_state import STATE_FILE, STATE_FORMAT_VERSION, document, migrate, next_health
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,7 @@ class CycleOutcome:
     failed: dict[str, PipesError]
     instances: int
     unconfigured: int
+    observed_at: str = ""
 
 
 class Syncer:
@@ -76,6 +75,7 @@ class Syncer:
             tags=[(t.key, t.value) for t in config.selection.tags],
         )
         self.previous: Inventory | None = None
+        self.health: dict[str, Any] | None = None  # last sync time, failing regions (for `report`)
         self.cycle = 0
         self._load()
 
@@ -83,9 +83,10 @@ class Syncer:
         if self.state is None:
             self.runtime.log.info("no --state-dir: the inventory is in memory only (a restart re-snapshots)")
             return
-        data = self.state.read_json(STATE_FILE, STATE_FORMAT_VERSION)
-        if data is None:
+        found = self.state.read_versioned(STATE_FILE)
+        if found is None:
             return
+        data = migrate(*found, path=str(self.state.file(STATE_FILE)))
         site = data.get("site")
         if site != self.config.selection.site and not self.config.resync:
             raise ConfigError(
@@ -94,17 +95,17 @@ class Syncer:
                 "use one --state-dir per site, or add --resync to start this directory over",
             )
         self.previous = data.get("inventory") or {}
+        self.health = data
         self.cycle = int(data.get("cycle") or 0)
 
     def _persist(self, inventory: Inventory) -> None:
         if self.state is None:
             return
-        data = {
-            "site": self.config.selection.site,
-            "cycle": self.cycle,
-            "written_at": iso_now(self.clock),
-            "inventory": inventory,
-        }
+        written_at = iso_now(self.clock)
+        health = self.health or next_health(None, regions=self.config.regions, failed={}, at=written_at)
+        data = document(
+            site=self.config.selection.site, cycle=self.cycle, written_at=written_at, inventory=inventory, health=health
+        )
         self.state.write_json(STATE_FILE, data, STATE_FORMAT_VERSION)
 
     def run_cycle(self, *, first: bool) -> CycleOutcome:
@@ -134,7 +135,7 @@ class Syncer:
             records, inventory = diff(
                 self.previous, current, failed_regions=failed, observed_at=observed_at, gone_reasons=gone
             )
-        return CycleOutcome(records, inventory, failed, seen, unconfigured)
+        return CycleOutcome(records, inventory, failed, seen, unconfigured, observed_at)
 
     def _gone_reasons(self, current: Inventory, failed: dict[str, PipesError]) -> dict[str, str]:
         """Look the vanished apps up (without filters) to say why they are removed."""
@@ -209,9 +210,17 @@ class Syncer:
             started = time.monotonic()
             self.cycle += 1
             outcome = self.run_cycle(first=first)
+            self.health = next_health(
+                self.health,
+                regions=self.config.regions,
+                failed={region: error.one_line().removeprefix("Error: ") for region, error in outcome.failed.items()},
+                at=outcome.observed_at,
+            )
             if len(outcome.failed) == len(self.config.regions) and (self.config.once or first):
                 error = next(iter(outcome.failed.values()))
                 if self.config.once or isinstance(error, AuthError | ConfigError):
+                    if self.previous is not None and not self.config.resync:  # only the failures change
+                        self._persist(outcome.inventory)
                     raise error
             all_failed = len(outcome.failed) == len(self.config.regions)
             self.emit(outcome)

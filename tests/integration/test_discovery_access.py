@@ -118,6 +118,28 @@ def test_role_from_the_printed_policies_with_external_id(iam_world: dict) -> Non
     assert "grant ec2:DescribeInstances" in direct.stderr
 
 
+def test_access_denied_in_every_region_is_reported_and_no_secret_is_stored(iam_world: dict, tmp_path) -> None:
+    """`report` shows an IAM refusal met by a `--once` cycle; the state holds no ExternalId or key.
+
+    (A role refused at start-up fails before any cycle, so it is not in the state: the report's
+    last-sync age is what shows it.)"""
+    args = ["--regions", E1, "--tags", "env", "--once", "--state-dir", str(tmp_path)]
+    role = ["--role-arn", iam_world["role_arn"]]
+    ok = run_as(iam_world, iam_world["caller"], *args, *role, extra={"AWS_DISCOVERY_EXTERNAL_ID": EXTERNAL_ID})
+    assert ok.returncode == 0, ok.stderr
+    direct = run_as(iam_world, iam_world["caller"], *args)  # the caller itself may not read EC2
+    assert direct.returncode == 3, direct.stderr
+    state = (tmp_path / "inventory.json").read_bytes()
+    secret = iam_world["caller"]["AWS_SECRET_ACCESS_KEY"].encode()
+    assert EXTERNAL_ID.encode() not in state and secret not in state
+    shown = discover_clean(["report", "--json", "--state-dir", str(tmp_path)], {})
+    assert shown.returncode == 0, shown.stderr
+    out = orjson.loads(shown.stdout)
+    assert [f["region"] for f in out["failed_regions"]] == [E1] and out["synced"] == 1
+    error = out["failed_regions"][0]["error"]
+    assert error.startswith("DescribeInstances in us-east-1: access denied") and "grant ec2:DescribeInstances" in error
+
+
 def test_test_subcommand_against_enforced_iam(iam_world: dict) -> None:
     role = ["--role-arn", iam_world["role_arn"]]
     ok = run_as(iam_world, iam_world["caller"], "test", "--regions", E1, *role, "--external-id", EXTERNAL_ID)

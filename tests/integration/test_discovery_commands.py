@@ -243,7 +243,7 @@ def test_help_states_or_semantics_and_env_vars() -> None:
         "HARMONY_PIPES_LOG_FORMAT",
     ):
         assert env in text, env
-    for sub in ("list-regions", "list-vpcs", "list-tags", "test", "policy"):
+    for sub in ("list-regions", "list-vpcs", "list-tags", "test", "policy", "report"):
         assert sub in text
     # every option of the command and of each subcommand has an environment variable, shown in --help
     import click
@@ -251,7 +251,7 @@ def test_help_states_or_semantics_and_env_vars() -> None:
     from harmony_pipes.aws_discovery.cli import cli
 
     commands = [cli, *cli.commands.values()]
-    assert sorted(cli.commands) == ["list-regions", "list-tags", "list-vpcs", "policy", "test"]
+    assert sorted(cli.commands) == ["list-regions", "list-tags", "list-vpcs", "policy", "report", "test"]
     for command in commands:
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help" and not param.hidden:

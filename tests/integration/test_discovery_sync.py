@@ -426,7 +426,7 @@ def test_state_dir_of_another_site_is_refused(moto: MotoEc2, tmp_path) -> None:
     assert result.returncode == 2
     assert "holds the inventory of site 'hq'" in result.stderr
     state = json.loads((tmp_path / "inventory.json").read_text())
-    assert state["format_version"] == 1
+    assert state["format_version"] == 2
     assert oct((tmp_path / "inventory.json").stat().st_mode & 0o777) == "0o600"
 
 
