@@ -1,7 +1,7 @@
 """`aws-discovery`: EC2 instances -> zero-trust SSH/RDP inventory records (NDJSON on stdout).
 
-Thin click layer: options in `settings.py`, the loop in `run.py`, the rules in `classify.py` /
-`diff.py`. boto3 is imported only when a command actually talks to AWS.
+Click wiring only: options in `config.py`, the processor in `run.py`, the rules in `classify.py`
+/ `diff.py`, the report in `report.py`. boto3 is imported only when a command talks to AWS.
 """
 
 from __future__ import annotations
@@ -17,23 +17,27 @@ import click
 
 from harmony_pipes._core.cli import command_main
 from harmony_pipes._core.errors import ConfigError, OutputClosed, PipesError, RuntimeFailure
-from harmony_pipes._core.options import log_options, state_option
+from harmony_pipes._core.options import Runtime, state_option
+from harmony_pipes._core.runner import run_command
 from harmony_pipes._core.state import read_versioned_file
 
-from .inventory_state import STATE_FILE, migrate
-from .report import build_report, render
-from .settings import (
+from .config import (
+    COMMAND,
     ENV,
     AwsContext,
-    CommaList,
     aws_options,
     build_selection,
-    env_option,
+    build_sync,
     filter_options,
     flat,
     merged_param,
+    opt,
     parse_states,
+    sync_options,
 )
+from .inventory_state import STATE_FILE, migrate
+from .report import build_report, render
+from .run import DiscoverySource
 
 MAIN_HELP = """Emit EC2 instances as zero-trust access inventory records (NDJSON on stdout).
 
@@ -53,69 +57,27 @@ from --state-dir. Exit codes: 0 ok, 1 runtime, 2 usage/config,
 """
 
 
-@click.group(invoke_without_command=True, help=MAIN_HELP, context_settings={"max_content_width": 110})
-@aws_options
-@filter_options
-@env_option(
-    "--tags",
-    "TAGS",
-    type=CommaList(),
-    multiple=True,
-    help="Selected tags, KEY or KEY=VALUE (repeat or comma list). An instance holding ANY of them "
-    "is integrated (OR semantics).",
+def build(params: dict[str, Any], runtime: Runtime) -> DiscoverySource:
+    """The processor from parsed options (also used by `harmony-pipes chain`)."""
+    config, aws = build_sync(params)
+    return DiscoverySource(runtime, aws.reader, config)
+
+
+@click.group(
+    invoke_without_command=True,
+    help=MAIN_HELP,
+    context_settings={"max_content_width": 110, "help_option_names": ["-h", "--help"]},
 )
-@env_option("--site", "SITE", help="Label of the site (connector) this integration belongs to; one per site.")
-@env_option("--default-user", "DEFAULT_USER", help="Linux user for instances without a checkpoint_ssh tag.")
-@env_option("--default-key", "DEFAULT_KEY", help="Key name (with or without .pem) used with --default-user.")
-@env_option(
-    "--known-keys",
-    "KNOWN_KEYS",
-    type=CommaList(),
-    multiple=True,
-    help="Key names that exist on the access side; a tag naming another key configures nothing.",
-)
-@env_option(
-    "--interval-secs",
-    "INTERVAL_SECS",
-    type=click.FloatRange(min=1),
-    default=60,
-    show_default=True,
-    help="Seconds between sync cycles.",
-)
-@env_option("--once", "ONCE", is_flag=True, help="Run one cycle and exit.")
-@env_option("--resync", "RESYNC", is_flag=True, help="Re-emit a full snapshot instead of diffs against the state.")
-@state_option("AWS_DISCOVERY_STATE_DIR", "discovery")
-@log_options
+@sync_options
 @click.pass_context
 def cli(ctx: click.Context, **params: Any) -> int | None:
     ctx.ensure_object(dict)
     if ctx.invoked_subcommand is not None:
         return None
-    from harmony_pipes._core.options import Runtime
-    from harmony_pipes._core.state import StateDir
-
-    from .run import SyncConfig, Syncer
-
-    selection = build_selection(params)
-    states = parse_states(params.get("instance_states"))
-    runtime = Runtime.from_options("aws-discovery", params)
-    aws = AwsContext(params)
-    regions = aws.regions()
-    config = SyncConfig(
-        regions=regions,
-        selection=selection,
-        vpcs=tuple(flat(params.get("vpcs"))),
-        states=states,
-        interval_secs=float(params["interval_secs"]),
-        once=bool(params.get("once")),
-        resync=bool(params.get("resync")),
-    )
-    state = StateDir(params["state_dir"]) if params.get("state_dir") else None
-    try:
-        return Syncer(runtime, aws.reader, config, state).run()
-    finally:
-        if state is not None:
-            state.close()
+    build_selection(params)  # usage errors first: exit 2 before anything starts
+    parse_states(params.get("instance_states"))
+    runtime = Runtime.from_options(COMMAND, params)
+    return run_command(build(params, runtime))
 
 
 def _aws_for(ctx: click.Context, params: dict[str, Any]) -> AwsContext:
@@ -131,7 +93,7 @@ def _echo_json(obj: Any) -> None:
 
 @cli.command("list-regions")
 @aws_options
-@env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
+@opt("--json", "as_json", env="JSON", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_regions(ctx: click.Context, as_json: bool, **params: Any) -> None:
     """Enabled regions (DescribeRegions)."""
@@ -145,7 +107,7 @@ def list_regions(ctx: click.Context, as_json: bool, **params: Any) -> None:
 
 @cli.command("list-vpcs")
 @aws_options
-@env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
+@opt("--json", "as_json", env="JSON", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_vpcs(ctx: click.Context, as_json: bool, **params: Any) -> None:
     """VPCs per selected region (DescribeVpcs), to choose --vpcs."""
@@ -174,7 +136,7 @@ def list_vpcs(ctx: click.Context, as_json: bool, **params: Any) -> None:
 @cli.command("list-tags")
 @aws_options
 @filter_options
-@env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
+@opt("--json", "as_json", env="JSON", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
     """Selectable tags with instance counts (Name, checkpoint_ssh:* and 0-instance tags excluded).
@@ -236,9 +198,9 @@ def test_cmd(ctx: click.Context, **params: Any) -> int:
     show_default=True,
     help="Account id allowed to assume the role (where aws-discovery runs).",
 )
-@env_option(
+@opt(
     "--external-id",
-    "EXTERNAL_ID",
+    env="EXTERNAL_ID",
     default="<EXTERNAL_ID>",
     show_default=True,
     help="ExternalId required by the trust policy (the sts:ExternalId condition).",
@@ -271,10 +233,10 @@ def policy(kind: str, trusted_account: str, external_id: str) -> None:
     "discovery",
     "The sync's --state-dir to report on (default: $HARMONY_PIPES_STATE_DIR/discovery if set).",
 )
-@env_option(
+@opt(
     "--json",
-    "JSON",
     "as_json",
+    env="JSON",
     is_flag=True,
     help="One JSON object (schemas/discovery-report.schema.json) instead of text.",
 )
@@ -323,6 +285,7 @@ def report_cmd(ctx: click.Context, state_dir: str | None, as_json: bool) -> int:
     return 0
 
 
+STAGE_COMMAND = cli  # parses an aws-discovery stage of `harmony-pipes chain`
 main = command_main(cli, "aws-discovery")
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,15 +1,18 @@
-"""The sync loop: read every region, classify, diff against the last inventory, emit, persist.
+"""The aws-discovery processor (a source): read every region, classify, diff against the last
+inventory, emit — and persist the new inventory only once the records are durable downstream.
 
 One cycle = concurrent paginated DescribeInstances over the selected regions, then the pure
-`classify` and `diff`. Records are written and flushed *before* the new inventory is persisted
-(a crash in between re-emits, never loses, a change). The inventory lives in
-`<state-dir>/inventory.json` (atomic, versioned), so a restart continues with diffs.
+`classify` and `diff`. A cycle's end is the source's safe point: its position is the new state
+document (inventory, sync health), saved by `committed` after stdout was flushed or, in
+`harmony-pipes chain`, after the sink committed (a crash in between re-emits, never loses, a
+change). The inventory lives in `<state-dir>/inventory.json` (atomic, versioned), so a restart
+continues with diffs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,23 +21,16 @@ import orjson
 
 from harmony_pipes._core.errors import AuthError, ConfigError, PipesError
 from harmony_pipes._core.options import Runtime
+from harmony_pipes._core.processor import SOURCE, CommitToken, Position, Processor, Resume
 from harmony_pipes._core.state import StateDir
 
-from .classify import Selection, classify, is_configured, tag_dict
+from .classify import classify, is_configured, tag_dict
+from .config import COMMAND, SyncConfig
 from .diff import Inventory, diff, snapshot_with_carry
 from .ec2 import Ec2Reader, build_filters, gone_reason
 from .inventory_state import STATE_FILE, STATE_FORMAT_VERSION, document, migrate, next_health
 
-
-@dataclass(frozen=True)
-class SyncConfig:
-    regions: tuple[str, ...]
-    selection: Selection
-    vpcs: tuple[str, ...] = ()
-    states: tuple[str, ...] = ("running",)
-    interval_secs: float = 60.0
-    once: bool = False
-    resync: bool = False
+NAP_SECS = 0.2  # the wait between cycles is cut into naps, so the runner's timers and signals run
 
 
 def iso_now(clock: Callable[[], float] = time.time) -> str:
@@ -53,21 +49,24 @@ class CycleOutcome:
     observed_at: str = ""
 
 
-class Syncer:
-    """Holds the reader, config and last inventory across cycles."""
+class DiscoverySource(Processor):
+    """Holds the reader, config and last inventory across cycles; one `poll` is one cycle (or
+    one nap of the wait between cycles)."""
+
+    role = SOURCE
+    command = COMMAND
 
     def __init__(
         self,
         runtime: Runtime,
         reader: Ec2Reader,
         config: SyncConfig,
-        state: StateDir | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.reader = reader
         self.config = config
-        self.state = state
+        self.state: StateDir | None = None
         self.clock = clock
         self.filters = build_filters(
             states=config.states,
@@ -77,16 +76,35 @@ class Syncer:
         self.previous: Inventory | None = None
         self.health: dict[str, Any] | None = None  # last sync time, failing regions (for `report`)
         self.cycle = 0
-        self._load()
+        self.position_seq = 0  # grows with every state document made; orders ours and a sink's copy
+        self._position: bytes | None = None  # the state document at the last safe point
+        self._saved_seq = 0
+        self._safe = True
+        self._stop = False
+        self._cycles: Iterator[None] | None = None
 
-    def _load(self) -> None:
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def open(self, resume: Resume | None = None) -> None:
+        if self.config.state_dir:
+            self.state = StateDir(self.config.state_dir)
+        self._load(resume)
+        self._cycles = self._run()
+
+    def _load(self, resume: Resume | None) -> None:
         if self.state is None:
             self.runtime.log.info("no --state-dir: the inventory is in memory only (a restart re-snapshots)")
             return
         found = self.state.read_versioned(STATE_FILE)
-        if found is None:
+        data = None if found is None else migrate(*found, path=str(self.state.file(STATE_FILE)))
+        if resume is not None and isinstance(resume.position, dict):
+            # the sink's last commit names where this stage stood; ours may lag it (a crash
+            # between the sink's commit and our save) or, run alone since, lead it
+            theirs = resume.position
+            if data is None or int(theirs.get("position_seq") or 0) > int(data.get("position_seq") or 0):
+                data = migrate(STATE_FORMAT_VERSION, theirs, path=f"{self.stage_key} in the sink's last commit")
+        if data is None:
             return
-        data = migrate(*found, path=str(self.state.file(STATE_FILE)))
         site = data.get("site")
         if site != self.config.selection.site and not self.config.resync:
             raise ConfigError(
@@ -97,8 +115,10 @@ class Syncer:
         self.previous = data.get("inventory") or {}
         self.health = data
         self.cycle = int(data.get("cycle") or 0)
+        self.position_seq = self._saved_seq = int(data.get("position_seq") or 0)
 
-    def _persist(self, inventory: Inventory) -> None:
+    def _make_position(self, inventory: Inventory) -> None:
+        """The state document as of everything emitted so far: saved once it is durable."""
         if self.state is None:
             return
         written_at = iso_now(self.clock)
@@ -106,7 +126,39 @@ class Syncer:
         data = document(
             site=self.config.selection.site, cycle=self.cycle, written_at=written_at, inventory=inventory, health=health
         )
-        self.state.write_json(STATE_FILE, data, STATE_FORMAT_VERSION)
+        self.position_seq += 1
+        data["position_seq"] = self.position_seq
+        self._position = orjson.dumps(data)
+        self.progress += 1
+
+    def checkpoint(self, token: CommitToken) -> Position | None:
+        return None if self._position is None else orjson.Fragment(self._position)
+
+    def committed(self, position: Position | None, token: CommitToken) -> None:
+        if self.state is None or position is None or self.position_seq == self._saved_seq:
+            return
+        self.state.write_json(STATE_FILE, position, STATE_FORMAT_VERSION)
+        self._saved_seq = self.position_seq
+
+    @property
+    def at_safe_point(self) -> bool:
+        return self._safe
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def poll(self) -> bool:
+        assert self._cycles is not None
+        try:
+            next(self._cycles)
+        except StopIteration:
+            return False
+        return True
+
+    def close(self) -> int:
+        if self.state is not None:
+            self.state.close()
+        return 0
 
     def run_cycle(self, *, first: bool) -> CycleOutcome:
         config = self.config
@@ -161,13 +213,12 @@ class Syncer:
                 )
         return reasons
 
-    def emit(self, outcome: CycleOutcome) -> None:
-        writer = self.runtime.writer
+    def _emit(self, outcome: CycleOutcome) -> None:
+        emit = self.emit
         stats = self.runtime.stats
         for rec in outcome.records:
-            writer.write(orjson.dumps(rec))
+            emit(rec, orjson.dumps(rec))
             stats.add(rec["op"])
-        writer.flush()
 
     def report(self, outcome: CycleOutcome, elapsed_secs: float) -> None:
         log = self.runtime.log
@@ -202,13 +253,14 @@ class Syncer:
             message = "cycle done: 0 instances unconfigured"
         log.info(message, **summary)
 
-    def run(self) -> int:
-        runtime = self.runtime
-        stats = runtime.stats
+    def _run(self) -> Iterator[None]:
+        """The cycles: each ends at a safe point (records emitted, position made), then naps."""
+        stats = self.runtime.stats
         first = True
         while True:
             started = time.monotonic()
             self.cycle += 1
+            self._safe = False
             outcome = self.run_cycle(first=first)
             self.health = next_health(
                 self.health,
@@ -216,35 +268,33 @@ class Syncer:
                 failed={region: error.one_line().removeprefix("Error: ") for region, error in outcome.failed.items()},
                 at=outcome.observed_at,
             )
-            if len(outcome.failed) == len(self.config.regions) and (self.config.once or first):
+            all_failed = len(outcome.failed) == len(self.config.regions)
+            if all_failed and (self.config.once or first):
                 error = next(iter(outcome.failed.values()))
                 if self.config.once or isinstance(error, AuthError | ConfigError):
                     if self.previous is not None and not self.config.resync:  # only the failures change
-                        self._persist(outcome.inventory)
+                        self._make_position(outcome.inventory)
+                    self._safe = True
                     raise error
-            all_failed = len(outcome.failed) == len(self.config.regions)
-            self.emit(outcome)
+            self._emit(outcome)
             if not (all_failed and self.previous is None):  # nothing learnt: keep "never synced"
-                self._persist(outcome.inventory)
+                self._make_position(outcome.inventory)
                 self.previous = outcome.inventory
+            self._safe = True
             stats.add("cycles")
             stats.add("regions_failed", len(outcome.failed))
             stats.counters["instances_selected"] = outcome.instances
             stats.counters["instances_unconfigured"] = outcome.unconfigured
             self.report(outcome, time.monotonic() - started)
             first = first and all_failed
-            stats.tick()
-            if self.config.once or runtime.stop():
-                return 0
-            remaining = self.config.interval_secs - (time.monotonic() - started)
-            if remaining > 0 and not runtime.stop.sleep(remaining):
-                return 0
-            if runtime.stop():
-                return 0
-
-
-def resolve_regions(reader: Ec2Reader, requested: Sequence[str], home_region: str) -> tuple[str, ...]:
-    """`all` -> every enabled region (DescribeRegions); otherwise the list as given, deduplicated."""
-    if any(r.lower() == "all" for r in requested):
-        return tuple(r["RegionName"] for r in reader.list_regions(home_region))
-    return tuple(dict.fromkeys(requested))
+            yield
+            if self.config.once or self._stop:
+                return
+            deadline = started + self.config.interval_secs
+            while (remaining := deadline - time.monotonic()) > 0:
+                if self._stop:
+                    return
+                time.sleep(min(NAP_SECS, remaining))
+                yield
+            if self._stop:
+                return

@@ -1,23 +1,27 @@
-"""aws-discovery's options and the objects built from them (selection, AWS session, reader).
+"""aws-discovery's configuration: `SyncConfig`, the options that fill it, and what they build
+(the tag selection, the AWS session and EC2 reader, the regions).
 
-Kept apart from `cli.py` so the click layer stays a list of commands. Every option has an
-AWS_DISCOVERY_* environment variable; list options take comma lists (AWS tag keys and values
-cannot contain commas) or repeated flags.
+Every option has an AWS_DISCOVERY_* environment variable; list options take comma lists (AWS tag
+keys and values cannot contain commas) or repeated flags.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 
 from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.options import apply_options, env_options, log_options, state_option
 
 from .classify import Selection, TagSelector, key_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 ENV = "AWS_DISCOVERY_"
+COMMAND = "aws-discovery"
+opt = env_options(ENV)  # every option's env var is AWS_DISCOVERY_<NAME>
 STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
 
 
@@ -43,61 +47,56 @@ def flat(values: Iterable[Any] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def env_option(name: str, env: str, *decls: str, **kwargs: Any) -> Callable[[F], F]:
-    """A click option whose environment variable is AWS_DISCOVERY_<env> (shown in --help)."""
-    return click.option(name, *decls, envvar=ENV + env, show_envvar=True, **kwargs)
-
-
 def aws_options(f: F) -> F:
     """Where to look and as whom: regions, credentials, endpoint, retries."""
     options = [
-        env_option(
+        opt(
             "--regions",
-            "REGIONS",
+            env="REGIONS",
             type=CommaList(),
             multiple=True,
             help="Regions to read (comma list or repeated), or `all` for every enabled region "
             "(DescribeRegions). Default: the profile/AWS_REGION region.",
         ),
-        env_option("--profile", "PROFILE", help="AWS profile (otherwise boto3's normal credential chain)."),
-        env_option(
+        opt("--profile", env="PROFILE", help="AWS profile (otherwise boto3's normal credential chain)."),
+        opt(
             "--endpoint-url",
-            "ENDPOINT_URL",
+            env="ENDPOINT_URL",
             help="EC2/STS endpoint (e.g. a moto server); default AWS (AWS_ENDPOINT_URL also works).",
         ),
-        env_option(
+        opt(
             "--role-arn",
-            "ROLE_ARN",
+            env="ROLE_ARN",
             help="Assume this role (cross-account); credentials are refreshed before they expire.",
         ),
-        env_option("--external-id", "EXTERNAL_ID", help="ExternalId for --role-arn (the trust policy condition)."),
-        env_option(
+        opt("--external-id", env="EXTERNAL_ID", help="ExternalId for --role-arn (the trust policy condition)."),
+        opt(
             "--role-duration-secs",
-            "ROLE_DURATION_SECS",
+            env="ROLE_DURATION_SECS",
             type=click.IntRange(min=900, max=43200),
             default=3600,
             show_default=True,
             help="Lifetime asked for the assumed-role credentials; they are renewed before they expire.",
         ),
-        env_option(
+        opt(
             "--retry-mode",
-            "RETRY_MODE",
+            env="RETRY_MODE",
             type=click.Choice(["adaptive", "standard", "legacy"]),
             default="adaptive",
             show_default=True,
             help="botocore retry mode for EC2 calls.",
         ),
-        env_option(
+        opt(
             "--max-attempts",
-            "MAX_ATTEMPTS",
+            env="MAX_ATTEMPTS",
             type=click.IntRange(min=1),
             default=5,
             show_default=True,
             help="Attempts per EC2 call (retries on throttling and 5xx) before a region counts as failed.",
         ),
-        env_option(
+        opt(
             "--read-timeout-secs",
-            "READ_TIMEOUT_SECS",
+            env="READ_TIMEOUT_SECS",
             type=click.FloatRange(min=1),
             default=60,
             show_default=True,
@@ -111,23 +110,23 @@ def aws_options(f: F) -> F:
 
 def filter_options(f: F) -> F:
     options = [
-        env_option(
+        opt(
             "--vpcs",
-            "VPCS",
+            env="VPCS",
             type=CommaList(),
             multiple=True,
             help="VPC ids to read (comma list or repeated). Default: every VPC in the selected regions.",
         ),
-        env_option(
+        opt(
             "--instance-states",
-            "INSTANCE_STATES",
+            env="INSTANCE_STATES",
             type=CommaList(),
             multiple=True,
             help="Instance states to include (comma list). Default: running.",
         ),
-        env_option(
+        opt(
             "--page-size",
-            "PAGE_SIZE",
+            env="PAGE_SIZE",
             type=click.IntRange(min=5, max=1000),
             default=1000,
             show_default=True,
@@ -218,8 +217,6 @@ class AwsContext:
         return self._reader
 
     def regions(self) -> tuple[str, ...]:
-        from .run import resolve_regions
-
         requested = flat(self.params.get("regions")) or [self.home_region()]
         return resolve_regions(self.reader, requested, self.home_region_hint() or self.home_region())
 
@@ -248,3 +245,87 @@ def build_selection(params: dict[str, Any]) -> Selection:
         default_key=default_key,
         known_keys=known,
     )
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    regions: tuple[str, ...]
+    selection: Selection
+    vpcs: tuple[str, ...] = ()
+    states: tuple[str, ...] = ("running",)
+    interval_secs: float = 60.0
+    once: bool = False
+    resync: bool = False
+    state_dir: str | None = None
+
+
+def sync_options(f: F) -> F:
+    """Every option of the sync itself (the group's own options)."""
+    return apply_options(
+        f,
+        [
+            aws_options,
+            filter_options,
+            opt(
+                "--tags",
+                env="TAGS",
+                type=CommaList(),
+                multiple=True,
+                help="Selected tags, KEY or KEY=VALUE (repeat or comma list). An instance holding ANY of them "
+                "is integrated (OR semantics).",
+            ),
+            opt("--site", env="SITE", help="Label of the site (connector) this integration belongs to; one per site."),
+            opt("--default-user", env="DEFAULT_USER", help="Linux user for instances without a checkpoint_ssh tag."),
+            opt("--default-key", env="DEFAULT_KEY", help="Key name (with or without .pem) used with --default-user."),
+            opt(
+                "--known-keys",
+                env="KNOWN_KEYS",
+                type=CommaList(),
+                multiple=True,
+                help="Key names that exist on the access side; a tag naming another key configures nothing.",
+            ),
+            opt(
+                "--interval-secs",
+                env="INTERVAL_SECS",
+                type=click.FloatRange(min=1),
+                default=60,
+                show_default=True,
+                help="Seconds between sync cycles.",
+            ),
+            opt("--once", env="ONCE", is_flag=True, help="Run one cycle and exit."),
+            opt(
+                "--resync",
+                env="RESYNC",
+                is_flag=True,
+                help="Re-emit a full snapshot instead of diffs against the state.",
+            ),
+            state_option("AWS_DISCOVERY_STATE_DIR", "discovery"),
+            log_options,
+        ],
+    )
+
+
+def build_sync(params: dict[str, Any]) -> tuple[SyncConfig, AwsContext]:
+    """The sync's configuration and AWS context from parsed options (regions resolved here)."""
+    selection = build_selection(params)
+    states = parse_states(params.get("instance_states"))
+    aws = AwsContext(params)
+    config = SyncConfig(
+        regions=aws.regions(),
+        selection=selection,
+        vpcs=tuple(flat(params.get("vpcs"))),
+        states=states,
+        interval_secs=float(params["interval_secs"]),
+        once=bool(params.get("once")),
+        resync=bool(params.get("resync")),
+        state_dir=params.get("state_dir"),
+    )
+    return config, aws
+
+
+def resolve_regions(reader: Any, requested: Iterable[str], home_region: str) -> tuple[str, ...]:
+    """`all` -> every enabled region (DescribeRegions); otherwise the list as given, deduplicated."""
+    requested = list(requested)
+    if any(r.lower() == "all" for r in requested):
+        return tuple(r["RegionName"] for r in reader.list_regions(home_region))
+    return tuple(dict.fromkeys(requested))
