@@ -12,7 +12,9 @@ from typing import Any
 import click
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
 from harmony_pipes._core.options import log_options, state_option
+from harmony_pipes._core.version import version_option
 
 from .settings import (
     ENV,
@@ -44,7 +46,16 @@ Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
 """
 
 
-@click.group(invoke_without_command=True, help=MAIN_HELP, context_settings={"max_content_width": 110})
+@click.group(
+    invoke_without_command=True,
+    help=MAIN_HELP,
+    context_settings={**CONTEXT_SETTINGS, "max_content_width": 110},
+    epilog=with_examples(
+        "aws-discovery list-tags --regions eu-west-1,eu-central-1  # which tags can select instances",
+        "aws-discovery --tags env=prod --site eu-prod --default-user ec2-user --default-key ops --once",
+        "aws-discovery --tags env=prod --site eu-prod --interval-secs 60 --state-dir /var/lib/harmony-pipes/discovery",
+    ),
+)
 @aws_options
 @filter_options
 @env_option(
@@ -77,6 +88,7 @@ Output: first `snapshot` records, then per cycle only `add`, `update`, `remove`
 @env_option("--resync", "RESYNC", is_flag=True, help="Re-emit a full snapshot instead of diffs against the state.")
 @state_option("AWS_DISCOVERY_STATE_DIR", "discovery")
 @log_options
+@version_option("aws-discovery")
 @click.pass_context
 def cli(ctx: click.Context, **params: Any) -> int | None:
     ctx.ensure_object(dict)
@@ -120,7 +132,10 @@ def _echo_json(obj: Any) -> None:
     click.echo(orjson.dumps(obj).decode())
 
 
-@cli.command("list-regions")
+@cli.command(
+    "list-regions",
+    epilog=with_examples("aws-discovery list-regions", "aws-discovery list-regions --json --profile prod"),
+)
 @aws_options
 @env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
@@ -134,7 +149,12 @@ def list_regions(ctx: click.Context, as_json: bool, **params: Any) -> None:
             click.echo(region["RegionName"])
 
 
-@cli.command("list-vpcs")
+@cli.command(
+    "list-vpcs",
+    epilog=with_examples(
+        "aws-discovery list-vpcs --regions eu-west-1", "aws-discovery list-vpcs --regions eu-west-1,us-east-1 --json"
+    ),
+)
 @aws_options
 @env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
@@ -162,7 +182,13 @@ def list_vpcs(ctx: click.Context, as_json: bool, **params: Any) -> None:
                 )
 
 
-@cli.command("list-tags")
+@cli.command(
+    "list-tags",
+    epilog=with_examples(
+        "aws-discovery list-tags --regions eu-west-1",
+        "aws-discovery list-tags --regions eu-west-1 --instance-states running --json",
+    ),
+)
 @aws_options
 @filter_options
 @env_option("--json", "JSON", "as_json", is_flag=True, help="One JSON object per line.")
@@ -199,7 +225,13 @@ def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
             click.echo(f"{tag:<40} {count}")
 
 
-@cli.command("test")
+@cli.command(
+    "test",
+    epilog=with_examples(
+        "aws-discovery test --regions eu-west-1",
+        "aws-discovery test --role-arn arn:aws:iam::123456789012:role/discovery --external-id ops-2024",
+    ),
+)
 @aws_options
 @click.pass_context
 def test_cmd(ctx: click.Context, **params: Any) -> int:
@@ -209,7 +241,13 @@ def test_cmd(ctx: click.Context, **params: Any) -> int:
     return run_checks(_aws_for(ctx, params))
 
 
-@cli.command("policy")
+@cli.command(
+    "policy",
+    epilog=with_examples(
+        "aws-discovery policy --kind permissions",
+        "aws-discovery policy --kind trust --trusted-account 123456789012 --external-id ops-2024",
+    ),
+)
 @click.option(
     "--kind",
     type=click.Choice(["both", "permissions", "trust"]),

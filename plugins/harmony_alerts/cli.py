@@ -16,9 +16,11 @@ import orjson
 from xxhash import xxh3_64_intdigest
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
 from harmony_pipes._core.options import Runtime, StreamConfig, log_options, state_option, stream_options
 from harmony_pipes._core.state import StateDir
 from harmony_pipes._core.stream import run_transform
+from harmony_pipes._core.version import version_option
 
 from .dedupe import DedupeLog, DigestSet
 from .formats import FORMATS, to_ecs, to_ocsf
@@ -30,9 +32,13 @@ FSYNC_INTERVAL_SECS = 1.0
 
 @click.command(
     name=COMMAND,
-    epilog=(
-        "Exit codes: 0 ok, 1 runtime (state dir or disk failure), 2 usage or configuration, 65 bad input "
-        "under --strict. See README for the stream contract."
+    context_settings=CONTEXT_SETTINGS,
+    epilog=with_examples(
+        "harmony-events --once | harmony-alerts --state-dir /var/lib/harmony-pipes/alerts > alerts.ndjson",
+        "harmony-alerts --format ocsf --min-severity 3 < events.ndjson > findings.ndjson",
+        "harmony-alerts --all --no-dedupe --tenant acme < events.ndjson | s3-batch --dest s3://my-bucket/alerts/",
+        text="Exit codes: 0 ok, 1 runtime (state dir or disk failure), 2 usage or configuration, 65 bad input "
+        "under --strict. See README for the stream contract.",
     ),
 )
 @click.option(
@@ -104,6 +110,7 @@ FSYNC_INTERVAL_SECS = 1.0
 @state_option("HARMONY_ALERTS_STATE_DIR", "alerts")
 @stream_options
 @log_options
+@version_option(COMMAND)
 def cli(**options: Any) -> None:
     """Normalize HEC security events (stdin, NDJSON) into alerts (stdout, NDJSON).
 
