@@ -92,4 +92,5 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
             _silence_stdout()
         sys.exit(int(code))
 
+    main.click_command = command  # type: ignore[attr-defined]  # for tools that parse our command lines
     return main

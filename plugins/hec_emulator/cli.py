@@ -13,6 +13,7 @@ import click
 
 from harmony_pipes._core.cli import command_main
 from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
+from harmony_pipes._core.options import log_format_option, log_level_option
 from harmony_pipes._core.version import version_option
 
 COMMAND = "hec-emulator"
@@ -259,6 +260,8 @@ SECS = click.FloatRange(min=0)
     help="...with an eventCreated this far in the past.",
 )
 @_opt("--log-requests", envvar=_env("LOG_REQUESTS"), is_flag=True, help="One stderr line per request.")
+@log_format_option
+@log_level_option
 @version_option(COMMAND)
 def cmd(**opts: Any) -> int:
     """Serve a local emulation of the Harmony Email & Collaboration (HEC) Smart API on 127.0.0.1."""
