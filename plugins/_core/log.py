@@ -48,6 +48,8 @@ class Log:
         self.threshold = _RANK[self.level]
         self.debug_enabled = self.threshold == 0
         self.clock = clock
+        # runs before each line: the terminal status line (stats.py) clears itself there
+        self.before_line: Callable[[], None] | None = None
         self._once: set[str] = set()
 
     def enabled(self, level: str) -> bool:
@@ -67,6 +69,8 @@ class Log:
         self._write(line)
 
     def _write(self, line: str) -> None:
+        if self.before_line is not None:
+            self.before_line()
         try:
             self.stream.write(line + "\n")
             self.stream.flush()

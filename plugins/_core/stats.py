@@ -45,6 +45,8 @@ class Stats:
         self._next_progress_at = self.started_at + interval_secs if interval_secs > 0 else float("inf")
         self._next_status_at = self.started_at + 1.0 if live_status else float("inf")
         self._status_shown = False
+        if live_status:
+            log.before_line = self._clear_status  # a log line never lands after the status text
         # the counter the status line calls "out" (s3-batch: records durably spooled, not receipts)
         self.status_out_counter = "records_out"
         # bytes of the regular file on stdin, for the status line's percent (watch_input)
