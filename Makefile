@@ -1,8 +1,10 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
-# Every target creates .venv when it is missing and installs the project into it.
+# Every target creates .venv when it is missing and installs the project into it: `make demo`
+# the runtime only (the package and its 7 dependencies), the other targets the test extras too.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test test-fast bench lint clean install
@@ -11,13 +13,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# the test extras include the runtime: installing them satisfies `make demo` too
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/python -m harmony_pipes.demo
 
 test: $(STAMP)

@@ -7,8 +7,10 @@ from typing import Any
 import click
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
 from harmony_pipes._core.options import Runtime, log_options
 from harmony_pipes._core.runner import report
+from harmony_pipes._core.version import version_option
 
 COMMAND = "harmony-pipes"
 
@@ -41,24 +43,28 @@ Output: the sink's receipts (or the last stage's records) on stdout; one {"stats
 stderr with a "stages" list, one entry per stage. Exit code: the worst stage's
 (2 > 3 > 4 > 1 > 65 > 75 > 0).
 
-\b
-Examples:
-  harmony-pipes chain 'harmony-events --once --state-dir /var/lib/hp/events
-      | harmony-alerts --state-dir /var/lib/hp/alerts
-      | s3-batch --dest s3://my-bucket/harmony/ --state-dir /var/lib/hp/s3'
-  harmony-pipes chain 'aws-discovery --state-dir /var/lib/hp/discovery
-      | s3-batch --dest file:///srv/inventory/ --state-dir /var/lib/hp/s3-inventory'
 """
 
+CHAIN_EXAMPLES = (
+    "harmony-pipes chain 'harmony-events --once --state-dir /var/lib/hp/events | harmony-alerts --state-dir "
+    "/var/lib/hp/alerts | s3-batch --dest s3://my-bucket/harmony/ --state-dir /var/lib/hp/s3'",
+    "harmony-pipes chain 'harmony-events --interval-secs 60 --state-dir /var/lib/hp/events | harmony-alerts "
+    "--format ocsf --state-dir /var/lib/hp/alerts | s3-batch --dest file:///srv/alerts/ --state-dir /var/lib/hp/s3'",
+    "harmony-pipes chain 'aws-discovery --tags env=prod --site eu --state-dir /var/lib/hp/discovery | s3-batch "
+    "--dest s3://my-bucket/inventory/ --state-dir /var/lib/hp/s3-inventory'",
+)
 
-@click.group(help=MAIN_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(help=MAIN_HELP, context_settings=CONTEXT_SETTINGS, epilog=with_examples(*CHAIN_EXAMPLES[:2]))
+@version_option(COMMAND)
 def cli() -> None:
     pass
 
 
-@cli.command("chain", help=CHAIN_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@cli.command("chain", help=CHAIN_HELP, context_settings=CONTEXT_SETTINGS, epilog=with_examples(*CHAIN_EXAMPLES))
 @click.argument("stages", metavar="'STAGE | STAGE | ...'")
 @log_options
+@version_option(COMMAND)
 def chain_cmd(stages: str, **params: Any) -> int:
     from .chain import run_chain
 

@@ -15,7 +15,7 @@ from typing import NoReturn
 import click
 
 from .errors import ExitCode, OutputClosed, PipesError
-from .log import Log
+from .log import DEFAULT_LOG_LEVEL, LOG_LEVELS, Log
 from .options import active_runtime
 
 
@@ -23,7 +23,12 @@ def _log_for(command: str) -> Log:
     runtime = active_runtime(command)
     if runtime is not None:
         return runtime.log
-    return Log(command, os.environ.get("HARMONY_PIPES_LOG_FORMAT", "text"))
+    level = os.environ.get("HARMONY_PIPES_LOG_LEVEL", DEFAULT_LOG_LEVEL).lower()
+    return Log(
+        command,
+        os.environ.get("HARMONY_PIPES_LOG_FORMAT", "text"),
+        level=level if level in LOG_LEVELS else DEFAULT_LOG_LEVEL,
+    )
 
 
 def _finish(command: str) -> None:
@@ -63,11 +68,7 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
             code = ExitCode.OK
         except PipesError as exc:
             _finish(name)
-            log = _log_for(name)
-            if log.fmt == "json":
-                log.error(exc.message, fix=exc.fix or "", exit_code=int(exc.exit_code))
-            else:
-                log.raw(exc.one_line())
+            _log_for(name).fatal(exc.message, exc.fix, int(exc.exit_code))
             code = exc.exit_code
         except KeyboardInterrupt:
             _finish(name)
@@ -79,9 +80,10 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
                 import traceback
 
                 traceback.print_exc()
-            log.raw(
-                f"Error: internal error ({type(exc).__name__}: {exc}) — please report it; "
-                "set HARMONY_PIPES_DEBUG=1 for a traceback"
+            log.fatal(
+                f"internal error ({type(exc).__name__}: {exc})",
+                "please report it; set HARMONY_PIPES_DEBUG=1 for a traceback",
+                int(ExitCode.RUNTIME),
             )
             code = ExitCode.RUNTIME
         try:
@@ -90,4 +92,5 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
             _silence_stdout()
         sys.exit(int(code))
 
+    main.click_command = command  # type: ignore[attr-defined]  # for tools that parse our command lines
     return main

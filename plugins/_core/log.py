@@ -1,36 +1,76 @@
-"""stderr is for people and shippers' logs: one line per message, text or JSON.
+"""stderr is for people and shippers' logs: one line per message, text or JSON, each timestamped.
 
-Text lines read `harmony-alerts: warning: message`; JSON lines are
-`{"level": "warning", "command": "harmony-alerts", "msg": "..."}` so a shipper can parse them.
-Messages never carry secrets: callers pass what failed and the fix, not request bodies or headers.
+Text lines read `2026-03-01T12:00:00.123Z harmony-alerts: warning: message`; JSON lines are
+`{"level": "warning", "time": "2026-03-01T12:00:00.123Z", "command": "harmony-alerts", "msg": "..."}`
+so a shipper can parse them. Times are RFC 3339 UTC with milliseconds. `--log-level` drops lines
+below it; the fatal error line and the stats line are always written. Messages never carry
+secrets: callers pass what failed and the fix, not request bodies or headers.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 import orjson
 
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_LEVEL = "info"
+_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
+
+
+def rfc3339_utc(epoch_secs: float) -> str:
+    """`2026-03-01T12:00:00.123Z`: RFC 3339, UTC, milliseconds."""
+    whole = int(epoch_secs)
+    millis = int((epoch_secs - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
 class Log:
     """A tiny stderr logger; the stdlib logging machinery costs start-up time we do not need."""
 
-    def __init__(self, command: str, fmt: str = "text", stream: TextIO | None = None, debug: bool = False):
+    def __init__(
+        self,
+        command: str,
+        fmt: str = "text",
+        stream: TextIO | None = None,
+        debug: bool = False,
+        level: str = DEFAULT_LOG_LEVEL,
+        clock: Callable[[], float] = time.time,
+    ):
         self.command = command
         self.fmt = fmt
         self.stream = stream if stream is not None else sys.stderr
-        self.debug_enabled = debug
+        self.level = "debug" if debug else level
+        self.threshold = _RANK[self.level]
+        self.debug_enabled = self.threshold == 0
+        self.clock = clock
+        # runs before each line: the terminal status line (stats.py) clears itself there
+        self.before_line: Callable[[], None] | None = None
         self._once: set[str] = set()
 
+    def enabled(self, level: str) -> bool:
+        return _RANK[level] >= self.threshold
+
     def _emit(self, level: str, msg: str, fields: dict[str, object]) -> None:
+        if _RANK[level] < self.threshold:
+            return
+        now = rfc3339_utc(self.clock())
         if self.fmt == "json":
-            line = orjson.dumps({"level": level, "command": self.command, "msg": msg, **fields}).decode()
+            line = orjson.dumps(
+                {"level": level, "time": now, "command": self.command, "msg": msg, **fields}, default=str
+            ).decode()
         else:
             extra = "".join(f" {k}={v}" for k, v in fields.items())
-            line = f"{self.command}: {level}: {msg}{extra}"
+            line = f"{now} {self.command}: {level}: {msg}{extra}"
+        self._write(line)
+
+    def _write(self, line: str) -> None:
+        if self.before_line is not None:
+            self.before_line()
         try:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -56,10 +96,21 @@ class Log:
         if self.debug_enabled:
             self._emit("debug", msg, fields)
 
+    def fatal(self, message: str, fix: str | None, exit_code: int) -> None:
+        """The one line a command ends with when it fails: what failed — the fix. Never filtered."""
+        if self.fmt == "json":
+            self._emit("error", message, {"fix": fix or "", "exit_code": exit_code})
+            return
+        text = message + (f" — {fix}" if fix else "")
+        self._write(f"{rfc3339_utc(self.clock())} {self.command}: error: {' '.join(text.split())}")
+
+    def record(self, key: str, payload: dict[str, object]) -> None:
+        """`{"stats": {...}, "level": "info", "time": ...}`: a JSON line in either format, never filtered.
+
+        The key comes first so a reader can find the line by its start (`{"stats"`).
+        """
+        self._write(orjson.dumps({key: payload, "level": "info", "time": rfc3339_utc(self.clock())}).decode())
+
     def raw(self, line: str) -> None:
-        """Write one line exactly as given (the stats line, the error line)."""
-        try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass
+        """Write one line exactly as given."""
+        self._write(line)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .log import LOG_FORMATS, Log
+from .log import DEFAULT_LOG_LEVEL, LOG_FORMATS, LOG_LEVELS, Log
 from .ndjson import DEFAULT_MAX_LINE_BYTES
 from .output import BatchWriter
 from .signals import StopFlag
@@ -158,20 +158,38 @@ def stream_options(f: F) -> F:
     )
 
 
+def log_level_option(f: F) -> F:
+    """`--log-level`: drop log lines below it (the error line and the stats line always stay)."""
+    return click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default=DEFAULT_LOG_LEVEL,
+        show_default=True,
+        envvar="HARMONY_PIPES_LOG_LEVEL",
+        show_envvar=True,
+        help="Lowest level written to stderr; warning silences the per-cycle info lines.",
+    )(f)
+
+
+def log_format_option(f: F) -> F:
+    return click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS),
+        default="text",
+        show_default=True,
+        envvar="HARMONY_PIPES_LOG_FORMAT",
+        show_envvar=True,
+        help="Format of log lines on stderr (each with an RFC 3339 UTC time and a level).",
+    )(f)
+
+
 def log_options(f: F) -> F:
-    """stderr options every command has: log format and progress reporting."""
+    """stderr options every command has: log format and level, progress reporting."""
     return _apply(
         f,
         [
-            click.option(
-                "--log-format",
-                type=click.Choice(LOG_FORMATS),
-                default="text",
-                show_default=True,
-                envvar="HARMONY_PIPES_LOG_FORMAT",
-                show_envvar=True,
-                help="Format of log lines on stderr.",
-            ),
+            log_format_option,
+            log_level_option,
             click.option(
                 "--stats-interval-secs",
                 type=click.FloatRange(min=0),
@@ -277,7 +295,12 @@ class Runtime:
         A stage of `harmony-pipes chain` passes the chain's `stop` flag (signals are the chain's)
         and `register=False` (the chain prints one stats line for all its stages).
         """
-        log = Log(command, kwargs.pop("log_format", "text"), debug=kwargs.pop("debug", False))
+        log = Log(
+            command,
+            kwargs.pop("log_format", "text"),
+            debug=kwargs.pop("debug", False),
+            level=kwargs.pop("log_level", DEFAULT_LOG_LEVEL).lower(),
+        )
         stats = Stats(
             command,
             log,

@@ -317,8 +317,5 @@ def report(runner: Runner, code: int) -> int:
 
 
 def report_error(log: Log, error: PipesError) -> None:
-    """One line for a failure: `Error: what — fix` (text) or a JSON log line."""
-    if log.fmt == "json":
-        log.error(error.message, fix=error.fix or "", exit_code=int(error.exit_code))
-    else:
-        log.raw(error.one_line())
+    """One line for a failure, as the CLI funnel prints one (`Log.fatal`)."""
+    log.fatal(error.message, error.fix, int(error.exit_code))

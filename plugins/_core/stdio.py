@@ -171,6 +171,7 @@ class StdinSource(Processor):
 
     def open(self, resume: Any = None) -> None:
         self.bad.dead_letter.check()
+        self.runtime.stats.watch_input(self.fd)  # percent done on a terminal, for a regular file
 
     def request_stop(self) -> None:
         """Transforms and sinks drain their input: keep reading until EOF or the timeout."""

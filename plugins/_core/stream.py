@@ -97,6 +97,7 @@ def run_transform(
         dead_letter.flush()
         if on_tick is not None:
             on_tick()
+        counters["bytes_in"] = reader.bytes_read
         stats.tick()
 
     reader = LineReader(
@@ -107,6 +108,7 @@ def run_transform(
         should_stop=runtime.stop,
         gate=can_read,
     )
+    stats.watch_input(stdin_fd)
     loads = orjson.loads
     write = writer.write
     strict = config.strict
@@ -146,6 +148,7 @@ def run_transform(
                         write(out)
             finally:
                 counters["records_in"] += good
+                counters["bytes_in"] = reader.bytes_read  # progress lines count bytes as they are read
             writer.flush_if_stale(idle_secs)
             if on_tick is not None:
                 on_tick()

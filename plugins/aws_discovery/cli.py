@@ -17,9 +17,11 @@ import click
 
 from harmony_pipes._core.cli import command_main
 from harmony_pipes._core.errors import ConfigError, OutputClosed, PipesError, RuntimeFailure
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
 from harmony_pipes._core.options import Runtime, state_option
 from harmony_pipes._core.runner import run_command
 from harmony_pipes._core.state import read_versioned_file
+from harmony_pipes._core.version import version_option
 
 from .config import (
     COMMAND,
@@ -66,9 +68,15 @@ def build(params: dict[str, Any], runtime: Runtime) -> DiscoverySource:
 @click.group(
     invoke_without_command=True,
     help=MAIN_HELP,
-    context_settings={"max_content_width": 110, "help_option_names": ["-h", "--help"]},
+    context_settings={**CONTEXT_SETTINGS, "max_content_width": 110},
+    epilog=with_examples(
+        "aws-discovery list-tags --regions eu-west-1,eu-central-1  # which tags can select instances",
+        "aws-discovery --tags env=prod --site eu-prod --default-user ec2-user --default-key ops --once",
+        "aws-discovery --tags env=prod --site eu-prod --interval-secs 60 --state-dir /var/lib/harmony-pipes/discovery",
+    ),
 )
 @sync_options
+@version_option(COMMAND)
 @click.pass_context
 def cli(ctx: click.Context, **params: Any) -> int | None:
     ctx.ensure_object(dict)
@@ -91,7 +99,10 @@ def _echo_json(obj: Any) -> None:
     click.echo(orjson.dumps(obj).decode())
 
 
-@cli.command("list-regions")
+@cli.command(
+    "list-regions",
+    epilog=with_examples("aws-discovery list-regions", "aws-discovery list-regions --json --profile prod"),
+)
 @aws_options
 @opt("--json", "as_json", env="JSON", is_flag=True, help="One JSON object per line.")
 @click.pass_context
@@ -105,7 +116,12 @@ def list_regions(ctx: click.Context, as_json: bool, **params: Any) -> None:
             click.echo(region["RegionName"])
 
 
-@cli.command("list-vpcs")
+@cli.command(
+    "list-vpcs",
+    epilog=with_examples(
+        "aws-discovery list-vpcs --regions eu-west-1", "aws-discovery list-vpcs --regions eu-west-1,us-east-1 --json"
+    ),
+)
 @aws_options
 @opt("--json", "as_json", env="JSON", is_flag=True, help="One JSON object per line.")
 @click.pass_context
@@ -133,7 +149,13 @@ def list_vpcs(ctx: click.Context, as_json: bool, **params: Any) -> None:
                 )
 
 
-@cli.command("list-tags")
+@cli.command(
+    "list-tags",
+    epilog=with_examples(
+        "aws-discovery list-tags --regions eu-west-1",
+        "aws-discovery list-tags --regions eu-west-1 --instance-states running --json",
+    ),
+)
 @aws_options
 @filter_options
 @opt("--json", "as_json", env="JSON", is_flag=True, help="One JSON object per line.")
@@ -170,7 +192,13 @@ def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
             click.echo(f"{tag:<40} {count}")
 
 
-@cli.command("test")
+@cli.command(
+    "test",
+    epilog=with_examples(
+        "aws-discovery test --regions eu-west-1",
+        "aws-discovery test --role-arn arn:aws:iam::123456789012:role/discovery --external-id ops-2024",
+    ),
+)
 @aws_options
 @click.pass_context
 def test_cmd(ctx: click.Context, **params: Any) -> int:
@@ -180,7 +208,13 @@ def test_cmd(ctx: click.Context, **params: Any) -> int:
     return run_checks(_aws_for(ctx, params))
 
 
-@cli.command("policy")
+@cli.command(
+    "policy",
+    epilog=with_examples(
+        "aws-discovery policy --kind permissions",
+        "aws-discovery policy --kind trust --trusted-account 123456789012 --external-id ops-2024",
+    ),
+)
 @click.option(
     "--kind",
     type=click.Choice(["both", "permissions", "trust"]),
@@ -227,7 +261,13 @@ def policy(kind: str, trusted_account: str, external_id: str) -> None:
         click.echo(json.dumps(doc, indent=2))
 
 
-@cli.command("report")
+@cli.command(
+    "report",
+    epilog=with_examples(
+        "aws-discovery report --state-dir /var/lib/harmony-pipes/discovery",
+        "aws-discovery report --json --state-dir /var/lib/harmony-pipes/discovery",
+    ),
+)
 @state_option(
     "AWS_DISCOVERY_STATE_DIR",
     "discovery",

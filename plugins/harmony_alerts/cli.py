@@ -12,8 +12,10 @@ from typing import Any
 import click
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
 from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.runner import run_command
+from harmony_pipes._core.version import version_option
 
 from .config import COMMAND, AlertsConfig, options
 from .run import AlertsProcessor
@@ -27,14 +29,18 @@ def build(params: dict[str, Any], runtime: Runtime) -> AlertsProcessor:
 
 @click.command(
     name=COMMAND,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=(
-        "Exit codes: 0 ok, 1 runtime (state dir or disk failure), 2 usage or configuration, 65 bad input "
+    context_settings=CONTEXT_SETTINGS,
+    epilog=with_examples(
+        "harmony-events --once | harmony-alerts --state-dir /var/lib/harmony-pipes/alerts > alerts.ndjson",
+        "harmony-alerts --format ocsf --min-severity 3 < events.ndjson > findings.ndjson",
+        "harmony-alerts --all --no-dedupe --tenant acme < events.ndjson | s3-batch --dest s3://my-bucket/alerts/",
+        text="Exit codes: 0 ok, 1 runtime (state dir or disk failure), 2 usage or configuration, 65 bad input "
         "under --strict, 75 stopped before the end of input (shutdown timeout, or stdout closed by its "
-        "reader). See README for the stream contract."
+        "reader). See README for the stream contract.",
     ),
 )
 @options
+@version_option(COMMAND)
 def cli(**params: Any) -> int:
     """Normalize HEC security events (stdin, NDJSON) into alerts (stdout, NDJSON).
 

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 import click
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
 from harmony_pipes._core.options import log_options, state_option
+from harmony_pipes._core.version import version_option
 
 from .settings import REGION_GATEWAYS
 
@@ -26,7 +28,7 @@ class _DefaultGroup(click.Group):
     """`harmony-events --once` means `harmony-events collect --once`; `test` is a subcommand."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or args[0] not in self.commands:
+        if not args or (args[0] not in self.commands and args[0] != "--version"):
             args = ["collect", *args]
         return super().parse_args(ctx, args)
 
@@ -84,14 +86,20 @@ def connection_options(f: F) -> F:
     return f
 
 
-@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_DefaultGroup, context_settings=CONTEXT_SETTINGS)
+@version_option(COMMAND)
 def cli() -> None:
     """Collect Harmony Email & Collaboration security events (default) or `test` the connection."""
 
 
 @cli.command(
     "collect",
-    epilog="Run `harmony-events test --help` to check credentials and connectivity.",
+    epilog=with_examples(
+        "harmony-events test --region eu  # check credentials and connectivity first",
+        "harmony-events --region eu --start 24h --once | harmony-alerts > alerts.ndjson",
+        "harmony-events --region eu --interval-secs 60 --state-dir /var/lib/harmony-pipes/events | harmony-alerts",
+        text="Run `harmony-events test --help` to check credentials and connectivity.",
+    ),
 )
 @connection_options
 @_opt(
@@ -174,6 +182,7 @@ def cli() -> None:
 )
 @state_option("HARMONY_EVENTS_STATE_DIR", "events")
 @log_options
+@version_option(COMMAND)
 def collect_cmd(**kwargs: Any) -> int:
     """Write one security event per line on stdout, exactly as the API returned it, each once."""
     from harmony_pipes._core.options import Runtime
@@ -184,12 +193,19 @@ def collect_cmd(**kwargs: Any) -> int:
     return run_collect(runtime, kwargs, os.environ)
 
 
-@cli.command("test")
+@cli.command(
+    "test",
+    epilog=with_examples(
+        "harmony-events test --region eu",
+        "harmony-events test --client-id 0123abcd --access-key-file /etc/harmony-pipes/access-key --region us",
+        "harmony-events test --base-url https://cloudinfra-gw.portal.checkpoint.com --timeout-secs 10",
+    ),
+)
 @connection_options
 @log_options
 def test_cmd(**kwargs: Any) -> int:
     """Authenticate and run one tiny query; print the cause and the fix of any failure."""
-    for name in ("log_format", "debug", "stats_interval_secs"):
+    for name in ("log_format", "log_level", "debug", "stats_interval_secs"):
         kwargs.pop(name, None)
     from .run import run_test
 

@@ -12,6 +12,9 @@ from typing import Any, TypeVar
 import click
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
+from harmony_pipes._core.options import log_format_option, log_level_option
+from harmony_pipes._core.version import version_option
 
 COMMAND = "hec-emulator"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,7 +42,14 @@ EVERY = click.IntRange(min=0)
 SECS = click.FloatRange(min=0)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(
+    context_settings={**CONTEXT_SETTINGS, "max_content_width": 110},
+    epilog=with_examples(
+        'hec-emulator --generate 1000 --seed 7  # prints {"url": ...} once it listens',
+        "hec-emulator --port 8080 --events events.ndjson --rate-limit-every 10 --token-ttl-secs 60",
+        "hec-emulator --generate 50000 --page-size 500 --max-records-per-query 10000 --log-requests",
+    ),
+)
 @_opt(
     "--port",
     envvar=_env("PORT"),
@@ -250,6 +260,9 @@ SECS = click.FloatRange(min=0)
     help="...with an eventCreated this far in the past.",
 )
 @_opt("--log-requests", envvar=_env("LOG_REQUESTS"), is_flag=True, help="One stderr line per request.")
+@log_format_option
+@log_level_option
+@version_option(COMMAND)
 def cmd(**opts: Any) -> int:
     """Serve a local emulation of the Harmony Email & Collaboration (HEC) Smart API on 127.0.0.1."""
     from .run import serve

@@ -11,7 +11,9 @@ from typing import Any
 import orjson
 
 from harmony_pipes._core.errors import ConfigError, UnreachableError
+from harmony_pipes._core.log import DEFAULT_LOG_LEVEL, Log
 from harmony_pipes._core.signals import StopFlag
+from harmony_pipes._core.version import VERSION
 
 from .api import Emulator, EmulatorConfig
 from .generate import format_created, generate_events
@@ -103,10 +105,11 @@ def build_emulator(opts: dict[str, Any]) -> Emulator:
 def serve(opts: dict[str, Any]) -> int:
     from .server import EmulatorServer
 
+    log = Log("hec-emulator", opts.get("log_format", "text"), level=opts.get("log_level", DEFAULT_LOG_LEVEL).lower())
     stop = StopFlag().install()
     emulator = build_emulator(opts)
     try:
-        server = EmulatorServer(opts["port"], emulator, opts["delay_ms"] / 1000.0, opts["log_requests"])
+        server = EmulatorServer(opts["port"], emulator, opts["delay_ms"] / 1000.0, opts["log_requests"], log)
     except OSError as exc:
         raise UnreachableError(
             f"cannot listen on 127.0.0.1:{opts['port']} ({exc.strerror})", "pick another --port or 0"
@@ -115,12 +118,11 @@ def serve(opts: dict[str, Any]) -> int:
     thread.start()
     sys.stdout.write(orjson.dumps({"url": server.url}).decode() + "\n")
     sys.stdout.flush()
-    sys.stderr.write(f"hec-emulator: serving {len(emulator.store)} events at {server.url}\n")
-    sys.stderr.flush()
+    log.info(f"serving {len(emulator.store)} events at {server.url}")
     while not stop():
         time.sleep(0.1)
         emulator.insert_late_events_if_due()
     server.shutdown()
     server.server_close()
-    sys.stderr.write(orjson.dumps({"stats": emulator.snapshot()}).decode() + "\n")
+    log.record("stats", {"command": "hec-emulator", "version": VERSION, **emulator.snapshot()})
     return 0

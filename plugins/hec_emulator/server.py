@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import socket
 import struct
-import sys
 import time
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harmony_pipes._core.log import Log
 
 from .api import Emulator
 
@@ -24,10 +25,18 @@ class EmulatorServer(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
-    def __init__(self, port: int, emulator: Emulator, delay_secs: float = 0.0, log_requests: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        emulator: Emulator,
+        delay_secs: float = 0.0,
+        log_requests: bool = False,
+        log: Log | None = None,
+    ) -> None:
         self.emulator = emulator
         self.delay_secs = delay_secs
         self.log_requests = log_requests
+        self.log = log or Log("hec-emulator")
         super().__init__((HOST, port), EmulatorHandler)
 
     @property
@@ -87,7 +96,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.wfile.write(head + response.body)
         if self.server.log_requests:
-            sys.stderr.write(f"hec-emulator: {method} {self.path} {response.status} {len(response.body)}\n")
+            self.server.log.info(f"{method} {self.path} {response.status} {len(response.body)}")
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet by default: the request log (`--log-requests`) is written by `_serve`."""

@@ -16,7 +16,9 @@ import click
 import orjson
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.help import CONTEXT_SETTINGS, with_examples
 from harmony_pipes._core.options import Runtime, StreamConfig, log_options, state_option, stream_options
+from harmony_pipes._core.version import version_option
 
 from .batcher import DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_BYTES, DEFAULT_MAX_OPEN_BATCHES, DEFAULT_MAX_RECORDS
 from .body import COMPRESSIONS, FORMATS
@@ -71,7 +73,15 @@ def aws_options(f: F) -> F:
     return f
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    invoke_without_command=True,
+    context_settings=CONTEXT_SETTINGS,
+    epilog=with_examples(
+        "harmony-alerts < events.ndjson | s3-batch --dest s3://my-bucket/harmony/ --state-dir /var/lib/s3-batch",
+        "s3-batch --preset harness --validate harness-audit --dest s3://audit/harness/ --dead-letter bad.ndjson",
+        "s3-batch test --dest s3://my-bucket/harmony/  # check access before the first run",
+    ),
+)
 @_opt(
     "--dest",
     "dest_values",
@@ -229,6 +239,7 @@ def aws_options(f: F) -> F:
 @aws_options
 @stream_options
 @log_options
+@version_option(COMMAND)
 @click.pass_context
 def cli(ctx: click.Context, **kwargs: Any) -> int | None:
     """Batch NDJSON records from stdin into S3 objects: durable, exactly once, in order.
@@ -244,6 +255,7 @@ def cli(ctx: click.Context, **kwargs: Any) -> int | None:
         raise click.UsageError("give at least one --dest URL (or a subcommand; see --help)")
     apply_preset(ctx, kwargs)
     runtime = Runtime.from_options(COMMAND, kwargs)
+    runtime.stats.status_out_counter = "records_accepted"  # records out = durably spooled, not receipts
     stream_config = StreamConfig.pop_from(kwargs)
     from .sink import Sink
 
@@ -252,7 +264,12 @@ def cli(ctx: click.Context, **kwargs: Any) -> int | None:
     return 0
 
 
-@cli.command()
+@cli.command(
+    epilog=with_examples(
+        "s3-batch pause --state-dir /var/lib/harmony-pipes/s3-batch",
+        "s3-batch pause --spool-dir /var/spool/harmony-pipes --dest archive",
+    )
+)
 @spool_options
 @_opt("--dest", "names", env="PAUSE_DEST", multiple=True, metavar="NAME", help="Destination (default: all).")
 def pause(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) -> int:
@@ -261,7 +278,12 @@ def pause(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) 
     return 0
 
 
-@cli.command()
+@cli.command(
+    epilog=with_examples(
+        "s3-batch resume --state-dir /var/lib/harmony-pipes/s3-batch",
+        "s3-batch resume --spool-dir /var/spool/harmony-pipes --dest archive",
+    )
+)
 @spool_options
 @_opt("--dest", "names", env="PAUSE_DEST", multiple=True, metavar="NAME", help="Destination (default: all).")
 def resume(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) -> int:
@@ -270,7 +292,12 @@ def resume(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...])
     return 0
 
 
-@cli.command()
+@cli.command(
+    epilog=with_examples(
+        "s3-batch status --state-dir /var/lib/harmony-pipes/s3-batch",
+        "s3-batch status --spool-dir /var/spool/harmony-pipes --dest archive",
+    )
+)
 @spool_options
 @_opt("--dest", "names", env="PAUSE_DEST", multiple=True, metavar="NAME", help="Destination (default: all).")
 def status(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) -> int:
@@ -282,7 +309,14 @@ def status(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...])
     return 0
 
 
-@cli.command("test")
+@cli.command(
+    "test",
+    epilog=with_examples(
+        "s3-batch test --dest s3://my-bucket/harmony/",
+        "s3-batch test --dest s3://my-bucket/harmony/ --role-arn arn:aws:iam::123456789012:role/harmony-writer",
+        "s3-batch test --dest file:///var/lib/harmony-pipes/out/",
+    ),
+)
 @_opt(
     "--dest",
     "dest_values",
@@ -314,7 +348,13 @@ def test_command(dest_values: tuple[str, ...], **aws: Any) -> int:
     return worst
 
 
-@cli.command("policy")
+@cli.command(
+    "policy",
+    epilog=with_examples(
+        "s3-batch policy --dest s3://my-bucket/harmony/",
+        "s3-batch policy --dest s3://my-bucket/harmony/ --sse-kms-key-id alias/harmony --region eu-west-1",
+    ),
+)
 @_opt(
     "--dest",
     "dest_values",

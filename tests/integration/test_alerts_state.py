@@ -15,6 +15,7 @@ import orjson
 from harmony_pipes._core.output import DEFAULT_MAX_BUFFER_BYTES
 from harmony_pipes.harmony_alerts.dedupe import ENTRY, LOG_MAGIC
 from tests.conftest import command_path, run_cli
+from tests.helpers.logs import error_lines
 from tests.integration.test_stream_contract import valid_lines
 
 
@@ -204,10 +205,8 @@ def test_key_log_that_cannot_grow_exits_1_with_one_line_and_a_restart_recovers(t
     )
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
-    assert errors == [
-        f"Error: cannot write {state_dir / 'dedupe-keys.bin'}: File too large — check the state directory"
-    ]
+    errors = error_lines(stderr)
+    assert errors == [f"cannot write {state_dir / 'dedupe-keys.bin'}: File too large — check the state directory"]
     assert "Traceback" not in stderr and "internal error" not in stderr
     first_ids = event_ids(proc.stdout)
     assert first_ids == ids[: len(first_ids)] and first_ids  # what was written is in order

@@ -26,6 +26,7 @@ from tests.helpers.discovery import (
     records,
     validate_records,
 )
+from tests.helpers.logs import error_lines
 from tests.helpers.s3_aws import AuthMoto
 
 pytestmark = pytest.mark.integration
@@ -80,9 +81,12 @@ def iam_world() -> Iterator[dict]:
 
 
 def error_line(result) -> str:
-    """The one `Error: ... — fix` line (the stats line is the only other line at exit)."""
-    (line,) = [x for x in result.stderr.splitlines() if not x.startswith(('{"stats"', "aws-discovery: info:"))]
-    return line
+    """The message of the one error line, `what failed — fix` (the stats line is the only other line at exit)."""
+    others = [x for x in result.stderr.splitlines() if not x.startswith('{"stats"') and ": info: " not in x]
+    (line,) = others
+    (message,) = error_lines(result.stderr)
+    assert line.endswith(message)
+    return message
 
 
 def run_as(world: dict, creds: dict[str, str], *args: str, extra: dict[str, str] | None = None):
@@ -105,7 +109,7 @@ def test_role_from_the_printed_policies_with_external_id(iam_world: dict) -> Non
     assert wrong.returncode == 3, wrong.stderr
     assert wrong.stdout == b""
     line = error_line(wrong)
-    assert line.startswith(f"Error: assume role {iam_world['role_arn']}: access denied")
+    assert line.startswith(f"assume role {iam_world['role_arn']}: access denied")
     assert "sts:ExternalId / --external-id" in line
     assert "not-the-id" not in line
 
@@ -190,10 +194,10 @@ def test_profile_from_the_config_files(iam_world: dict, tmp_path) -> None:
     # Without the profile there are no credentials at all.
     none = discover_clean(["--regions", E1, "--tags", "env", "--once"], files)
     assert none.returncode == 3, none.stderr
-    assert error_line(none).startswith("Error: DescribeInstances in us-east-1: no usable AWS credentials")
+    assert error_line(none).startswith("DescribeInstances in us-east-1: no usable AWS credentials")
     missing = discover_clean(["--profile", "nope", "--tags", "env", "--once"], files)
     assert missing.returncode == 2
-    assert error_line(missing).startswith("Error: AWS profile 'nope' not found — check --profile")
+    assert error_line(missing).startswith("AWS profile 'nope' not found — check --profile")
 
 
 @pytest.fixture

@@ -254,5 +254,5 @@ def test_help_states_or_semantics_and_env_vars() -> None:
     assert sorted(cli.commands) == ["list-regions", "list-tags", "list-vpcs", "policy", "report", "test"]
     for command in commands:
         for param in command.params:
-            if isinstance(param, click.Option) and param.name != "help" and not param.hidden:
+            if isinstance(param, click.Option) and param.name not in ("help", "version") and not param.hidden:
                 assert param.envvar and param.show_envvar, (command.name, param.name)

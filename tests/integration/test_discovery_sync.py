@@ -23,6 +23,7 @@ from tests.helpers.discovery import (
     strip_time,
     validate_records,
 )
+from tests.helpers.logs import error_lines
 
 pytestmark = pytest.mark.integration
 
@@ -375,7 +376,7 @@ def test_once_with_every_region_failing_exits_with_the_error_code(moto: MotoEc2,
     proxy.fail(E1, 403, "UnauthorizedOperation")
     result = discover(["--regions", E1, "--tags", "env", "--once"], proxy.endpoint)
     assert result.returncode == 3, result.stderr
-    assert "Error: DescribeInstances in us-east-1: access denied" in result.stderr
+    assert ": error: DescribeInstances in us-east-1: access denied" in result.stderr
     assert result.stdout == b""
     closed = f"http://127.0.0.1:{free_port()}"
     result = discover(["--regions", E1, "--tags", "env", "--once", "--max-attempts", "1"], closed)
@@ -413,7 +414,7 @@ def test_configuration_errors_exit_2(moto: MotoEc2, args: list[str], message: st
     result = discover(args, moto.endpoint)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
+    assert result.stderr.count("\n") == 1 and len(error_lines(result.stderr)) == 1
 
 
 def test_state_dir_of_another_site_is_refused(moto: MotoEc2, tmp_path) -> None:

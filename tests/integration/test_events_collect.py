@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import command_path, free_port, run_cli
 from tests.helpers.emulator import start_emulator
 from tests.helpers.events import ACCESS_KEY, collector_env, ids_of, make_events, write_events
+from tests.helpers.logs import error_lines
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +194,7 @@ def test_rate_limited_past_the_retry_budget_exits_75_in_once_mode(events_file) -
         served = emu.stats()
     assert result.returncode == 75, result.stderr
     assert served["rate_limited"] == 3  # the first try and 2 retries
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    errors = error_lines(result.stderr)
     assert len(errors) == 1 and "rate limited" in errors[0] and "retry later" in errors[0]
     assert "Traceback" not in result.stderr and result.stdout == b""
 
@@ -341,8 +342,7 @@ def test_wrong_credentials_exit_3_with_one_line(events_file) -> None:
     with start_emulator("--events", str(events_file)) as emu:
         result = collect(emu.url, HARMONY_ACCESS_KEY="not-the-key")
     assert result.returncode == 3
-    lines = [line for line in result.stderr.splitlines() if not line.startswith('{"stats"')]
-    errors = [line for line in lines if line.startswith("Error:")]
+    errors = error_lines(result.stderr)
     assert len(errors) == 1, result.stderr
     assert "Invalid client credentials" in errors[0] and "HARMONY_ACCESS_KEY" in errors[0]
     assert "Traceback" not in result.stderr and result.stdout == b""

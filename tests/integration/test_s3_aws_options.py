@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import AWS_TEST_ENV, command_path, run_cli
+from tests.helpers.logs import error_lines
 from tests.helpers.s3 import aws_env, make_records, new_bucket, read_bucket, read_file_store, s3_client
 from tests.helpers.s3_aws import S3Double
 
@@ -109,7 +110,7 @@ def test_a_bucket_in_another_region_exits_4_naming_the_region(tmp_path: Path) ->
             env=AWS_TEST_ENV,
         )
         assert result.returncode == 4, result.stderr
-        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        errors = error_lines(result.stderr)
         assert len(errors) == 1 and "--region eu-west-1" in errors[0] and "1 objects wait in the spool" in errors[0]
         assert "Traceback" not in result.stderr
     finally:

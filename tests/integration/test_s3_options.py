@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import run_cli
+from tests.helpers.logs import error_lines
 from tests.helpers.s3 import decode_body, make_records, read_file_store, sequence_numbers, start_sink
 
 MAY_1 = 1_714_521_600_000
@@ -201,7 +202,7 @@ def test_user_schema_dead_letters_with_the_reason_and_strict_exits_65(tmp_path: 
 
     strict = run_cli(["s3-batch", "--dest", f"file://{tmp_path}/b/", "--schema", str(schema), "--strict"], data)
     assert strict.returncode == 65
-    errors = [line for line in strict.stderr.splitlines() if line.startswith("Error:")]
+    errors = error_lines(strict.stderr)
     assert len(errors) == 1 and "input line 2" in errors[0] and "i must be integer" in errors[0]
     ((key, body),) = read_file_store(tmp_path / "b").items()
     assert [r["i"] for r in decode_body(body, key)] == [1], "what came before the bad record is kept"
@@ -214,7 +215,7 @@ def test_undelivered_objects_exit_75_and_wait_in_the_spool_under_the_state_root(
     args = ["s3-batch", "--dest", f"arch=file://{dead}/", "--drain-timeout-secs", "0.5"]
     result = run_cli([*args, "--retry-max-delay-secs", "0.1"], make_records(10), env=env)
     assert result.returncode == 75, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    errors = error_lines(result.stderr)
     assert len(errors) == 1 and "1 objects not delivered" in errors[0] and " — " in errors[0]
     assert result.stats["backlog_objects"] == 1 and result.stats["retries"] >= 1
     spool = root / "s3-batch" / "s3-batch-spool"

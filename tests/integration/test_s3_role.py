@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from tests.conftest import run_cli
+from tests.helpers.logs import error_lines
 from tests.helpers.s3_aws import AuthMoto
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,7 @@ def test_a_wrong_external_id_is_refused_with_exit_3_and_the_records_kept(role_wo
     spool = tmp_path / "spool"
     refused = run_sink(role_world, spool, b'{"n": 1}\n', "--external-id", "not-the-id")
     assert refused.returncode == 3, refused.stderr
-    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    errors = error_lines(refused.stderr)
     assert len(errors) == 1 and "objects wait in the spool" in errors[0]
     assert "not-the-id" not in refused.stderr
     secrets = [role_world["caller"]["AWS_SECRET_ACCESS_KEY"], role_world["caller"]["AWS_ACCESS_KEY_ID"], "not-the-id"]

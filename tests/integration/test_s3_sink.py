@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from tests.conftest import SCHEMAS, run_cli
+from tests.helpers.logs import error_lines
 from tests.helpers.s3 import (
     Feeder,
     aws_env,
@@ -293,7 +294,7 @@ def test_missing_bucket_exits_4_with_one_line(moto_server: str, tmp_path: Path) 
         env=aws_env(moto_server),
     )
     assert result.returncode == 4
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    errors = error_lines(result.stderr)
     assert len(errors) == 1 and "no-such-bucket-s3b" in errors[0] and " — " in errors[0]
     assert "1 objects wait in the spool" in errors[0]
     assert "Traceback" not in result.stderr
@@ -341,7 +342,7 @@ def test_refused_credentials_exit_3(tmp_path: Path) -> None:
         env.pop("AWS_SESSION_TOKEN", None)
         result = run_cli(["s3-batch", "--dest", "s3://locked/", "--spool-dir", str(tmp_path / "s")], b"", env=env)
         assert result.returncode == 3, result.stderr
-        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        errors = error_lines(result.stderr)
         assert len(errors) == 1 and "AKIAWRONG" not in result.stderr
     finally:
         moto.close()
@@ -408,7 +409,7 @@ def test_help_lists_env_vars_and_defaults() -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run_cli(["s3-batch"]).returncode == 2
     bad = run_cli(["s3-batch", "--dest", f"file://{tmp_path}/", "--key-template", "{nope}"])
-    assert bad.returncode == 2 and "Error: --key-template" in bad.stderr
+    assert bad.returncode == 2 and error_lines(bad.stderr)[0].startswith("--key-template")
     assert run_cli(["s3-batch", "--dest", "ftp://x/"]).returncode == 2
     assert run_cli(["s3-batch", "pause", "--spool-dir", str(tmp_path / "none")]).returncode == 2
 

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from tests.conftest import command_path, run_cli
+from tests.helpers.logs import error_lines, log_lines
 from tests.helpers.schemas import assert_valid
 
 sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")))
@@ -96,8 +97,8 @@ def test_strict_stops_at_the_first_bad_record_with_exit_65() -> None:
     result = run_cli(["harmony-alerts", "--all", "--strict"], data)
     assert result.returncode == 65
     assert len(result.stdout_lines) == 1  # the record before the bad one was still written
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert error_lines == [error_lines[0]] and "input line 2" in error_lines[0] and "--strict" in error_lines[0]
+    errors = error_lines(result.stderr)
+    assert errors == [errors[0]] and "input line 2" in errors[0] and "--strict" in errors[0]
     assert result.stats["bad_records"] == 1
 
 
@@ -240,7 +241,8 @@ def test_log_format(fmt) -> None:
     if fmt == "json":
         assert orjson.loads(info[0])["level"] == "info"
     else:
-        assert info[0].startswith("harmony-alerts: info:")
+        assert [line["msg"] for line in log_lines(result.stderr, "info")] == [info[0].split(": info: ", 1)[1]]
+        assert info[0].split(" ", 1)[1].startswith("harmony-alerts: info:")
 
 
 def test_shared_state_root_gives_each_command_of_a_pipe_its_own_dir(tmp_path) -> None:

@@ -14,10 +14,7 @@ import pytest
 
 from tests.conftest import free_port, run_cli
 from tests.helpers.events import ACCESS_KEY, CLIENT_ID
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("Error:")]
+from tests.helpers.logs import error_lines
 
 
 def test_help_lists_options_with_env_vars_and_is_fast():

@@ -9,11 +9,12 @@ import jsonschema
 import pytest
 
 from harmony_pipes._core.errors import ConfigError, ExitCode
-from harmony_pipes._core.schemas import SCHEMA_DIR_ENV, load_schema, schema_path
+from harmony_pipes._core.schemas import load_schema, schema_names, schema_path
 from harmony_pipes._core.stream import SkipRecord
 from harmony_pipes.s3_batch.validate import build_validator
 
-HARNESS = Path(__file__).resolve().parents[1] / "fixtures" / "harness"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HARNESS = REPO_ROOT / "tests" / "fixtures" / "harness"
 
 BROKEN = {
     "broken-missing-event-id.json": "harness-audit: missing auditEventId",
@@ -166,11 +167,11 @@ def test_broken_user_schemas_exit_2(tmp_path):
         assert needle in caught.value.message
 
 
-def test_schema_lookup_and_override(tmp_path, monkeypatch):
+def test_schema_lookup_reads_the_package_data():
+    """Schemas come from the package (harmony_pipes.schemas, mapped to the top-level schemas/)."""
     assert schema_path("s3-receipt") == schema_path("s3-receipt.schema.json")
-    assert schema_path("s3-receipt").parent.name == "schemas"
-    (tmp_path / "s3-receipt.schema.json").write_text("{}")
-    monkeypatch.setenv(SCHEMA_DIR_ENV, str(tmp_path))
-    assert schema_path("s3-receipt") == tmp_path / "s3-receipt.schema.json"
-    with pytest.raises(ConfigError):
+    assert Path(str(schema_path("s3-receipt"))) == REPO_ROOT / "schemas" / "s3-receipt.schema.json"
+    assert {"alert", "harness-audit-event", "inventory", "s3-receipt"} <= set(schema_names())
+    with pytest.raises(ConfigError) as caught:
         schema_path("no-such-thing")
+    assert "no-such-thing.schema.json is not in the installed package" in caught.value.message
