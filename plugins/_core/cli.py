@@ -26,6 +26,13 @@ def _log_for(command: str) -> Log:
     return Log(command, os.environ.get("HARMONY_PIPES_LOG_FORMAT", "text"))
 
 
+def _record_failure(command: str, exc: BaseException) -> None:
+    """The error that ends a command is its last cycle's outcome (metrics, --metrics-file)."""
+    runtime = active_runtime(command)
+    if runtime is not None:
+        runtime.health.cycle_failed(exc)
+
+
 def _finish(command: str) -> None:
     runtime = active_runtime(command)
     if runtime is not None:
@@ -62,6 +69,7 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
             _finish(name)
             code = ExitCode.OK
         except PipesError as exc:
+            _record_failure(name, exc)
             _finish(name)
             log = _log_for(name)
             if log.fmt == "json":
@@ -73,6 +81,7 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
             _finish(name)
             code = 130
         except Exception as exc:  # the last line of defence: never a traceback for users
+            _record_failure(name, exc)
             _finish(name)
             log = _log_for(name)
             if log.debug_enabled or os.environ.get("HARMONY_PIPES_DEBUG"):

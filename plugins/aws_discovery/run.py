@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from harmony_pipes._core.errors import AuthError, ConfigError, PipesError
+from harmony_pipes._core.metrics import Gauge, Health
 from harmony_pipes._core.options import Runtime
 from harmony_pipes._core.state import StateDir
 
@@ -77,6 +78,18 @@ class Syncer:
         )
         self.previous: Inventory | None = None
         self.cycle = 0
+        self.failed_regions: list[str] = []
+        runtime.gauges.append(
+            Gauge("discovery_failed_regions", "Regions whose read failed last cycle.", lambda: len(self.failed_regions))
+        )
+        runtime.gauges.append(
+            Gauge(
+                "discovery_region_failed",
+                "1 when this region's read failed in the last cycle, else 0.",
+                lambda: [((r,), 1.0 if r in self.failed_regions else 0.0) for r in self.config.regions],
+                labels=("region",),
+            )
+        )
         self._load()
 
     def _load(self) -> None:
@@ -204,14 +217,21 @@ class Syncer:
     def run(self) -> int:
         runtime = self.runtime
         stats = runtime.stats
+        health = runtime.health
+        if not self.config.once:
+            health.interval_secs = self.config.interval_secs
         first = True
         while True:
             started = time.monotonic()
             self.cycle += 1
             outcome = self.run_cycle(first=first)
+            self.failed_regions = sorted(outcome.failed)
+            report_health(health, outcome)
             if len(outcome.failed) == len(self.config.regions) and (self.config.once or first):
                 error = next(iter(outcome.failed.values()))
-                if self.config.once or isinstance(error, AuthError | ConfigError):
+                # with /healthz (--metrics-addr) a refused first cycle shows there and is retried
+                fatal = isinstance(error, AuthError | ConfigError) and not health.keep_running
+                if self.config.once or fatal:
                     raise error
             all_failed = len(outcome.failed) == len(self.config.regions)
             self.emit(outcome)
@@ -220,6 +240,7 @@ class Syncer:
                 self.previous = outcome.inventory
             stats.add("cycles")
             stats.add("regions_failed", len(outcome.failed))
+            stats.add("instances_seen", outcome.instances)
             stats.counters["instances_selected"] = outcome.instances
             stats.counters["instances_unconfigured"] = outcome.unconfigured
             self.report(outcome, time.monotonic() - started)
@@ -232,6 +253,18 @@ class Syncer:
                 return 0
             if runtime.stop():
                 return 0
+
+
+def report_health(health: Health, outcome: CycleOutcome) -> None:
+    """A cycle with a failed region is a failed cycle: that region's inventory is not current."""
+    if not outcome.failed:
+        health.cycle_ok()
+        return
+    for error in outcome.failed.values():
+        health.count_error(error)
+    region, error = sorted(outcome.failed.items())[0]
+    names = ", ".join(sorted(outcome.failed))
+    health.cycle_failed(error, f"regions failed: {names} ({region}: {error.one_line()})", count=False)
 
 
 def resolve_regions(reader: Ec2Reader, requested: Sequence[str], home_region: str) -> tuple[str, ...]:

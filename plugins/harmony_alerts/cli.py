@@ -16,6 +16,7 @@ import orjson
 from xxhash import xxh3_64_intdigest
 
 from harmony_pipes._core.cli import command_main
+from harmony_pipes._core.metrics import Gauge
 from harmony_pipes._core.options import Runtime, StreamConfig, log_options, state_option, stream_options
 from harmony_pipes._core.state import StateDir
 from harmony_pipes._core.stream import run_transform
@@ -151,6 +152,7 @@ class AlertsRun:
             runtime.stats.extra["dedupe_keys_loaded"] = loaded
         elif self.dedupe:
             runtime.log.info("No --state-dir: dedupe keys are kept in memory only.")
+        runtime.gauges.append(Gauge("alerts_dedupe_keys", "Dedupe keys held.", self.digests.__len__))
 
     def run(self) -> None:
         counters = self.runtime.stats.counters
