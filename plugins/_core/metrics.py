@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,18 +66,20 @@ def textfile_path(value: str, command: str) -> Path:
     return path
 
 
-@dataclass(frozen=True)
 class Gauge:
     """A value a command exposes, read at scrape time (never on the record path).
 
     `read()` returns a number, None (not known: no sample), or, when `labels` names extra labels,
-    an iterable of (label values, number).
+    an iterable of (label values, number). (A plain class: a dataclass costs start-up time.)
     """
 
-    name: str
-    help: str
-    read: Callable[[], Any]
-    labels: tuple[str, ...] = ()
+    __slots__ = ("help", "labels", "name", "read")
+
+    def __init__(self, name: str, help: str, read: Callable[[], Any], labels: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.help = help
+        self.read = read
+        self.labels = labels
 
 
 class Health:
@@ -165,14 +166,18 @@ class Health:
 # -- what is exported --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class CounterSpec:
     """A metric read from one Stats counter (or computed from the counters)."""
 
-    name: str  # without PREFIX; counters get `_total` from prometheus_client
-    help: str
-    source: str | Callable[[Mapping[str, int]], float]
-    kind: str = "counter"  # or "gauge"
+    __slots__ = ("help", "kind", "name", "source")
+
+    def __init__(
+        self, name: str, help: str, source: str | Callable[[Mapping[str, int]], float], kind: str = "counter"
+    ) -> None:
+        self.name = name  # without PREFIX; counters get `_total` from prometheus_client
+        self.help = help
+        self.source = source
+        self.kind = kind  # "counter" or "gauge"
 
 
 COMMON: tuple[CounterSpec, ...] = (
