@@ -397,8 +397,9 @@ class Exporter:
             health.mark_success()  # a stream command that ends without an error succeeded
         self.write_file()
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            # shutdown() waits for the serve loop's next poll (up to 0.5 s): ask without waiting,
+            # so a command's exit is not delayed; the listener is gone within that poll
+            threading.Thread(target=self.server.shutdown, name="metrics-http-stop", daemon=True).start()
             self.server = None
 
     # -- the prometheus_client collector protocol ----------------------------------------------
