@@ -7,8 +7,10 @@ scraped (GET /metrics) every `SCRAPE_INTERVAL_SECS` while they run — more ofte
 The variants alternate (plain, metrics, plain, metrics, ...) `REPEATS` times and each row keeps
 its best (shortest) wall time: on a shared machine other work only ever adds time, so the best of
 several alternating runs is the least noisy estimate of each variant's own cost (every wall is in
-the notes). Inputs: the HEC corpus (harmony-alerts, as in cases/alerts.py) and the 256 MiB alert
-records (s3-batch -> file://, as in cases/s3_batch.py), both scaled by HARMONY_BENCH_SCALE.
+the notes). The notes also give each variant's best CPU time (user + system, from wait4), which
+other load disturbs far less than wall time. Inputs: the HEC corpus (harmony-alerts, as in
+cases/alerts.py) and the 256 MiB alert records (s3-batch -> file://, as in cases/s3_batch.py),
+both scaled by HARMONY_BENCH_SCALE.
 Runs inside `benchmarks/run_pipe.py metrics` or alone: `python benchmarks/cases/metrics_cost.py`.
 """
 
@@ -57,7 +59,20 @@ class Scraper(threading.Thread):
 
 
 def _best(runs: list[Measurement]) -> Measurement:
-    return Measurement(min(m.wall_secs for m in runs), max(m.peak_rss_mb for m in runs), 0, runs[-1].stderr_tail)
+    return Measurement(
+        min(m.wall_secs for m in runs),
+        max(m.peak_rss_mb for m in runs),
+        0,
+        runs[-1].stderr_tail,
+        min(m.cpu_secs for m in runs),
+    )
+
+
+def _cpu_note(plain: Measurement, metrics: Measurement) -> str:
+    return (
+        f"best CPU (user+sys) plain {plain.cpu_secs:.3f} s, with metrics {metrics.cpu_secs:.3f} s: "
+        f"throughput per CPU second {plain.cpu_secs / metrics.cpu_secs:.3f}x"
+    )
 
 
 def _pair(ctx: Any, argv: list[str], source: Path, prepare: Any = None) -> tuple[Measurement, Measurement, int, list]:
@@ -95,7 +110,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     label = f"HEC corpus {size_label(size)}"
     plain, metrics, scrapes, walls = _pair(ctx, [ctx.bin("harmony-alerts")], corpus)
     note = f"best of {REPEATS}, alternating; walls plain {walls[0]}, with metrics {walls[1]}"
-    scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered)"
+    scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered); {_cpu_note(plain, metrics)}"
     rows.append(
         row(GROUP, "harmony-alerts", records, size, plain, baseline=True, key="alerts_plain", input=label, notes=note)
     )
@@ -117,7 +132,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     clean()
     note = f"best of {REPEATS}, alternating; walls plain {walls[0]}, with metrics {walls[1]}"
     label = input_label(s_size)
-    scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered)"
+    scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered); {_cpu_note(plain, metrics)}"
     rows.append(
         row(GROUP, "s3-batch -> file://", s_records, s_size, plain, baseline=True, key="s3_plain", input=label,
             notes=note)
