@@ -137,7 +137,14 @@ def test_flow3_refused_region_is_503_on_our_healthz(fluent_bit_path, ec2, tmp_pa
             url = fb.metrics_url
             _, doc = wait_for(lambda: (s := health(url))[0] == 503 and s, 30, "our /healthz 503")
             assert doc["reason"].startswith(f"last cycle failed: regions failed: {OTHER}")
-            samples = scrape(url)
+            # the cycle's counters land just after its health verdict: wait for them
+            samples = wait_for(
+                lambda: (
+                    (s := scrape(url)) and value(s, "harmony_pipes_discovery_instances", command="aws-discovery") and s
+                ),
+                30,
+                "the first cycle's instance count",
+            )
             assert value(samples, "harmony_pipes_discovery_region_failed", command="aws-discovery", region=OTHER) == 1
             assert value(samples, "harmony_pipes_discovery_region_failed", command="aws-discovery", region=REGION) == 0
             assert value(samples, "harmony_pipes_discovery_instances", command="aws-discovery") == 1
