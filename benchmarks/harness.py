@@ -58,6 +58,7 @@ class Measurement:
     peak_rss_mb: float
     returncode: int
     stderr_tail: str
+    cpu_secs: float = 0.0  # user + system CPU of the measured process (and the children it waited for)
 
 
 class BenchContext:
@@ -149,13 +150,15 @@ class BenchContext:
             hwm_kb: dict[int, int] = {}
             root = psutil.Process(proc.pid)
             wall = 0.0
+            cpu = 0.0
             while True:
                 try:
-                    pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
+                    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 except ChildProcessError:
                     break
                 if pid:
                     wall = time.perf_counter() - started
+                    cpu = usage.ru_utime + usage.ru_stime
                     proc.returncode = os.waitstatus_to_exitcode(status)
                     break
                 try:
@@ -172,7 +175,7 @@ class BenchContext:
         if check and proc.returncode != 0:
             shown = argv if shell else " ".join(map(str, argv))
             raise RuntimeError(f"benchmark command failed ({proc.returncode}): {shown[:200]}\n{tail}")
-        return Measurement(wall, sum(hwm_kb.values()) * 1024 / MB, proc.returncode, tail)
+        return Measurement(wall, sum(hwm_kb.values()) * 1024 / MB, proc.returncode, tail, cpu)
 
 
 def _vm_hwm_kb(pid: int) -> int | None:

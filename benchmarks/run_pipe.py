@@ -58,6 +58,11 @@ CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("aws-discovery",),
         "aws-discovery full and no-change cycle over 10,000 instances in 4 regions (moto)",
     ),
+    "metrics": (
+        ("metrics_cost",),
+        ("metrics-cost",),
+        "harmony-alerts and s3-batch -> file:// with vs without --metrics-addr (scraped every second), same input",
+    ),
 }
 # a file name also selects the case it belongs to
 ALIASES = {stem: name for name, (stems, _, _) in CASES.items() for stem in stems}

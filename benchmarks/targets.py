@@ -43,6 +43,10 @@ TARGETS = [
            "s3_floor_1g", min_bytes=GIB),
     Target("#5", "s3-batch peak RSS ≤ 150 MB with 1 GiB of input", "s3-batch", "s3_file_1g", "max_rss", 150.0,
            min_bytes=GIB),
+    Target("#13", "harmony-alerts with --metrics-addr ≥ 0.97× without (records/s, scraped every second)",
+           "metrics-cost", "alerts_metrics", "ratio", 0.97, "alerts_plain"),
+    Target("#13", "s3-batch → file:// with --metrics-addr ≥ 0.97× without (records/s, scraped every second)",
+           "metrics-cost", "s3_metrics", "ratio", 0.97, "s3_plain"),
 ]  # fmt: skip
 
 

@@ -140,6 +140,8 @@ def run_chain(text: str, runtime: Runtime) -> tuple[Runner, int]:
         counters["bad_records"] = sum(p.runtime.stats.counters.get("bad_records", 0) for p in processors)
 
     runtime.stats.before_snapshot = combined
+    if runtime.metrics is not None:  # the chain's --metrics-addr / --metrics-file cover every stage
+        runtime.metrics.attach([p.runtime for p in processors])
     runner = Runner(stages, runtime.stop, bad_records)
     code = runner.run()
     return runner, code

@@ -31,6 +31,13 @@ def _log_for(command: str) -> Log:
     )
 
 
+def _record_failure(command: str, exc: BaseException) -> None:
+    """The error that ends a command is its last cycle's outcome (metrics, --metrics-file)."""
+    runtime = active_runtime(command)
+    if runtime is not None:
+        runtime.health.cycle_failed(exc)
+
+
 def _finish(command: str) -> None:
     runtime = active_runtime(command)
     if runtime is not None:
@@ -67,6 +74,7 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
             _finish(name)
             code = ExitCode.OK
         except PipesError as exc:
+            _record_failure(name, exc)
             _finish(name)
             _log_for(name).fatal(exc.message, exc.fix, int(exc.exit_code))
             code = exc.exit_code
@@ -74,6 +82,7 @@ def command_main(command: click.Command, name: str) -> Callable[[], NoReturn]:
             _finish(name)
             code = 130
         except Exception as exc:  # the last line of defence: never a traceback for users
+            _record_failure(name, exc)
             _finish(name)
             log = _log_for(name)
             if log.debug_enabled or os.environ.get("HARMONY_PIPES_DEBUG"):

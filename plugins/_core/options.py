@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .log import DEFAULT_LOG_LEVEL, LOG_FORMATS, LOG_LEVELS, Log
+from .metrics import Exporter, Gauge, Health, parse_addr, start_exporter
 from .ndjson import DEFAULT_MAX_LINE_BYTES
 from .output import BatchWriter
 from .signals import StopFlag
@@ -205,8 +206,41 @@ def log_options(f: F) -> F:
                 envvar="HARMONY_PIPES_DEBUG",
                 help="Show tracebacks for internal errors.",
             ),
+            *metrics_options,
         ],
     )
+
+
+def _check_metrics_addr(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        try:
+            parse_addr(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value or None
+
+
+# Shared by every command through log_options; docs/operations.md lists what is exported.
+metrics_options = [
+    click.option(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        envvar="HARMONY_PIPES_METRICS_ADDR",
+        show_envvar=True,
+        callback=_check_metrics_addr,
+        help="Serve Prometheus /metrics and /healthz (200 healthy, 503 unhealthy, JSON reason) here, "
+        "e.g. 127.0.0.1:9464 (0.0.0.0 = every interface; port 0 = a free one, logged). A long-running "
+        "source then reports a failed cycle on /healthz and retries next interval instead of exiting.",
+    ),
+    click.option(
+        "--metrics-file",
+        metavar="PATH",
+        envvar="HARMONY_PIPES_METRICS_FILE",
+        show_envvar=True,
+        help="Write the metrics to PATH (node-exporter textfile format, atomically) at every stats tick, "
+        "after each cycle and at exit; a directory (or a path ending in /) gets <command>.prom.",
+    ),
+]
 
 
 SHARED_STATE_ROOT_ENV = "HARMONY_PIPES_STATE_DIR"
@@ -273,6 +307,11 @@ class Runtime:
         self.stop = stop
         self.final_emitted = False
         stats.before_snapshot = self._count_output
+        # metrics and health (_core/metrics.py): commands report cycles to `health` and add
+        # `gauges`; `metrics` is None unless --metrics-addr / --metrics-file was given
+        self.health = Health()
+        self.gauges: list[Gauge] = []
+        self.metrics: Exporter | None = None
 
     def _count_output(self) -> None:
         """records_out/bytes_out are what reached stdout: progress lines and the status agree."""
@@ -314,6 +353,9 @@ class Runtime:
         runtime = cls(command, log, stats, BatchWriter(1), stop)
         if register:
             _ACTIVE[command] = runtime
+        metrics_addr, metrics_file = kwargs.pop("metrics_addr", None), kwargs.pop("metrics_file", None)
+        if metrics_addr or metrics_file:  # prometheus_client is imported only then
+            runtime.metrics = start_exporter(runtime, metrics_addr, metrics_file)
         return runtime
 
     def finish(self) -> None:
@@ -328,6 +370,8 @@ class Runtime:
         except OutputClosed:
             pass
         self.stats.emit_final()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 def active_runtime(command: str) -> Runtime | None:

@@ -304,6 +304,7 @@ def run_command(processor: Processor) -> int:
 def report(runner: Runner, code: int) -> int:
     """Print the failures the runner collected (one line each) and the closed-stdout note."""
     for stage, error in runner.failures:
+        stage.runtime.health.cycle_failed(error)  # the last cycle's outcome, for /healthz and metrics
         report_error(stage.runtime.log, error)
     if runner.output_closed:
         head = runner.stages[-2] if len(runner.stages) > 1 else runner.head

@@ -55,6 +55,8 @@ class Stats:
         self.extra: dict[str, object] = {}
         # refreshes counters owned elsewhere (lines the writer has flushed) before each snapshot
         self.before_snapshot: Callable[[], None] | None = None
+        # called at the end of every tick with the clock's time (the metrics textfile, _core/metrics.py)
+        self.on_tick: Callable[[float], None] | None = None
 
     def add(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
@@ -113,6 +115,8 @@ class Stats:
                 self._status_shown = True
             except (BrokenPipeError, ValueError):
                 pass
+        if self.on_tick is not None:
+            self.on_tick(now)
 
     def _clear_status(self) -> None:
         if self._status_shown:

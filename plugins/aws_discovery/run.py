@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from harmony_pipes._core.errors import AuthError, ConfigError, PipesError
+from harmony_pipes._core.metrics import Gauge, Health
 from harmony_pipes._core.options import Runtime
 from harmony_pipes._core.processor import SOURCE, CommitToken, Position, Processor, Resume
 from harmony_pipes._core.state import StateDir
@@ -82,6 +83,18 @@ class DiscoverySource(Processor):
         self._safe = True
         self._stop = False
         self._cycles: Iterator[None] | None = None
+        self.failed_regions: list[str] = []
+        runtime.gauges.append(
+            Gauge("discovery_failed_regions", "Regions whose read failed last cycle.", lambda: len(self.failed_regions))
+        )
+        runtime.gauges.append(
+            Gauge(
+                "discovery_region_failed",
+                "1 when this region's read failed in the last cycle, else 0.",
+                lambda: [((r,), 1.0 if r in self.failed_regions else 0.0) for r in self.config.regions],
+                labels=("region",),
+            )
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -256,6 +269,9 @@ class DiscoverySource(Processor):
     def _run(self) -> Iterator[None]:
         """The cycles: each ends at a safe point (records emitted, position made), then naps."""
         stats = self.runtime.stats
+        health = self.runtime.health
+        if not self.config.once:
+            health.interval_secs = self.config.interval_secs
         first = True
         while True:
             started = time.monotonic()
@@ -268,10 +284,14 @@ class DiscoverySource(Processor):
                 failed={region: error.one_line().removeprefix("Error: ") for region, error in outcome.failed.items()},
                 at=outcome.observed_at,
             )
+            self.failed_regions = sorted(outcome.failed)
+            report_health(health, outcome)
             all_failed = len(outcome.failed) == len(self.config.regions)
             if all_failed and (self.config.once or first):
                 error = next(iter(outcome.failed.values()))
-                if self.config.once or isinstance(error, AuthError | ConfigError):
+                # with /healthz (--metrics-addr) a refused first cycle shows there and is retried
+                fatal = isinstance(error, AuthError | ConfigError) and not health.keep_running
+                if self.config.once or fatal:
                     if self.previous is not None and not self.config.resync:  # only the failures change
                         self._make_position(outcome.inventory)
                     self._safe = True
@@ -283,6 +303,7 @@ class DiscoverySource(Processor):
             self._safe = True
             stats.add("cycles")
             stats.add("regions_failed", len(outcome.failed))
+            stats.add("instances_seen", outcome.instances)
             stats.counters["instances_selected"] = outcome.instances
             stats.counters["instances_unconfigured"] = outcome.unconfigured
             self.report(outcome, time.monotonic() - started)
@@ -298,3 +319,15 @@ class DiscoverySource(Processor):
                 yield
             if self._stop:
                 return
+
+
+def report_health(health: Health, outcome: CycleOutcome) -> None:
+    """A cycle with a failed region is a failed cycle: that region's inventory is not current."""
+    if not outcome.failed:
+        health.cycle_ok()
+        return
+    for error in outcome.failed.values():
+        health.count_error(error)
+    region, error = sorted(outcome.failed.items())[0]
+    names = ", ".join(sorted(outcome.failed))
+    health.cycle_failed(error, f"regions failed: {names} ({region}: {error.one_line()})", count=False)

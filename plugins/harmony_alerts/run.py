@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from xxhash import xxh3_64_intdigest
 
+from harmony_pipes._core.metrics import Gauge
 from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.processor import TRANSFORM, CommitToken, Emit, Position, Processor, Resume
 from harmony_pipes._core.state import StateDir
@@ -46,6 +47,7 @@ class AlertsProcessor(Processor):
         counters = runtime.stats.counters
         for name in ("alerts", "duplicates", "filtered"):
             counters.setdefault(name, 0)
+        runtime.gauges.append(Gauge("alerts_dedupe_keys", "Dedupe keys held.", self.digests.__len__))
 
     # -- lifecycle ----------------------------------------------------------------------------
 

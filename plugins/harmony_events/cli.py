@@ -205,7 +205,7 @@ def collect_cmd(**kwargs: Any) -> int:
 @log_options
 def test_cmd(**kwargs: Any) -> int:
     """Authenticate and run one tiny query; print the cause and the fix of any failure."""
-    for name in ("log_format", "log_level", "debug", "stats_interval_secs"):
+    for name in ("log_format", "log_level", "debug", "stats_interval_secs", "metrics_addr", "metrics_file"):
         kwargs.pop(name, None)
     from .run import run_test
 

@@ -125,6 +125,8 @@ class HecClient:
         except requests.exceptions.RequestException as exc:
             raise RetriableError(f"request to {url} failed ({type(exc).__name__})") from None
         self.reached = True
+        if resp.status_code == 429:
+            self._count("rate_limited")
         try:
             parsed = orjson.loads(content) if content else None
         except orjson.JSONDecodeError:

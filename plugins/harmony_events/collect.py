@@ -10,6 +10,7 @@ the window's start (the eventIds already delivered are saved, so they are not re
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError, UnreachableError
+from harmony_pipes._core.metrics import Gauge
 from harmony_pipes._core.options import Runtime
 
 from .classify import InvalidScroll
@@ -90,8 +92,19 @@ class Collector:
             "windows_split",
             "scroll_restarts",
             "cycles",
+            "rate_limited",
         ):
             self.stats.counters.setdefault(name, 0)
+        self.health = runtime.health
+        if not (config.once or config.end_us is not None):
+            self.health.interval_secs = config.interval_secs
+        runtime.gauges.append(
+            Gauge(
+                "events_cursor_lag_seconds",
+                "How far the cursor (everything before it is delivered) is behind now.",
+                lambda: max(0.0, time.time() - self.state.cursor_us / US_PER_SEC),
+            )
+        )
 
     # -- cycles --------------------------------------------------------------------------------
 
@@ -99,17 +112,27 @@ class Collector:
         """--once / --end: one pass up to now (or --end). Otherwise a cycle every interval."""
         if self.config.once or self.config.end_us is not None:
             self.cycle()
+            self.health.cycle_ok()
             return 0
         first = True
         while not self.runtime.stop():
             try:
                 self.cycle()
-            except (TempFailError, UnreachableError) as exc:
-                if first and isinstance(exc, UnreachableError):
-                    raise  # wrong URL, region or CA: retrying forever would hide it
+            except PipesError as exc:
+                self.health.cycle_failed(exc)
+                # Without /healthz an exit code is the only signal of credentials or permissions
+                # refused, or a wrong URL, region or CA on the first cycle: retrying forever would
+                # hide them. With /healthz (--metrics-addr) the probe shows them, and a fix heals.
+                fatal = not isinstance(exc, TempFailError | UnreachableError) or (
+                    first and isinstance(exc, UnreachableError)
+                )
+                if fatal and not self.health.keep_running:
+                    raise
                 self.log.warning(f"{exc.one_line()}; trying again in {self.config.interval_secs:g} s")
             except Stopped:
                 break
+            else:
+                self.health.cycle_ok()
             first = False
             if self.runtime.stop() or not self.runtime.stop.sleep(self.config.interval_secs):
                 break

@@ -350,7 +350,25 @@ class Emulator:
                 return json_response(400, {"detail": f"bad events: {exc}"})
             self._count("events_added", added)
             return json_response(200, {"added": added, "events": len(self.store)})
+        if path == CONTROL_PREFIX + "credentials" and method == "POST":
+            return self._set_credentials(body)
         return json_response(404, {"detail": "Not Found"})
+
+    def _set_credentials(self, body: bytes) -> Response:
+        """Accept another client id / access key from now on (a key rotated or fixed server-side);
+        tokens issued before stay valid until they expire."""
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+        client_id = doc.get("clientId") if isinstance(doc, dict) else None
+        access_key = doc.get("accessKey") if isinstance(doc, dict) else None
+        if not isinstance(client_id, str) or not isinstance(access_key, str) or not client_id or not access_key:
+            return json_response(400, {"detail": 'send {"clientId": "...", "accessKey": "..."}'})
+        with self._lock:
+            self.config.client_id = client_id
+            self.config.access_key = access_key
+        return json_response(200, {"clientId": client_id})
 
 
 def envelope(request_id: str, page: list[bytes], scroll_id: str | None) -> bytes:

@@ -24,6 +24,7 @@ from .batcher import DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_BYTES, DEFAULT_MAX_OPEN_B
 from .body import COMPRESSIONS, FORMATS
 from .config import BYTES, PRESETS, SPOOL_SUBDIR, apply_preset, build_config, split_dests
 from .control import known_destinations, scan_backlog, set_paused, spool_path
+from .health import DEFAULT_MAX_BACKLOG_AGE_SECS, STUCK_EXIT_CODE, stuck_rows
 from .keys import DEFAULT_KEY_TEMPLATE
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +37,18 @@ DEFAULT_RETRY_MAX_DELAY_SECS = 30.0
 
 def _opt(*names: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*names, envvar=f"S3_BATCH_{env}", show_envvar=True, **kwargs)
+
+
+def backlog_age_option(f: F) -> F:
+    return _opt(
+        "--max-backlog-age-secs",
+        env="MAX_BACKLOG_AGE_SECS",
+        type=click.FloatRange(min=0.01),
+        default=DEFAULT_MAX_BACKLOG_AGE_SECS,
+        show_default=True,
+        help="A destination whose oldest unsent object is older than this is stuck: /healthz answers 503 "
+        f"and `s3-batch status` exits {STUCK_EXIT_CODE}.",
+    )(f)
 
 
 def spool_options(f: F) -> F:
@@ -236,6 +249,7 @@ def aws_options(f: F) -> F:
         "at once; its records are spooled and the exit code (3/4) comes at the end."
     ),
 )
+@backlog_age_option
 @aws_options
 @stream_options
 @log_options
@@ -300,13 +314,23 @@ def resume(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...])
 )
 @spool_options
 @_opt("--dest", "names", env="PAUSE_DEST", multiple=True, metavar="NAME", help="Destination (default: all).")
-def status(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...]) -> int:
-    """Backlog per destination (objects, bytes, records, oldest age) as one JSON line each."""
+@backlog_age_option
+def status(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...], max_backlog_age_secs: float) -> int:
+    """Backlog per destination (objects, bytes, records, oldest age) as one JSON line each.
+
+    Exits 75 when a destination's backlog is stuck: its oldest unsent object is older than
+    --max-backlog-age-secs (paused destinations included); each such destination also gets one
+    line on stderr. Otherwise 0.
+    """
     path = spool_path(spool_dir, state_dir)
     dests = list(names) or known_destinations(path)
-    for row in scan_backlog(path, dests, time.time_ns() // 1_000_000):
+    rows = scan_backlog(path, dests, time.time_ns() // 1_000_000)
+    for row in rows:
         click.echo(orjson.dumps(row).decode())
-    return 0
+    stuck = stuck_rows(rows, max_backlog_age_secs)
+    for reason in stuck:
+        click.echo(f"s3-batch status: stuck: {reason}", err=True)
+    return STUCK_EXIT_CODE if stuck else 0
 
 
 @cli.command(

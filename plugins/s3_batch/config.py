@@ -118,6 +118,7 @@ def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
         drain_timeout_secs=kwargs["drain_timeout_secs"],
         retry_max_delay_secs=kwargs["retry_max_delay_secs"],
         startup_check=kwargs["startup_check"],
+        max_backlog_age_secs=kwargs["max_backlog_age_secs"],
         s3=S3Options(
             profile=kwargs["profile"],
             region=kwargs["region"],

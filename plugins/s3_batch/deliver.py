@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 
 from harmony_pipes._core.log import Log
+from harmony_pipes._core.metrics import Health
 from harmony_pipes._core.retry import Backoff
 
 from .control import is_paused
 from .keys import format_iso_ms
 from .spool import Entry, Spool
-from .stores import Destination, FileStore, ObjectMeta, S3Store, describe_failure
+from .stores import Destination, FileStore, ObjectMeta, S3Store, failure_error
 
 IDLE_WAIT_SECS = 0.25
 UNLIMITED_RETRIES = 1 << 30
@@ -61,8 +62,10 @@ class Deliverer(threading.Thread):
         backoff: Backoff,
         counters: dict[str, int],
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        health: Health | None = None,
     ) -> None:
         super().__init__(name=f"deliver-{dest.name}", daemon=True)
+        self.health = health  # a delivered object is a success, a failed attempt an error by kind
         self.dest = dest
         self.store = store
         self.spool = spool
@@ -123,6 +126,8 @@ class Deliverer(threading.Thread):
         self.last_error = None
         self.spool.mark_done(entry, name)
         self.delivered += 1
+        if self.health is not None:
+            self.health.mark_success()
         self.counters["objects"] = self.counters.get("objects", 0) + 1
         self.counters["bytes_stored"] = self.counters.get("bytes_stored", 0) + entry.bytes
         self.receipts.put(orjson.dumps(receipt_for(self.dest, entry, key, written_ms)))
@@ -133,7 +138,10 @@ class Deliverer(threading.Thread):
         if self.failing_since is None:
             self.failing_since = time.monotonic()
         delay = self.backoff.delay_secs(min(self.attempt - 1, 30)) or self.backoff.max_delay_secs
-        self.last_error = describe_failure(exc, self.dest, key)
+        error = failure_error(exc, self.dest, key)
+        self.last_error = error.one_line()
+        if self.health is not None:
+            self.health.count_error(error)
         if self.attempt & (self.attempt - 1) == 0:  # 1, 2, 4, 8 ...: once per backoff step
             self.log.warning(
                 f"destination {self.dest.name}: attempt {self.attempt} failed, retrying in "

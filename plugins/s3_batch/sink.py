@@ -25,6 +25,7 @@ from harmony_pipes._core.stream import run_transform
 from .batcher import Batcher, Limits, OpenBatch
 from .body import BodySpec
 from .deliver import Deliverer, make_backoff
+from .health import DEFAULT_MAX_BACKLOG_AGE_SECS, watch
 from .keys import KeyTemplate, TimeExtractor
 from .spool import Spool
 from .stores import Destination, S3Options, make_store
@@ -49,6 +50,7 @@ class SinkConfig:
     startup_check: bool
     s3: S3Options
     validator: Callable[[dict[str, Any]], None] | None = None
+    max_backlog_age_secs: float = DEFAULT_MAX_BACKLOG_AGE_SECS
 
 
 class Sink:
@@ -93,6 +95,7 @@ class Sink:
         # destinations whose start-up check failed: their records are spooled all the same (a
         # sink that exits at start loses what the upstream commands already wrote into the pipe)
         self.refused: dict[str, PipesError] = {}
+        watch(self, config.max_backlog_age_secs)  # health check and backlog gauges (metrics)
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -125,7 +128,9 @@ class Sink:
         self.record_handler = self._make_record_handler()
         backoff = make_backoff(self.config.retry_max_delay_secs)
         for dest in dests:
-            worker = Deliverer(dest, self.stores[dest.name], self.spool, self.receipts, self.log, backoff, {})
+            store = self.stores[dest.name]
+            health = self.runtime.health
+            worker = Deliverer(dest, store, self.spool, self.receipts, self.log, backoff, {}, health=health)
             self.deliverers.append(worker)
             worker.start()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from harmony_pipes._core.errors import ConfigError, PipesError, UnreachableError
+from harmony_pipes._core.errors import ConfigError, PipesError, RuntimeFailure, UnreachableError
 from harmony_pipes._core.state import fsync_dir
 
 DEFAULT_MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
@@ -241,22 +241,20 @@ class S3Store:
         )
 
 
-def describe_failure(exc: BaseException, dest: Destination, key: str) -> str:
-    """One line for a failed upload (never credentials)."""
+def failure_error(exc: BaseException, dest: Destination, key: str) -> PipesError:
+    """A failed upload as our error (its exit code says the kind: auth, unreachable, ...)."""
     if isinstance(exc, PipesError):
-        return exc.one_line()
+        return exc
     if dest.scheme == "s3":
         try:
             from harmony_pipes._core.aws import classify_aws_error
 
-            return classify_aws_error(
-                exc, what=f"write s3://{dest.bucket}/{key}", bucket=dest.bucket, service="s3"
-            ).one_line()
+            return classify_aws_error(exc, what=f"write s3://{dest.bucket}/{key}", bucket=dest.bucket, service="s3")
         except Exception:  # classification must never hide the failure itself
             pass
     if isinstance(exc, OSError):
-        return f"Error: write {dest.bucket}/{key}: {exc.strerror or exc}"
-    return f"Error: write {dest.url} {key}: {type(exc).__name__}: {exc}"
+        return RuntimeFailure(f"write {dest.bucket}/{key}: {exc.strerror or exc}")
+    return RuntimeFailure(f"write {dest.url} {key}: {type(exc).__name__}: {exc}")
 
 
 def make_store(dest: Destination, options: S3Options) -> FileStore | S3Store:

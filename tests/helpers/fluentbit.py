@@ -3,11 +3,15 @@
 The config is copied next to its parsers.conf into a scratch directory, optionally with a few
 exact text replacements (the 60 s exec interval becomes 1-2 s so a test sees two cycles); the
 test asserts each replacement matched once, so the rest of the file runs exactly as shipped.
+Two replacements are always made, so tests running side by side never fight over a port: Fluent
+Bit's HTTP server (2020 in every shipped config) and our `--metrics-addr 0.0.0.0:9464` move to
+free ports on 127.0.0.1 (`fb.http_url`, `fb.metrics_url`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +21,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import orjson
+
+from tests.conftest import free_port
+
+SHIPPED_METRICS_ADDR = "--metrics-addr 0.0.0.0:9464"
+_HTTP_LISTEN = re.compile(r"(?mi)^([ \t]*http_listen:?[ \t]+)0\.0\.0\.0[ \t]*$")
+_HTTP_PORT = re.compile(r"(?mi)^([ \t]*http_port:?[ \t]+)2020[ \t]*$")
 
 REPO = Path(__file__).resolve().parents[2]
 FLUENT_BIT_DIR = REPO / "pipelines" / "fluent-bit"
@@ -39,6 +49,14 @@ class FluentBit:
         for old, new in (replace or {}).items():
             assert text.count(old) == 1, f"{old!r} must occur once in {config_name}"
             text = text.replace(old, new)
+        http_port, metrics_port = free_port(), free_port()
+        text = _HTTP_LISTEN.sub(r"\g<1>127.0.0.1", text)
+        text, found = _HTTP_PORT.subn(rf"\g<1>{http_port}", text)
+        self.http_url = f"http://127.0.0.1:{http_port}" if found else None
+        self.metrics_url = None
+        if SHIPPED_METRICS_ADDR in text:
+            text = text.replace(SHIPPED_METRICS_ADDR, f"--metrics-addr 127.0.0.1:{metrics_port}")
+            self.metrics_url = f"http://127.0.0.1:{metrics_port}"
         self.config = conf_dir / config_name
         self.config.write_text(text)
         self.stderr_path = work_dir / "fluent-bit.stderr"
