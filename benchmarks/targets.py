@@ -43,6 +43,12 @@ TARGETS = [
            "s3_floor_1g", min_bytes=GIB),
     Target("#5", "s3-batch peak RSS ≤ 150 MB with 1 GiB of input", "s3-batch", "s3_file_1g", "max_rss", 150.0,
            min_bytes=GIB),
+    Target("#14", "s3-batch → file:// ≥ 1.5× the zlib-6 floor (records/s)", "s3-batch", "s3_file", "ratio", 1.5,
+           "s3_floor"),
+    Target("#14", "s3-batch → moto S3 ≥ 1.2× the zlib-6 floor (records/s)", "s3-batch", "s3_moto", "ratio", 1.2,
+           "s3_floor"),
+    Target("#14", "s3-batch → moto S3 ≥ 2× Fluent Bit out_s3 into the same moto (records/s)", "s3-batch", "s3_moto",
+           "ratio", 2.0, "fb_out_s3"),
 ]  # fmt: skip
 
 

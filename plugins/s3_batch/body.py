@@ -36,6 +36,9 @@ CONTENT_ENCODINGS = {"gzip": "gzip", "zstd": "zstd", "none": None}
 
 SLICE_BYTES = 256 * 1024
 MAX_SLICES_IN_FLIGHT = 4  # per body, when compressing on a worker thread: bounds memory
+# compressed bytes are written (and hashed) in pieces of this size, and at every flush: fewer
+# system calls, and fewer times the worker thread has to take the GIL back (see Spool)
+WRITE_BYTES = 256 * 1024
 TRAILER_BOUND_BYTES = 32  # gzip: final block + CRC32 + ISIZE; zstd: last block + checksum; "]"
 READ_CHUNK_BYTES = 1 << 20
 
@@ -154,6 +157,8 @@ class BodyWriter:
         self._sha = hashlib.sha256()
         self._slices: list[bytes] = []
         self._slice_bytes = 0
+        self._out: list[bytes] = []  # compressed, not yet written (touched by the compressing thread only)
+        self._out_bytes = 0
         self._fed_since_sync = 0  # raw bytes inside the compressor, not yet on disk for sure
         self._array = spec.format == "json-array"
         self.records = 0
@@ -207,19 +212,30 @@ class BodyWriter:
         self._in_flight.append(self._executor.submit(task, *args))
 
     def _compress_and_write(self, data: bytes) -> None:
-        self._write(self._compressor.compress(data))
+        self._buffer(self._compressor.compress(data))
+        if self._out_bytes >= WRITE_BYTES:
+            self._write_out()
 
     def _sync_and_write(self) -> None:
-        self._write(self._compressor.sync())
+        self._buffer(self._compressor.sync())
+        self._write_out()
+
+    def _buffer(self, data: bytes) -> None:
+        if data:
+            self._out.append(data)
+            self._out_bytes += len(data)
 
     def _settle(self) -> None:
         """Wait for the slices in flight (re-raising a write error such as a full disk)."""
         while self._in_flight:
             self._in_flight.popleft().result()
 
-    def _write(self, data: bytes) -> None:
-        if not data:
+    def _write_out(self) -> None:
+        if not self._out:
             return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._out_bytes = 0
         self._sha.update(data)
         write_all(self.fd, data)
         self.written_bytes += len(data)
@@ -265,8 +281,9 @@ class BodyWriter:
         self._settle()
         if self._array:
             self.raw_bytes += 1
-            self._write(self._compressor.compress(b"]"))
-        self._write(self._compressor.finish())
+            self._buffer(self._compressor.compress(b"]"))
+        self._buffer(self._compressor.finish())
+        self._write_out()
         os.fsync(self.fd)
         os.close(self.fd)
         self.flushed_records = self.synced_records = self.records

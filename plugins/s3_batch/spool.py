@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +63,11 @@ from .keys import KeyTemplate, TimeExtractor
 
 COMMIT_LOG = "commits.log"
 COMMIT_LOG_MAX_BYTES = 1 << 20  # rewritten (only the open bodies' counts) beyond this size
+# While bodies are compressed on a worker thread, the GIL is handed over this often (Python's
+# default is 5 ms): each time the worker comes back from zlib-ng / ISA-L / zstd it needs the
+# GIL for a moment, and the main thread, busy parsing, would otherwise keep it for up to 5 ms
+# per hand-over — which starves the worker and serializes the two threads.
+GIL_SWITCH_SECS = 0.0002
 
 
 class SpoolBody(BodyWriter):
@@ -133,6 +139,9 @@ class Spool:
     ) -> None:
         self.state = StateDir(path)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="compress") if compress_in_thread else None
+        self._switch_interval_secs = sys.getswitchinterval()
+        if compress_in_thread:
+            sys.setswitchinterval(min(self._switch_interval_secs, GIL_SWITCH_SECS))
         self.path = self.state.path
         self.open_dir = ensure_private_dir(self.path / "open")
         self.objects_dir = ensure_private_dir(self.path / "objects")
@@ -570,6 +579,7 @@ class Spool:
             self._commit_fd = None
         if self.executor is not None:
             self.executor.shutdown(wait=True)
+            sys.setswitchinterval(self._switch_interval_secs)
         self.state.close()
 
 
