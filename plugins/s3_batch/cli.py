@@ -175,7 +175,8 @@ def aws_options(f: F) -> F:
     type=click.IntRange(min=1),
     default=DEFAULT_FSYNC_INTERVAL_MS,
     show_default=True,
-    help="The spool is committed (open batches fsynced, records accepted) at least this often.",
+    help="The spool is fsynced at least this often: what a power loss can take. (Records are accepted "
+    "on write, after every input chunk, which survives a kill -9.)",
 )
 @_opt(
     "--max-spool-bytes",
