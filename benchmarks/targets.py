@@ -47,6 +47,12 @@ TARGETS = [
            "metrics-cost", "alerts_metrics", "ratio", 0.97, "alerts_plain"),
     Target("#13", "s3-batch → file:// with --metrics-addr ≥ 0.97× without (records/s, scraped every second)",
            "metrics-cost", "s3_metrics", "ratio", 0.97, "s3_plain"),
+    Target("#14", "s3-batch → file:// ≥ 1.5× the zlib-6 floor (records/s)", "s3-batch", "s3_file", "ratio", 1.5,
+           "s3_floor"),
+    Target("#14", "s3-batch → moto S3 ≥ 1.2× the zlib-6 floor (records/s)", "s3-batch", "s3_moto", "ratio", 1.2,
+           "s3_floor"),
+    Target("#14", "s3-batch → moto S3 ≥ 2× Fluent Bit out_s3 into the same moto (records/s)", "s3-batch", "s3_moto",
+           "ratio", 2.0, "fb_out_s3"),
 ]  # fmt: skip
 
 

@@ -16,10 +16,13 @@ import hashlib
 import os
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
+
+from isal import isal_zlib
+from zlib_ng import zlib_ng
 
 from harmony_pipes._core.state import write_all
 
@@ -33,6 +36,9 @@ CONTENT_ENCODINGS = {"gzip": "gzip", "zstd": "zstd", "none": None}
 
 SLICE_BYTES = 256 * 1024
 MAX_SLICES_IN_FLIGHT = 4  # per body, when compressing on a worker thread: bounds memory
+# compressed bytes are written (and hashed) in pieces of this size, and at every flush: fewer
+# system calls, and fewer times the worker thread has to take the GIL back (see Spool)
+WRITE_BYTES = 256 * 1024
 TRAILER_BOUND_BYTES = 32  # gzip: final block + CRC32 + ISIZE; zstd: last block + checksum; "]"
 READ_CHUNK_BYTES = 1 << 20
 
@@ -78,18 +84,34 @@ class _NoCompressor:
         return b""
 
 
+def gzip_module(level: int) -> Any:
+    """The deflate library for a gzip level: ISA-L for level 1, zlib-ng for 2-9.
+
+    Measured on alert NDJSON (table in docs/s3-batch.md): ISA-L's level 1 is faster than
+    zlib-ng's levels 1 and 2 with a better ratio than zlib-ng's 1; from level 2 on, zlib-ng
+    compresses better than any ISA-L level. zlib-ng's level 6 (the default) is ~1.6x as fast as
+    zlib's level 6 with a better ratio. Both write standard gzip members, releasing the GIL.
+    """
+    return isal_zlib if level <= ISAL_MAX_LEVEL else zlib_ng
+
+
+ISAL_MAX_LEVEL = 1
+
+
 class _Gzip:
     def __init__(self, level: int) -> None:
-        self._obj = zlib.compressobj(level, zlib.DEFLATED, 31)
+        module = gzip_module(level)
+        self._obj = module.compressobj(level, module.DEFLATED, 31)
+        self._sync, self._finish = module.Z_SYNC_FLUSH, module.Z_FINISH
 
     def compress(self, data: bytes) -> bytes:
         return self._obj.compress(data)
 
     def sync(self) -> bytes:
-        return self._obj.flush(zlib.Z_SYNC_FLUSH)
+        return self._obj.flush(self._sync)
 
     def finish(self) -> bytes:
-        return self._obj.flush(zlib.Z_FINISH)
+        return self._obj.flush(self._finish)
 
 
 class _Zstd:
@@ -118,11 +140,13 @@ def _compressor(spec: BodySpec) -> Any:
 
 
 class BodyWriter:
-    """Appends records to one object body file; `sync()` makes them durable, `finish()` seals.
+    """Appends records to one object body file; `flush()` writes them, `fsync()` makes them durable.
 
     With an `executor` (one worker thread, FIFO), slices are compressed and written there while
-    the caller parses the next records; zlib, zstd, hashlib and os.write release the GIL, so this
-    uses the second core. Every operation that needs the exact state waits for the slices in flight.
+    the caller parses the next records; zlib-ng, ISA-L, zstd, hashlib and os.write release the
+    GIL, so this uses the second core. Every operation that needs the exact state waits for the
+    slices in flight. `begin_flush()` queues a sync flush behind them and `end_flush()` waits for
+    it, so a caller can start the flushes of several bodies before waiting for the first.
     """
 
     def __init__(self, path: str | os.PathLike[str], spec: BodySpec, executor: Executor | None = None) -> None:
@@ -133,13 +157,17 @@ class BodyWriter:
         self._sha = hashlib.sha256()
         self._slices: list[bytes] = []
         self._slice_bytes = 0
+        self._out: list[bytes] = []  # compressed, not yet written (touched by the compressing thread only)
+        self._out_bytes = 0
         self._fed_since_sync = 0  # raw bytes inside the compressor, not yet on disk for sure
         self._array = spec.format == "json-array"
         self.records = 0
         self._fed_records = 0
+        self._flushing_records = 0
         self.raw_bytes = 0
         self.written_bytes = 0
-        self.synced_records = 0
+        self.flushed_records = 0  # records whose bytes are all in the file (page cache)
+        self.synced_records = 0  # records fsynced
         self.finished = False
         self._executor = executor
         self._in_flight: deque[Future[None]] = deque()
@@ -172,44 +200,77 @@ class BodyWriter:
         self._slice_bytes = 0
         self.raw_bytes += len(data)
         self._fed_since_sync += len(data)
+        self._run(self._compress_and_write, data)
+
+    def _run(self, task: Callable[..., None], *args: Any) -> None:
+        """Run a compressor step here, or queue it on the worker (bounded: waits for old ones)."""
         if self._executor is None:
-            self._write(self._compressor.compress(data))
+            task(*args)
             return
         while len(self._in_flight) >= MAX_SLICES_IN_FLIGHT:
             self._in_flight.popleft().result()
-        self._in_flight.append(self._executor.submit(self._compress_and_write, data))
+        self._in_flight.append(self._executor.submit(task, *args))
 
     def _compress_and_write(self, data: bytes) -> None:
-        self._write(self._compressor.compress(data))
+        self._buffer(self._compressor.compress(data))
+        if self._out_bytes >= WRITE_BYTES:
+            self._write_out()
+
+    def _sync_and_write(self) -> None:
+        self._buffer(self._compressor.sync())
+        self._write_out()
+
+    def _buffer(self, data: bytes) -> None:
+        if data:
+            self._out.append(data)
+            self._out_bytes += len(data)
 
     def _settle(self) -> None:
         """Wait for the slices in flight (re-raising a write error such as a full disk)."""
         while self._in_flight:
             self._in_flight.popleft().result()
 
-    def _write(self, data: bytes) -> None:
-        if not data:
+    def _write_out(self) -> None:
+        if not self._out:
             return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._out_bytes = 0
         self._sha.update(data)
         write_all(self.fd, data)
         self.written_bytes += len(data)
 
-    def flush(self) -> None:
-        """Push everything through the compressor to the file (no fsync): size becomes exact."""
+    def begin_flush(self) -> None:
+        """Queue every record added so far and a sync flush of the compressor (see end_flush)."""
         self._feed()
+        self._flushing_records = self._fed_records
+        self._run(self._sync_and_write)
+
+    def end_flush(self) -> None:
+        """Wait until the records of `begin_flush` are in the file (no fsync): size becomes exact."""
         self._settle()
-        self._write(self._compressor.sync())
         self._fed_since_sync = 0
+        self.flushed_records = self._flushing_records
+
+    def flush(self) -> None:
+        """Push everything through the compressor to the file (no fsync)."""
+        self.begin_flush()
+        self.end_flush()
+
+    def fsync(self) -> int:
+        """fsync what is flushed; returns how many records became durable with this call."""
+        newly = self.flushed_records - self.synced_records
+        if newly:
+            os.fsync(self.fd)
+            self.synced_records = self.flushed_records
+        return newly
 
     def sync(self) -> int:
         """Flush and fsync; returns how many records became durable with this call."""
         if self.records == self.synced_records:
             return 0
         self.flush()
-        os.fsync(self.fd)
-        newly = self.records - self.synced_records
-        self.synced_records = self.records
-        return newly
+        return self.fsync()
 
     def finish(self) -> tuple[int, str]:
         """Write the trailer (and the closing bracket of an array), fsync, close.
@@ -220,11 +281,12 @@ class BodyWriter:
         self._settle()
         if self._array:
             self.raw_bytes += 1
-            self._write(self._compressor.compress(b"]"))
-        self._write(self._compressor.finish())
+            self._buffer(self._compressor.compress(b"]"))
+        self._buffer(self._compressor.finish())
+        self._write_out()
         os.fsync(self.fd)
         os.close(self.fd)
-        self.synced_records = self.records
+        self.flushed_records = self.synced_records = self.records
         self.finished = True
         return self.written_bytes, self._sha.hexdigest()
 

@@ -124,7 +124,8 @@ def aws_options(f: F) -> F:
     "--compression-level",
     env="COMPRESSION_LEVEL",
     type=click.IntRange(1, 19),
-    help="gzip 1-9 (default 6), zstd 1-19 (default 3).",
+    help="gzip 1-9 (default 6; 1 is ISA-L, the fastest; 2-9 zlib-ng), zstd 1-19 (default 3). "
+    "Speed and size per level: docs/s3-batch.md.",
 )
 @_opt(
     "--max-records",
@@ -197,7 +198,8 @@ def aws_options(f: F) -> F:
     type=click.IntRange(min=1),
     default=DEFAULT_FSYNC_INTERVAL_MS,
     show_default=True,
-    help="The spool is committed (open batches fsynced, records accepted) at least this often.",
+    help="The spool is fsynced at least this often: what a power loss can take. (Records are accepted "
+    "on write, after every input chunk, which survives a kill -9.)",
 )
 @_opt(
     "--max-spool-bytes",

@@ -1,10 +1,11 @@
 """The running sink: stdin records → spooled batches → objects in every destination.
 
 The main thread reads stdin (through `_core.stream.run_transform`), routes records to open
-batches, commits them every `--fsync-interval-ms` (all open bodies fsynced, then their counts
-logged — only then do they count as accepted; see `spool.py`), seals batches and prints
-receipts. One thread per destination uploads (see `deliver.py`). When the spool holds
-`--max-spool-bytes`, reading stops (`can_read` → False) until destinations catch up.
+batches, commits them after every input chunk (open bodies written, then their counts logged —
+only then do they count as accepted), syncs them every `--fsync-interval-ms` (fsync; see
+`spool.py`), seals batches and prints receipts. One thread per destination uploads (see
+`deliver.py`). When the spool holds `--max-spool-bytes`, reading stops (`can_read` → False)
+until destinations catch up.
 """
 
 from __future__ import annotations
@@ -192,10 +193,14 @@ class Sink:
         batcher = self.batcher
         for batch in batcher.due():  # type: ignore[union-attr]
             self._seal(batch)
+        spool: Spool = self.spool  # type: ignore[assignment]
+        # run_transform calls on_tick after every input chunk: the records read are written to
+        # the spool (accepted) before more input is read; the fsync follows every interval
+        spool.commit()
         if now - self.last_sync >= self.fsync_interval_secs:
             self.last_sync = now
-            self.spool.commit()  # type: ignore[union-attr]
-            self.counters["records_accepted"] = self.spool.accepted  # type: ignore[union-attr]
+            spool.sync()
+        self.counters["records_accepted"] = spool.accepted
         self._emit_receipts()
 
     def _emit_receipts(self) -> None:

@@ -2,9 +2,10 @@
 
 Layout of `--spool-dir` (0700, files 0600, locked by the running sink):
 
-    open/<seq>.body      body of an open batch, appended and fsynced every --fsync-interval-ms
+    open/<seq>.body      body of an open batch: written after every input chunk, fsynced every
+                         --fsync-interval-ms
     open/<seq>.json      its partition and body format (written once, when the batch opens)
-    commits.log          one JSON line per commit: {"<seq>": records durable in that open body}
+    commits.log          one JSON line per commit: {"<seq>": records written to that open body}
     objects/<seq>.json   manifest of a sealed object: keys, sha256, sizes, times — fixed before
                          the first upload attempt, so every retry writes the same key and bytes
     objects/<seq>.body   the sealed body, byte for byte what is uploaded
@@ -14,17 +15,25 @@ Layout of `--spool-dir` (0700, files 0600, locked by the running sink):
 
 Commits (the gap-free prefix across partitions). Open bodies write their slices to disk on
 their own schedule, so after a kill -9 one partition's body can hold records newer than records
-another partition still had in memory. What counts is therefore only the *commit*: every open
-body flushed and fsynced together, then one line appended to `commits.log` (fsynced) with each
-body's record count. Records are accepted when committed. A commit runs every
-`--fsync-interval-ms` and before any seal that could overtake another partition's records (one
-that leaves other open bodies with uncommitted records), so a sealed object never holds records
-newer than an uncommitted record elsewhere. Recovery keeps exactly the committed records of each
-open body: whatever a crash leaves, the records kept are all records read up to the last commit
-or seal — a gap-free prefix of the input. (A spool without `commits.log`, from an older
-version, recovers every complete record, as it did then.)
+another partition still had in memory. What counts is therefore only the *commit*, made after
+every input chunk (before more input is read): every open body with new records is flushed
+through its compressor into its file (page cache, no fsync), then one line with each body's
+record count is appended to `commits.log` (no fsync). Records are accepted when committed: they
+survive a kill -9 of the process. The *sync*, every `--fsync-interval-ms`, fsyncs the bodies
+and then the log, so a power loss takes at most what was committed since the last sync. A
+commit also runs before any seal that could overtake another partition's records (one that
+leaves other open bodies with uncommitted records), followed by a sync, so a sealed object never
+holds records newer than a record a crash could still lose.
 
-Sealing order: body fsynced → (commit) → manifest written atomically → body renamed into
+Recovery keeps exactly the committed records of each open body: whatever a kill -9 leaves, the
+records kept are all records read up to the last commit or seal — a gap-free prefix of the
+input. After a power loss the page cache may have reached the disk in any order, so the log
+can name more records than a body still holds: recovery then keeps the state of the newest log
+line that every open body still covers (the bodies and the log are fsynced in that order at
+each sync, so that state is at least the last sync's). (A spool without `commits.log`, from an
+older version, recovers every complete record, as it did then.)
+
+Sealing order: body fsynced → (commit + sync) → manifest written atomically → body renamed into
 objects/. An object's files are deleted (body, manifest, markers) only when every destination
 confirmed. After a crash, `recover()` finishes interrupted seals and turns every open body into
 a sealed object holding its committed records.
@@ -34,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +63,11 @@ from .keys import KeyTemplate, TimeExtractor
 
 COMMIT_LOG = "commits.log"
 COMMIT_LOG_MAX_BYTES = 1 << 20  # rewritten (only the open bodies' counts) beyond this size
+# While bodies are compressed on a worker thread, the GIL is handed over this often (Python's
+# default is 5 ms): each time the worker comes back from zlib-ng / ISA-L / zstd it needs the
+# GIL for a moment, and the main thread, busy parsing, would otherwise keep it for up to 5 ms
+# per hand-over — which starves the worker and serializes the two threads.
+GIL_SWITCH_SECS = 0.0002
 
 
 class SpoolBody(BodyWriter):
@@ -64,9 +79,9 @@ class SpoolBody(BodyWriter):
         self._entry_durable = False
         self.committed_records = 0  # records covered by a commit (or by the seal): accepted
 
-    def sync(self) -> int:
+    def fsync(self) -> int:
         """fsync the records; the first time also the directory entry (power loss safety)."""
-        newly = super().sync()
+        newly = super().fsync()
         if newly and not self._entry_durable:
             fsync_dir(Path(self.path).parent)
             self._entry_durable = True
@@ -124,6 +139,9 @@ class Spool:
     ) -> None:
         self.state = StateDir(path)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="compress") if compress_in_thread else None
+        self._switch_interval_secs = sys.getswitchinterval()
+        if compress_in_thread:
+            sys.setswitchinterval(min(self._switch_interval_secs, GIL_SWITCH_SECS))
         self.path = self.state.path
         self.open_dir = ensure_private_dir(self.path / "open")
         self.objects_dir = ensure_private_dir(self.path / "objects")
@@ -140,6 +158,7 @@ class Spool:
         self.commit_path = self.path / COMMIT_LOG
         self._commit_fd: int | None = None
         self._commit_bytes = 0
+        self._log_dirty = False  # lines written since the last fsync of the log
         self.accepted = 0  # records committed or sealed by this run (what `records_accepted` reports)
         self._control_mtime_ns = -1
         self._control: dict[str, Any] = {"paused": []}
@@ -164,30 +183,46 @@ class Spool:
         return body
 
     def commit(self, sealing: SpoolBody | None = None) -> int:
-        """fsync every open body, then log their record counts; returns newly accepted records.
+        """Write every open body's new records to its file, then log the counts (no fsync).
 
-        `sealing` is a finished body about to be sealed: it is written into the commit only if
-        some other body had something to commit (else its seal alone makes its records durable,
-        and they are the newest records anyway).
+        Returns the newly accepted records. Runs after every input chunk: what it accepts
+        survives a kill -9 (page cache); `sync()` makes it survive a power loss. `sealing` is a
+        finished body about to be sealed: it is written into the commit only if some other body
+        had something to commit (else its seal alone makes its records durable, and they are
+        the newest records anyway).
         """
-        changed = []
-        for body in self.open_bodies.values():
-            if body is sealing:
-                continue
-            body.sync()  # nothing to do (no syscall) for a body without new records
-            if body.synced_records != body.committed_records:
-                changed.append(body)
+        changed = [b for b in self.open_bodies.values() if b is not sealing and b.records != b.committed_records]
         if not changed:
             return 0
+        for body in changed:  # queue every flush before waiting for the first: the worker runs them back to back
+            body.begin_flush()
+        for body in changed:
+            body.end_flush()
         if sealing is not None:
             changed.append(sealing)
-        self._append_commit({body.seq: body.synced_records for body in changed})
+        self._append_commit({body.seq: body.flushed_records for body in changed})
         newly = 0
         for body in changed:
-            newly += body.synced_records - body.committed_records
-            body.committed_records = body.synced_records
+            newly += body.flushed_records - body.committed_records
+            body.committed_records = body.flushed_records
         self.accepted += newly
         return newly
+
+    def sync(self) -> None:
+        """fsync the open bodies, then the commit log: what is committed survives a power loss.
+
+        Bodies first: a log line on disk never names records whose bytes could still be lost.
+        The log is compacted here (after the bodies' fsync) when it has grown too long.
+        """
+        for body in self.open_bodies.values():
+            body.fsync()  # no syscall for a body without newly flushed records
+        if self._commit_fd is None or not self._log_dirty:
+            return
+        if self._commit_bytes >= COMMIT_LOG_MAX_BYTES:
+            self._rewrite_commit_log()  # written and fsynced atomically
+        else:
+            os.fsync(self._commit_fd)
+        self._log_dirty = False
 
     def _open_commit_log(self) -> None:
         fd = os.open(self.commit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -198,12 +233,10 @@ class Spool:
     def _append_commit(self, counts: dict[str, int]) -> None:
         if self._commit_fd is None:
             self._open_commit_log()
-        if self._commit_bytes >= COMMIT_LOG_MAX_BYTES:
-            self._rewrite_commit_log()
         line = orjson.dumps(counts) + b"\n"
         write_all(self._commit_fd, line)  # type: ignore[arg-type]
-        os.fsync(self._commit_fd)  # type: ignore[arg-type]
         self._commit_bytes += len(line)
+        self._log_dirty = True
 
     def _rewrite_commit_log(self) -> None:
         """Replace the log by one line: the committed counts of the bodies still open."""
@@ -213,21 +246,30 @@ class Spool:
         self._commit_fd = None
         self._open_commit_log()
 
-    def read_commits(self) -> dict[str, int] | None:
-        """Committed record count per open body; None for a spool without a commit log."""
+    def read_commit_lines(self) -> list[dict[str, int]] | None:
+        """The commit log's lines, oldest first; None for a spool without a commit log."""
         try:
             data = self.commit_path.read_bytes()
         except FileNotFoundError:
             return None
-        counts: dict[str, int] = {}
-        lines = data.split(b"\n")
-        for line in lines[:-1]:  # the piece after the last newline is a torn (never fsynced) line
+        out: list[dict[str, int]] = []
+        for line in data.split(b"\n")[:-1]:  # the piece after the last newline is a torn line
             try:
                 doc = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
             if isinstance(doc, dict):
-                counts.update({str(k): int(v) for k, v in doc.items()})
+                out.append({str(k): int(v) for k, v in doc.items()})
+        return out
+
+    def read_commits(self) -> dict[str, int] | None:
+        """Committed record count per open body (the log's last state); None without a log."""
+        lines = self.read_commit_lines()
+        if lines is None:
+            return None
+        counts: dict[str, int] = {}
+        for line in lines:
+            counts.update(line)
         return counts
 
     def open_bytes(self) -> int:
@@ -243,8 +285,11 @@ class Spool:
         body: SpoolBody = batch.body  # type: ignore[assignment]
         stored_bytes, sha256_hex = body.finish()
         # other partitions' records read before this object's newest ones must not be left
-        # uncommitted once it is sealed: a crash would keep this object and lose those (a gap)
+        # uncommitted (or unsynced) once it is sealed: a crash would keep this object and lose
+        # those (a gap)
         self.commit(sealing=body)
+        if any(b is not body and b.synced_records != b.committed_records for b in self.open_bodies.values()):
+            self.sync()
         self.open_bodies.pop(body.seq, None)
         self.accepted += body.records - body.committed_records
         body.committed_records = body.records
@@ -347,9 +392,9 @@ class Spool:
             self._register(entry)
             self._free_if_done(entry)
         objects = len(self.entries)
-        commits = self.read_commits()
+        limits = self._recovery_limits()
         for body_path in sorted(self.open_dir.glob("*.body")):
-            limit = None if commits is None else commits.get(body_path.stem, 0)
+            limit = None if limits is None else limits.get(body_path.stem, 0)
             recovered_records += self._recover_open(body_path, time_of, limit)
         for stray in self.open_dir.glob("*.json"):
             if not (self.open_dir / f"{stray.stem}.body").exists():
@@ -371,9 +416,33 @@ class Spool:
                 marker.unlink()
         return len(self.entries) - objects, recovered_records
 
-    def _recover_open(self, body_path: Path, time_of: TimeExtractor, limit: int | None = None) -> int:
-        """Seal an open body a crash left with its first `limit` (committed) records, or all."""
-        seq = body_path.stem
+    def _recovery_limits(self) -> dict[str, int] | None:
+        """Records to keep per open body: the newest committed state every open body covers.
+
+        After a kill -9 that is the log's last state (the page cache holds every byte written).
+        After a power loss a body may hold fewer records than the log names (the log reached the
+        disk, some body bytes did not): keeping each body's complete records would leave a gap,
+        so the state of the newest line that all bodies cover is kept. An open body's
+        `open/<seq>.json` is fsynced when it opens; a seq without it was sealed since.
+        """
+        lines = self.read_commit_lines()
+        if lines is None:
+            return None
+        final: dict[str, int] = {}
+        for line in lines:
+            final.update(line)
+        open_seqs = {p.stem for p in self.open_dir.glob("*.json")} | {p.stem for p in self.open_dir.glob("*.body")}
+        have = {seq: self._complete_records(seq, final[seq]) for seq in open_seqs if final.get(seq)}
+        if all(have[seq] >= final[seq] for seq in have):
+            return final
+        state: dict[str, int] = {}
+        for line in lines:
+            if any(count > have.get(seq, 0) for seq, count in line.items() if seq in open_seqs):
+                break
+            state.update(line)
+        return state
+
+    def _body_spec(self, seq: str) -> tuple[BodySpec, dict[str, Any]]:
         try:
             meta = orjson.loads((self.open_dir / f"{seq}.json").read_bytes())
         except (OSError, orjson.JSONDecodeError):
@@ -383,7 +452,29 @@ class Spool:
                 "compression": self.spec.compression,
                 "level": self.spec.level,
             }
-        spec = BodySpec(meta["format"], meta["compression"], meta.get("level"))
+        return BodySpec(meta["format"], meta["compression"], meta.get("level")), meta
+
+    def _complete_records(self, seq: str, limit: int) -> int:
+        """How many of an open body's first `limit` records are complete (0 without a body)."""
+        path = self.open_dir / f"{seq}.body"
+        if not path.exists():
+            return 0
+        spec, _meta = self._body_spec(seq)
+        count = 0
+        for line in read_records(path, spec):
+            if count >= limit:
+                break
+            try:
+                orjson.loads(line)
+            except orjson.JSONDecodeError:
+                break  # as _recover_open: stop at the first doubt
+            count += 1
+        return count
+
+    def _recover_open(self, body_path: Path, time_of: TimeExtractor, limit: int | None = None) -> int:
+        """Seal an open body a crash left with its first `limit` (committed) records, or all."""
+        seq = body_path.stem
+        spec, meta = self._body_spec(seq)
         arrival_ms = int(meta.get("opened_ms") or body_path.stat().st_mtime * 1000)
         tmp = self.open_dir / f".{seq}.rewrite"
         writer = BodyWriter(tmp, spec)
@@ -488,6 +579,7 @@ class Spool:
             self._commit_fd = None
         if self.executor is not None:
             self.executor.shutdown(wait=True)
+            sys.setswitchinterval(self._switch_interval_secs)
         self.state.close()
 
 

@@ -141,13 +141,13 @@ class Feeder(threading.Thread):
             pass
 
 
-def max_accepted(stderr: str) -> int:
-    """The highest `records_accepted` any progress/stats line reported."""
+def max_accepted(stderr: str, counter: str = "records_accepted") -> int:
+    """The highest `records_accepted` (or another counter) any progress/stats line reported."""
     best = 0
     for line in stderr.splitlines():
         if line.startswith('{"progress"') or line.startswith('{"stats"'):
             doc = orjson.loads(line)
-            best = max(best, (doc.get("progress") or doc.get("stats"))["records_accepted"])
+            best = max(best, (doc.get("progress") or doc.get("stats"))[counter])
     return best
 
 

@@ -1,9 +1,10 @@
 """kill -9 at random moments, restart on the same spool: a gap-free prefix, each record once.
 
 Acceptance is what s3-batch reports: `records_accepted` in its progress lines
-(`--stats-interval-secs`), counted only after the records were fsynced to the spool. Every
-accepted record must be in the store after the restart; records read but not yet accepted may
-be there too, but only as a continuation of the prefix and never twice.
+(`--stats-interval-secs`), counted once the records were written to the spool and their counts
+logged (after every input chunk, before the next is read). Every accepted record, and every
+record a progress line reported read (`records_in`), must be in the store after the restart;
+records read later may be there too, but only as a continuation of the prefix and never twice.
 
 Each kill is timed from the sink's own progress (records read, records accepted, receipts
 printed), with its stdin still open, and every trial asserts the process died of the SIGKILL:
@@ -29,6 +30,7 @@ from tests.helpers.s3 import (
     kill_trial,
     make_records,
     make_uneven_records,
+    max_accepted,
     new_bucket,
     random_kill_points,
     read_bucket,
@@ -79,6 +81,9 @@ def check_prefix(found: list[int], killed: KillResult) -> None:
     accepted = killed.accepted
     assert accepted > 0, f"the kill came before anything was accepted ({killed.progress})"
     assert len(found) >= accepted, f"{accepted} records were reported accepted, only {len(found)} stored"
+    # accepted on write: a progress line counts a chunk's records after they were committed
+    read = max_accepted(killed.stderr, "records_in")
+    assert len(found) >= read, f"{read} records were reported read before the kill, only {len(found)} stored"
     receipted = sum(r["records"] for r in killed.receipts)
     assert len(found) >= receipted, f"receipts before the kill covered {receipted} records, {len(found)} stored"
 

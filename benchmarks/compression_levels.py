@@ -1,0 +1,147 @@
+"""gzip (zlib, zlib-ng, ISA-L) and zstd at each level on alert NDJSON: speed and ratio, one core.
+
+    python benchmarks/compression_levels.py                 # both corpora, ~60 MB each
+    python benchmarks/compression_levels.py --mb 20 --corpus s3
+
+Bodies are compressed the way s3-batch writes them: one gzip member (wbits 31) per object fed
+in 64 KiB slices, with a sync flush after every 1 MiB of input (s3-batch flushes the compressor
+at the end of every input chunk so the records read are on disk before more input is read).
+MB/s is input bytes per second of this process's CPU time (one thread); ratio is input bytes
+over stored bytes. Every output is decompressed again and compared with the input.
+
+Corpora: `s3` is the benchmark's alert records (`cases/s3_batch.py`); `alerts` is harmony-alerts
+output over the HEC benchmark corpus (`gen_corpus.py`, `--all`), the shape s3-batch stores in a
+collection chain. The table in docs/s3-batch.md comes from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zstandard
+from isal import isal_zlib
+from zlib_ng import zlib_ng
+
+HERE = Path(__file__).resolve().parent
+SLICE_BYTES = 64 * 1024
+FLUSH_EVERY_BYTES = 1 << 20
+
+LIBRARIES: dict[str, tuple[Any, tuple[int, ...]]] = {
+    "zlib": (zlib, (1, 3, 6, 9)),
+    "zlib-ng": (zlib_ng, (1, 2, 3, 4, 5, 6, 7, 8, 9)),
+    "isal": (isal_zlib, (0, 1, 2, 3)),
+}
+ZSTD_LEVELS = (1, 3, 6)
+
+
+def gzip_body(module: Any, level: int, data: bytes) -> bytes:
+    obj = module.compressobj(level, module.DEFLATED, 31)
+    out = []
+    since_flush = 0
+    for start in range(0, len(data), SLICE_BYTES):
+        piece = data[start : start + SLICE_BYTES]
+        out.append(obj.compress(piece))
+        since_flush += len(piece)
+        if since_flush >= FLUSH_EVERY_BYTES:
+            out.append(obj.flush(module.Z_SYNC_FLUSH))
+            since_flush = 0
+    out.append(obj.flush(module.Z_FINISH))
+    return b"".join(out)
+
+
+def zstd_body(level: int, data: bytes) -> bytes:
+    obj = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
+    out = []
+    since_flush = 0
+    for start in range(0, len(data), SLICE_BYTES):
+        piece = data[start : start + SLICE_BYTES]
+        out.append(obj.compress(piece))
+        since_flush += len(piece)
+        if since_flush >= FLUSH_EVERY_BYTES:
+            out.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+            since_flush = 0
+    out.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+    return b"".join(out)
+
+
+def measure(
+    compress: Callable[[bytes], bytes], data: bytes, decompress: Callable[[bytes], bytes]
+) -> tuple[float, float]:
+    """(MB/s of CPU time, ratio), best of two runs; checks the round trip."""
+    best = float("inf")
+    stored = b""
+    for _ in range(2):
+        started = time.process_time()
+        stored = compress(data)
+        best = min(best, time.process_time() - started)
+    if decompress(stored) != data:
+        raise RuntimeError("round trip failed")
+    return len(data) / best / 1e6, len(data) / len(stored)
+
+
+def make_corpus(name: str, target_bytes: int, workdir: Path) -> bytes:
+    if name == "s3":
+        spec = importlib.util.spec_from_file_location("_s3_case", HERE / "cases" / "s3_batch.py")
+        assert spec is not None and spec.loader is not None
+        case = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(case)
+        path = workdir / "s3.ndjson"
+        subprocess.run([sys.executable, "-c", case.GENERATE, str(target_bytes), str(path), "50000"], check=True)
+        return path.read_bytes()[:target_bytes].rsplit(b"\n", 1)[0] + b"\n"
+    events = workdir / "events.ndjson"
+    alerts = workdir / "alerts.ndjson"
+    records = max(1000, target_bytes // 1200)  # an alert is ~2x its event
+    subprocess.run(
+        [sys.executable, str(HERE / "gen_corpus.py"), "--records", str(records), "--out", str(events)],
+        check=True,
+        capture_output=True,
+    )
+    harmony_alerts = Path(sys.executable).parent / "harmony-alerts"
+    with events.open("rb") as source, alerts.open("wb") as sink:
+        subprocess.run(
+            [str(harmony_alerts), "--all", "--no-dedupe"],
+            stdin=source,
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
+    return alerts.read_bytes()[:target_bytes].rsplit(b"\n", 1)[0] + b"\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=60.0, help="input size per corpus (MB)")
+    parser.add_argument("--corpus", choices=("s3", "alerts", "both"), default="both")
+    args = parser.parse_args(argv)
+    names = ("s3", "alerts") if args.corpus == "both" else (args.corpus,)
+    print("| corpus | library | level | MB/s (1 core) | ratio |\n|---|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="compression-levels-") as scratch:
+        for name in names:
+            data = make_corpus(name, int(args.mb * 1e6), Path(scratch))
+            label = f"{name} ({len(data) / 1e6:.0f} MB)"
+            for lib, (module, levels) in LIBRARIES.items():
+                for level in levels:
+                    speed, ratio = measure(lambda d, m=module, lv=level: gzip_body(m, lv, d), data, gzip.decompress)
+                    print(f"| {label} | gzip {lib} | {level} | {speed:.0f} | {ratio:.2f} |", flush=True)
+            for level in ZSTD_LEVELS:
+                speed, ratio = measure(
+                    lambda d, lv=level: zstd_body(lv, d),
+                    data,
+                    lambda s: zstandard.ZstdDecompressor().decompressobj().decompress(s),
+                )
+                print(f"| {label} | zstd | {level} | {speed:.0f} | {ratio:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
