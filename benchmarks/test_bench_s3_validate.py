@@ -10,7 +10,7 @@ import copy
 import json
 from pathlib import Path
 
-from harmony_pipes._core.stream import SkipRecord
+from harmony_pipes._core.processor import SkipRecord
 from harmony_pipes.s3_batch.validate import build_validator
 
 N = 10_000

@@ -243,6 +243,29 @@ metrics_options = [
 ]
 
 
+def aws_options(prefix: str, endpoint_of: str) -> Callable[[F], F]:
+    """Who to be in AWS, shared by s3-batch and aws-discovery: profile, endpoint, role, external id
+    (credentials otherwise follow boto3's normal chain: env, profile, instance/container role)."""
+    opt = env_options(prefix)
+    return lambda f: _apply(
+        f,
+        [
+            opt("--profile", env="PROFILE", help="AWS profile (otherwise boto3's normal credential chain)."),
+            opt(
+                "--endpoint-url",
+                env="ENDPOINT_URL",
+                help=f"{endpoint_of} endpoint (MinIO, a moto server); AWS_ENDPOINT_URL is honoured too.",
+            ),
+            opt(
+                "--role-arn",
+                env="ROLE_ARN",
+                help="Assume this role (cross-account); its credentials are refreshed before they expire.",
+            ),
+            opt("--external-id", env="EXTERNAL_ID", help="ExternalId for --role-arn (the trust policy's condition)."),
+        ],
+    )
+
+
 SHARED_STATE_ROOT_ENV = "HARMONY_PIPES_STATE_DIR"
 
 

@@ -141,6 +141,11 @@ class Processor:
     def request_stop(self) -> None:
         """Sources: stop at the next safe point (SIGTERM, SIGINT, SIGHUP)."""
 
+    def give_up(self) -> bool:
+        """Sources: True when the head must end now although downstream pushes back (the
+        shutdown timeout of a stop signal ran out while the sink waited for room)."""
+        return False
+
     def stop_now(self) -> None:
         """Sources: a later stage failed for good; stop as soon as possible (at a safe point)."""
         self.request_stop()

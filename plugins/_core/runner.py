@@ -138,13 +138,17 @@ class Runner:
                 if self.stop() and not self._stop_forwarded:
                     self._stop_forwarded = True
                     self.head.request_stop()
-                if self._accepting():
+                if self._accepting() or not self.head.at_safe_point:
+                    # (a head between safe points goes on to the next one, even past back-pressure:
+                    # only there can the sink commit, seal and so make room)
                     more = self._poll_head()
+                elif self.head.give_up():
+                    more = False
                 else:
                     time.sleep(BACKPRESSURE_NAP_SECS)
-                self._tick()
                 if self.head.at_safe_point:
-                    self._maybe_commit()
+                    self._maybe_commit()  # before the timers: what a progress line reports is committed
+                self._tick()
                 self._notify_durable()
             self._finish()
         except StageFailed as failed:

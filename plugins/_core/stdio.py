@@ -182,9 +182,14 @@ class StdinSource(Processor):
         """A stage downstream failed for good: stop reading at once (what is unread stays)."""
         self.deadline = time.monotonic()
 
-    def poll(self) -> bool:
+    def give_up(self) -> bool:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.cut_short_bytes = unread_bytes(self.fd) or 0
+            return True
+        return False
+
+    def poll(self) -> bool:
+        if self.give_up():
             return False
         try:
             first_line_no, lines = next(self._batches)

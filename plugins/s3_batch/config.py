@@ -1,60 +1,269 @@
-"""Turning `s3-batch` options into a `SinkConfig`: sizes, presets, the spool location, checks."""
+"""s3-batch's configuration: `SinkConfig`, the options that fill it, and the checks made at start
+(destinations, key template, levels, presets, the spool location)."""
 
 from __future__ import annotations
 
 import re
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from harmony_pipes._core.errors import ConfigError
-from harmony_pipes._core.options import Runtime
+from harmony_pipes._core.options import (
+    BYTES,
+    Runtime,
+    apply_options,
+    aws_options,
+    env_options,
+    log_options,
+    state_option,
+    stream_options,
+)
 
-SPOOL_SUBDIR = "s3-batch-spool"
+from .batcher import DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_BYTES, DEFAULT_MAX_OPEN_BATCHES, DEFAULT_MAX_RECORDS, Limits
+from .body import COMPRESSIONS, FORMATS, BodySpec
+from .control import SPOOL_SUBDIR, resolve_spool_dir
+from .health import DEFAULT_MAX_BACKLOG_AGE_SECS, STUCK_EXIT_CODE
+from .keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, KeyTemplateError
+from .stores import Destination, S3Options, parse_destinations
+
+F = TypeVar("F", bound=Callable[..., Any])
 PRESETS = {"harness": {"max_age_secs": 1800.0, "body_format": "json-array"}}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "ki": 1024,
-    "kib": 1024,
-    "mi": 1024**2,
-    "mib": 1024**2,
-    "gi": 1024**3,
-    "gib": 1024**3,
-    "ti": 1024**4,
-    "tib": 1024**4,
-}
+COMMAND = "s3-batch"
+DEFAULT_FSYNC_INTERVAL_MS = 200
+DEFAULT_MAX_SPOOL_BYTES = 2 * 1024**3
+DEFAULT_DRAIN_TIMEOUT_SECS = 30.0
+DEFAULT_RETRY_MAX_DELAY_SECS = 30.0
 
 
-class ByteSize(click.ParamType):
-    """`67108864`, `64MiB`, `100MB`, `1GiB`."""
-
-    name = "bytes"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        match = _SIZE_RE.match(str(value))
-        if not match or match.group(2).lower() not in _UNITS:
-            self.fail(f"{value!r} is not a size (e.g. 64MiB, 100MB, 1048576)", param, ctx)
-        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-        if size < 1:
-            self.fail("must be at least 1 byte", param, ctx)
-        return size
+opt = env_options("S3_BATCH_")  # every option's env var is S3_BATCH_<NAME>
 
 
-BYTES = ByteSize()
+def backlog_age_option(f: F) -> F:
+    return opt(
+        "--max-backlog-age-secs",
+        env="MAX_BACKLOG_AGE_SECS",
+        type=click.FloatRange(min=0.01),
+        default=DEFAULT_MAX_BACKLOG_AGE_SECS,
+        show_default=True,
+        help="A destination whose oldest unsent object is older than this is stuck: /healthz answers 503 "
+        f"and `s3-batch status` exits {STUCK_EXIT_CODE}.",
+    )(f)
+
+
+def spool_options(f: F) -> F:
+    f = opt(
+        "--spool-dir",
+        env="SPOOL_DIR",
+        type=click.Path(file_okay=False),
+        help=f"Durable spool (default: <--state-dir>/{SPOOL_SUBDIR}).",
+    )(f)
+    return state_option("S3_BATCH_STATE_DIR", "s3-batch")(f)
+
+
+def s3_options(f: F) -> F:
+    """Where objects go in AWS: the shared identity options plus the bucket's own."""
+    return apply_options(
+        f,
+        [
+            aws_options("S3_BATCH_", "S3-compatible"),
+            opt("--region", env="REGION", help="AWS region of the bucket."),
+            opt("--sse", env="SSE", type=click.Choice(["AES256", "aws:kms"]), help="Server-side encryption."),
+            opt("--sse-kms-key-id", env="SSE_KMS_KEY_ID", help="KMS key for --sse aws:kms."),
+            opt("--storage-class", env="STORAGE_CLASS", help="e.g. STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR."),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    destinations: list[Destination]
+    spool_dir: Path
+    spool_is_temporary: bool
+    spec: BodySpec
+    template: KeyTemplate
+    time_field: str | None
+    limits: Limits
+    fsync_interval_ms: int
+    max_spool_bytes: int
+    drain_timeout_secs: float
+    retry_max_delay_secs: float
+    startup_check: bool
+    s3: S3Options
+    validator: Callable[[dict[str, Any]], None] | None = None
+    max_backlog_age_secs: float = DEFAULT_MAX_BACKLOG_AGE_SECS
+
+
+def sink_options(f: F) -> F:
+    """Every option of the sink itself (the group's own options), in --help order."""
+    return apply_options(
+        f,
+        [
+            opt(
+                "--dest",
+                "dest_values",
+                env="DEST",
+                multiple=True,
+                metavar="[NAME=]URL",
+                help="s3://bucket/prefix/ or file:///dir/ (repeat for several; env: space-separated).",
+            ),
+            opt(
+                "--format",
+                "body_format",
+                env="FORMAT",
+                type=click.Choice(FORMATS),
+                default="ndjson",
+                show_default=True,
+                help="Object body: NDJSON lines or one JSON array (json-array).",
+            ),
+            opt(
+                "--compression",
+                env="COMPRESSION",
+                type=click.Choice(COMPRESSIONS),
+                default="gzip",
+                show_default=True,
+                help="Body compression (sets the extension and Content-Encoding).",
+            ),
+            opt(
+                "--compression-level",
+                env="COMPRESSION_LEVEL",
+                type=click.IntRange(1, 19),
+                help="gzip 1-9 (default 6; 1 is ISA-L, the fastest; 2-9 zlib-ng), zstd 1-19 (default 3). "
+                "Speed and size per level: docs/s3-batch.md.",
+            ),
+            opt(
+                "--max-records",
+                env="MAX_RECORDS",
+                type=click.IntRange(min=1),
+                default=DEFAULT_MAX_RECORDS,
+                show_default=True,
+                help="Seal an object at this many records.",
+            ),
+            opt(
+                "--max-bytes",
+                env="MAX_BYTES",
+                type=BYTES,
+                default=DEFAULT_MAX_BYTES,
+                show_default="64MiB",
+                help="Seal before the stored (compressed) object would exceed this.",
+            ),
+            opt(
+                "--max-age-secs",
+                env="MAX_AGE_SECS",
+                type=click.FloatRange(min=0.01),
+                default=DEFAULT_MAX_AGE_SECS,
+                show_default=True,
+                help="Seal an object this long after its first record.",
+            ),
+            opt(
+                "--max-open-batches",
+                env="MAX_OPEN_BATCHES",
+                type=click.IntRange(min=1),
+                default=DEFAULT_MAX_OPEN_BATCHES,
+                show_default=True,
+                help="Partitions open at once ({field:..}/{date}/{hour}); the oldest is sealed beyond it.",
+            ),
+            opt(
+                "--key-template",
+                env="KEY_TEMPLATE",
+                default=DEFAULT_KEY_TEMPLATE,
+                show_default=True,
+                help="Placeholders: {prefix} {t1} {t2} {t3} {date} {hour} {hash} {field:NAME} {ext}.",
+            ),
+            opt(
+                "--time-field",
+                env="TIME_FIELD",
+                help="Dotted path of the record time (default: timestamp, auditEventTime, eventCreated, else arrival).",
+            ),
+            opt(
+                "--preset",
+                env="PRESET",
+                type=click.Choice(sorted(PRESETS)),
+                help="harness: 30-minute objects with a JSON-array body (the Harness audit-streaming cadence).",
+            ),
+            opt(
+                "--validate",
+                "validate_kind",
+                env="VALIDATE",
+                type=click.Choice(["harness-audit"]),
+                help="Reject records that do not fit this schema (counted, sent to --dead-letter).",
+            ),
+            opt(
+                "--schema",
+                "schema_path",
+                env="SCHEMA",
+                type=click.Path(dir_okay=False),
+                help="Reject records that do not fit this JSON Schema file.",
+            ),
+            spool_options,
+            opt(
+                "--fsync-interval-ms",
+                env="FSYNC_INTERVAL_MS",
+                type=click.IntRange(min=1),
+                default=DEFAULT_FSYNC_INTERVAL_MS,
+                show_default=True,
+                help="The spool is fsynced at least this often: what a power loss can take. (Records are accepted "
+                "on write, after every input chunk, which survives a kill -9.)",
+            ),
+            opt(
+                "--max-spool-bytes",
+                env="MAX_SPOOL_BYTES",
+                type=BYTES,
+                default=DEFAULT_MAX_SPOOL_BYTES,
+                show_default="2GiB",
+                help="When the spool holds this much, stop reading stdin (back-pressure).",
+            ),
+            opt(
+                "--multipart-threshold-bytes",
+                env="MULTIPART_THRESHOLD_BYTES",
+                type=BYTES,
+                default=16 * 1024 * 1024,
+                show_default="16MiB",
+                help="Objects above this use multipart upload.",
+            ),
+            opt(
+                "--drain-timeout-secs",
+                env="DRAIN_TIMEOUT_SECS",
+                type=click.FloatRange(min=0),
+                default=DEFAULT_DRAIN_TIMEOUT_SECS,
+                show_default=True,
+                help="At end of input or SIGTERM, wait this long for uploads; the rest stays spooled.",
+            ),
+            opt(
+                "--retry-max-delay-secs",
+                env="RETRY_MAX_DELAY_SECS",
+                type=click.FloatRange(min=0.01),
+                default=DEFAULT_RETRY_MAX_DELAY_SECS,
+                show_default=True,
+                help="Cap of the per-object backoff.",
+            ),
+            opt(
+                "--retry-mode",
+                env="RETRY_MODE",
+                type=click.Choice(["standard", "adaptive"]),
+                default="standard",
+                show_default=True,
+                help="botocore retry mode inside each attempt.",
+            ),
+            opt(
+                "--startup-check/--no-startup-check",
+                env="STARTUP_CHECK",
+                default=True,
+                show_default=True,
+                help=(
+                    "HeadBucket at start: a refused destination (credentials, missing bucket) is warned about "
+                    "at once; its records are spooled and the exit code (3/4) comes at the end."
+                ),
+            ),
+            backlog_age_option,
+            s3_options,
+            stream_options,
+            log_options,
+        ],
+    )
 
 
 def apply_preset(ctx: click.Context, kwargs: dict[str, Any]) -> None:
@@ -67,21 +276,7 @@ def apply_preset(ctx: click.Context, kwargs: dict[str, Any]) -> None:
             kwargs[name] = value
 
 
-def resolve_spool_dir(spool_dir: str | None, state_dir: str | None) -> tuple[Path, bool]:
-    if spool_dir:
-        return Path(spool_dir), False
-    if state_dir:
-        return Path(state_dir) / SPOOL_SUBDIR, False
-    return Path(tempfile.mkdtemp(prefix="s3-batch-spool-")), True
-
-
-def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
-    from .batcher import Limits
-    from .body import BodySpec
-    from .keys import KeyTemplate, KeyTemplateError
-    from .sink import SinkConfig
-    from .stores import S3Options, parse_destinations
-
+def build_config(kwargs: dict[str, Any], runtime: Runtime) -> SinkConfig:
     dests = parse_destinations(split_dests(kwargs["dest_values"]))
     try:
         template = KeyTemplate.parse(kwargs["key_template"])

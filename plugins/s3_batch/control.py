@@ -7,6 +7,7 @@ The running sink holds the spool's lock; these never take it. Pause flags are on
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.state import atomic_write_bytes
 
 FORMAT_VERSION = 1
+SPOOL_SUBDIR = "s3-batch-spool"
 CONTROL_FILE = "control.json"
 DESTINATIONS_FILE = "destinations.json"
 ALL_DESTINATIONS = "*"
@@ -82,11 +84,19 @@ def scan_backlog(spool_dir: Path, destinations: Iterable[str], now_ms: int) -> l
     return rows
 
 
+def resolve_spool_dir(spool_dir: str | None, state_dir: str | None) -> tuple[Path, bool]:
+    """The spool: --spool-dir, else <--state-dir>/s3-batch-spool, else a temporary directory
+    (True: removed at exit when empty)."""
+    if spool_dir:
+        return Path(spool_dir), False
+    if state_dir:
+        return Path(state_dir) / SPOOL_SUBDIR, False
+    return Path(tempfile.mkdtemp(prefix="s3-batch-spool-")), True
+
+
 def spool_path(spool_dir: str | None, state_dir: str | None) -> Path:
     if not spool_dir and not state_dir:
         raise ConfigError("no spool given", "pass --spool-dir (or --state-dir) of the running s3-batch")
-    from .config import resolve_spool_dir
-
     path, _ = resolve_spool_dir(spool_dir, state_dir)
     if not path.is_dir():
         raise ConfigError(f"spool directory {path} does not exist", "check --spool-dir / --state-dir")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from harmony_pipes._core.metrics import Gauge
 
 if TYPE_CHECKING:  # the sink imports this module; at run time it only passes itself in
-    from .sink import Sink
+    from .run import S3Sink as Sink
 
 DEFAULT_MAX_BACKLOG_AGE_SECS = 900.0
 STUCK_EXIT_CODE = 75  # EX_TEMPFAIL: a scheduler or probe should look again, nothing is lost

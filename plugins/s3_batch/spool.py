@@ -62,6 +62,9 @@ from .control import CONTROL_FILE, DESTINATIONS_FILE, FORMAT_VERSION, read_contr
 from .keys import KeyTemplate, TimeExtractor
 
 COMMIT_LOG = "commits.log"
+COMMIT_NUMBER_KEY = "@n"  # in a commit line: the number of a commit point (grows across restarts)
+POSITIONS_KEY = "@p"  # in a commit line: where each upstream stage stood (harmony-pipes chain)
+SPOOL_ID_FILE = "spool-id"
 COMMIT_LOG_MAX_BYTES = 1 << 20  # rewritten (only the open bodies' counts) beyond this size
 # While bodies are compressed on a worker thread, the GIL is handed over this often (Python's
 # default is 5 ms): each time the worker comes back from zlib-ng / ISA-L / zstd it needs the
@@ -162,7 +165,25 @@ class Spool:
         self.accepted = 0  # records committed or sealed by this run (what `records_accepted` reports)
         self._control_mtime_ns = -1
         self._control: dict[str, Any] = {"paused": []}
+        self.spool_id = self._read_spool_id()
+        self.commit_number = 0  # the newest commit point written (page cache)
+        self.synced_number = 0  # the newest commit point fsynced (survives a power loss)
+        self._positions: dict[str, Any] | None = None  # upstream positions of the newest commit point
+        self.resume: tuple[int, dict[str, Any]] | None = None  # what recovery found: (number, positions)
         self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
+
+    def _read_spool_id(self) -> str:
+        """A random name for this spool, kept for its life: the positions a chain's commit
+        points record belong to it (a new spool has none)."""
+        path = self.path / SPOOL_ID_FILE
+        try:
+            found = path.read_text().strip()
+        except FileNotFoundError:
+            found = ""
+        if not found:
+            found = os.urandom(8).hex()
+            atomic_write_bytes(path, found.encode())
+        return found
 
     # -- open batches -------------------------------------------------------------------------
 
@@ -208,6 +229,33 @@ class Spool:
         self.accepted += newly
         return newly
 
+    def commit_point(self, number: int, positions: dict[str, Any] | None = None) -> int:
+        """A numbered commit: every open body's new records written, then one log line with their
+        counts, the number, and the upstream `positions` it covers (no fsync; `sync` follows).
+
+        In `harmony-pipes chain` this is where the sink's state and every upstream stage's
+        position become one: recovery keeps exactly the records of a commit line and reports the
+        positions recorded with it (`resume`). Returns the newly accepted records.
+        """
+        changed = [b for b in self.open_bodies.values() if b.records != b.committed_records]
+        for body in changed:
+            body.begin_flush()
+        for body in changed:
+            body.end_flush()
+        line: dict[str, Any] = {body.seq: body.flushed_records for body in changed}
+        line[COMMIT_NUMBER_KEY] = number
+        if positions:
+            line[POSITIONS_KEY] = positions
+            self._positions = positions
+        self._append_commit(line)
+        newly = 0
+        for body in changed:
+            newly += body.flushed_records - body.committed_records
+            body.committed_records = body.flushed_records
+        self.accepted += newly
+        self.commit_number = number
+        return newly
+
     def sync(self) -> None:
         """fsync the open bodies, then the commit log: what is committed survives a power loss.
 
@@ -216,13 +264,22 @@ class Spool:
         """
         for body in self.open_bodies.values():
             body.fsync()  # no syscall for a body without newly flushed records
-        if self._commit_fd is None or not self._log_dirty:
-            return
-        if self._commit_bytes >= COMMIT_LOG_MAX_BYTES:
-            self._rewrite_commit_log()  # written and fsynced atomically
-        else:
-            os.fsync(self._commit_fd)
-        self._log_dirty = False
+        if self._commit_fd is not None and self._log_dirty:
+            if self._commit_bytes >= COMMIT_LOG_MAX_BYTES:
+                self._rewrite_commit_log()  # written and fsynced atomically
+            else:
+                os.fsync(self._commit_fd)
+            self._log_dirty = False
+        self.synced_number = self.commit_number
+
+    def _meta_line(self) -> dict[str, Any]:
+        """The commit number and positions a rewritten or fresh log must carry on."""
+        meta: dict[str, Any] = {}
+        if self.commit_number:
+            meta[COMMIT_NUMBER_KEY] = self.commit_number
+        if self._positions:
+            meta[POSITIONS_KEY] = self._positions
+        return meta
 
     def _open_commit_log(self) -> None:
         fd = os.open(self.commit_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -230,7 +287,7 @@ class Spool:
         self._commit_fd = fd
         self._commit_bytes = os.fstat(fd).st_size
 
-    def _append_commit(self, counts: dict[str, int]) -> None:
+    def _append_commit(self, counts: dict[str, Any]) -> None:
         if self._commit_fd is None:
             self._open_commit_log()
         line = orjson.dumps(counts) + b"\n"
@@ -240,27 +297,38 @@ class Spool:
 
     def _rewrite_commit_log(self) -> None:
         """Replace the log by one line: the committed counts of the bodies still open."""
-        state = {seq: body.committed_records for seq, body in self.open_bodies.items() if body.committed_records}
+        state: dict[str, Any] = {
+            seq: body.committed_records for seq, body in self.open_bodies.items() if body.committed_records
+        }
+        state.update(self._meta_line())
         atomic_write_bytes(self.commit_path, orjson.dumps(state) + b"\n" if state else b"")
         os.close(self._commit_fd)  # type: ignore[arg-type]
         self._commit_fd = None
         self._open_commit_log()
 
-    def read_commit_lines(self) -> list[dict[str, int]] | None:
-        """The commit log's lines, oldest first; None for a spool without a commit log."""
+    def read_commit_entries(self) -> list[tuple[dict[str, int], dict[str, Any]]] | None:
+        """The commit log's lines, oldest first, each as (record counts per body, commit point
+        meta: `@n`, `@p`); None for a spool without a commit log."""
         try:
             data = self.commit_path.read_bytes()
         except FileNotFoundError:
             return None
-        out: list[dict[str, int]] = []
+        out: list[tuple[dict[str, int], dict[str, Any]]] = []
         for line in data.split(b"\n")[:-1]:  # the piece after the last newline is a torn line
             try:
                 doc = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
             if isinstance(doc, dict):
-                out.append({str(k): int(v) for k, v in doc.items()})
+                counts = {str(k): int(v) for k, v in doc.items() if not str(k).startswith("@")}
+                meta = {k: v for k, v in doc.items() if str(k).startswith("@")}
+                out.append((counts, meta))
         return out
+
+    def read_commit_lines(self) -> list[dict[str, int]] | None:
+        """The commit log's record counts per line, oldest first; None without a commit log."""
+        entries = self.read_commit_entries()
+        return None if entries is None else [counts for counts, _ in entries]
 
     def read_commits(self) -> dict[str, int] | None:
         """Committed record count per open body (the log's last state); None without a log."""
@@ -405,11 +473,16 @@ class Spool:
             *self.path.glob(f".{COMMIT_LOG}.*.tmp"),
         ]:
             tmp.unlink()
-        # every open body is sealed now: start this run's commit log empty
+        # every open body is sealed now: start this run's commit log with only the commit point
+        # the kept records belong to (its number and positions carry on)
         if self._commit_fd is not None:
             os.close(self._commit_fd)
             self._commit_fd = None
-        atomic_write_bytes(self.commit_path, b"")
+        meta = self._meta_line()
+        atomic_write_bytes(self.commit_path, orjson.dumps(meta) + b"\n" if meta else b"")
+        self.synced_number = self.commit_number
+        if self._positions:
+            self.resume = (self.commit_number, self._positions)
         self._open_commit_log()
         for marker in self.objects_dir.glob("*.done.*"):  # a crash while deleting left these
             if marker.name.split(".done.", 1)[0] not in self.entries:
@@ -425,22 +498,28 @@ class Spool:
         so the state of the newest line that all bodies cover is kept. An open body's
         `open/<seq>.json` is fsynced when it opens; a seq without it was sealed since.
         """
-        lines = self.read_commit_lines()
-        if lines is None:
+        entries = self.read_commit_entries()
+        if entries is None:
             return None
         final: dict[str, int] = {}
-        for line in lines:
+        for line, _ in entries:
             final.update(line)
         open_seqs = {p.stem for p in self.open_dir.glob("*.json")} | {p.stem for p in self.open_dir.glob("*.body")}
         have = {seq: self._complete_records(seq, final[seq]) for seq in open_seqs if final.get(seq)}
-        if all(have[seq] >= final[seq] for seq in have):
-            return final
-        state: dict[str, int] = {}
-        for line in lines:
-            if any(count > have.get(seq, 0) for seq, count in line.items() if seq in open_seqs):
-                break
-            state.update(line)
-        return state
+        used = entries
+        if not all(have[seq] >= final[seq] for seq in have):
+            final = {}
+            for n, (line, _) in enumerate(entries):
+                if any(count > have.get(seq, 0) for seq, count in line.items() if seq in open_seqs):
+                    used = entries[:n]
+                    break
+                final.update(line)
+        for _, meta in used:  # the commit point the kept records belong to
+            if COMMIT_NUMBER_KEY in meta:
+                self.commit_number = int(meta[COMMIT_NUMBER_KEY])
+            if POSITIONS_KEY in meta:
+                self._positions = meta[POSITIONS_KEY]
+        return final
 
     def _body_spec(self, seq: str) -> tuple[BodySpec, dict[str, Any]]:
         try:

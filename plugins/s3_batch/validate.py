@@ -1,7 +1,7 @@
 """Record validation for `s3-batch --validate harness-audit` / `--schema PATH`.
 
 A validator is a plain function `check(record) -> None` that raises
-`harmony_pipes._core.stream.SkipRecord(reason)` for a record that does not fit, so the stream
+`harmony_pipes._core.processor.SkipRecord(reason)` for a record that does not fit, so the stream
 loop counts it and writes it to the dead-letter file with the reason. Schemas are compiled by
 fastjsonschema once per process, when a validator is first built (never at import), and the
 reason is short and exact: `harness-audit: missing auditEventAuthor.principal.identifier`.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_pipes._core.errors import ConfigError
-from harmony_pipes._core.stream import SkipRecord
+from harmony_pipes._core.processor import SkipRecord
 
 # --validate KIND -> schema name in schemas/
 KINDS = {"harness-audit": "harness-audit-event"}

@@ -154,6 +154,8 @@ def test_terminal_status_line_of_s3_batch_on_a_regular_file(tmp_path: Path) -> N
                 "0.2",
                 "--drain-timeout-secs",
                 "0.2",
+                "--shutdown-timeout-secs",
+                "0.5",
             ],
             stdin=stdin,
             stdout=subprocess.PIPE,
@@ -163,6 +165,9 @@ def test_terminal_status_line_of_s3_batch_on_a_regular_file(tmp_path: Path) -> N
     time.sleep(2.5)  # the status line is drawn once a second
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
+    # the spool stays full (the destination is refused): reading cannot go on to the end of the
+    # file, so the shutdown timeout ends it with 75 (everything read is spooled)
+    assert proc.returncode == 75
     screen = read_screen(master).decode()
     status = re.findall(
         r"\rs3-batch: ([\d,]+) in, ([\d,]+) out, 0 objects, \d+ bad, [\d,]+ rec/s, ([\d.]+) MB/s, (\d+)%\x1b\[K", screen

@@ -6,7 +6,8 @@ import click
 import pytest
 
 from harmony_pipes._core.errors import ConfigError
-from harmony_pipes.s3_batch.config import BYTES, split_dests
+from harmony_pipes._core.options import BYTES
+from harmony_pipes.s3_batch.config import split_dests
 from harmony_pipes.s3_batch.stores import parse_destinations
 
 

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 
 from harmony_pipes._core.errors import ConfigError, ExitCode
+from harmony_pipes._core.processor import SkipRecord
 from harmony_pipes._core.schemas import load_schema, schema_names, schema_path
-from harmony_pipes._core.stream import SkipRecord
 from harmony_pipes.s3_batch.validate import build_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

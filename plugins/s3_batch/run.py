@@ -1,11 +1,12 @@
-"""The running sink: stdin records → spooled batches → objects in every destination.
+"""The s3-batch processor (a sink): records → spooled batches → objects in every destination.
 
-The main thread reads stdin (through `_core.stream.run_transform`), routes records to open
-batches, commits them after every input chunk (open bodies written, then their counts logged —
-only then do they count as accepted), syncs them every `--fsync-interval-ms` (fsync; see
-`spool.py`), seals batches and prints receipts. One thread per destination uploads (see
-`deliver.py`). When the spool holds `--max-spool-bytes`, reading stops (`can_read` → False)
-until destinations catch up.
+Records are routed to open batches as they come (`record_handler`); a commit point — after every
+input chunk when reading stdin, at the source's safe points in `harmony-pipes chain` — writes the
+open bodies' new records to the spool and logs their counts with the upstream positions they
+cover (see `spool.py`), then seals the batches that filled meanwhile. The spool is fsynced every
+`--fsync-interval-ms`; only then does a commit count as durable for the stages upstream. One
+thread per destination uploads (see `deliver.py`). When the spool holds `--max-spool-bytes`,
+`can_accept` is False until destinations catch up.
 """
 
 from __future__ import annotations
@@ -14,56 +15,39 @@ import queue
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from harmony_pipes._core.errors import PipesError, TempFailError
+from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError
 from harmony_pipes._core.options import Runtime, StreamConfig
+from harmony_pipes._core.processor import SINK, CommitToken, Emit, Position, Processor
 from harmony_pipes._core.state import disk_error
-from harmony_pipes._core.stream import run_transform
 
-from .batcher import Batcher, Limits, OpenBatch
-from .body import BodySpec
+from .batcher import Batcher, OpenBatch
+from .config import COMMAND, SinkConfig
 from .deliver import Deliverer, make_backoff
-from .health import DEFAULT_MAX_BACKLOG_AGE_SECS, watch
-from .keys import KeyTemplate, TimeExtractor
+from .health import watch
+from .keys import TimeExtractor
 from .spool import Spool
-from .stores import Destination, S3Options, make_store
+from .stores import make_store
 
 DRAIN_POLL_SECS = 0.02
 BACKLOG_REFRESH_SECS = 0.5
 
 
-@dataclass
-class SinkConfig:
-    destinations: list[Destination]
-    spool_dir: Path
-    spool_is_temporary: bool
-    spec: BodySpec
-    template: KeyTemplate
-    time_field: str | None
-    limits: Limits
-    fsync_interval_ms: int
-    max_spool_bytes: int
-    drain_timeout_secs: float
-    retry_max_delay_secs: float
-    startup_check: bool
-    s3: S3Options
-    validator: Callable[[dict[str, Any]], None] | None = None
-    max_backlog_age_secs: float = DEFAULT_MAX_BACKLOG_AGE_SECS
+class S3Sink(Processor):
+    role = SINK
+    command = COMMAND
 
-
-class Sink:
     def __init__(
         self,
         runtime: Runtime,
         config: SinkConfig,
+        stream: StreamConfig | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        self.runtime = runtime
+        super().__init__(runtime, stream)
         self.config = config
         self.log = runtime.log
         self.clock = clock
@@ -96,11 +80,20 @@ class Sink:
         # destinations whose start-up check failed: their records are spooled all the same (a
         # sink that exits at start loses what the upstream commands already wrote into the pipe)
         self.refused: dict[str, PipesError] = {}
+        self.to_seal: list[OpenBatch] = []  # full batches, sealed at the next commit point
+        self.uncommitted = False  # records routed since the last commit point
+        self.receipts_closed = False
         watch(self, config.max_backlog_age_secs)  # health check and backlog gauges (metrics)
 
     # -- start-up -----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def open(self, resume: Any = None) -> None:
+        try:
+            self._start()
+        except OSError as exc:  # the spool disk is full or gone
+            raise disk_error(self.config.spool_dir, exc) from None
+
+    def _start(self) -> None:
         if self.config.startup_check:
             self._check_destinations()
         dests = self.config.destinations
@@ -126,7 +119,6 @@ class Sink:
                 + (f" ({objects} sealed now from {records} records spooled before a crash)" if objects else "")
             )
         self.batcher = Batcher(self.config.limits, self.spool.new_body, self.clock)
-        self.record_handler = self._make_record_handler()
         backoff = make_backoff(self.config.retry_max_delay_secs)
         for dest in dests:
             store = self.stores[dest.name]
@@ -153,18 +145,16 @@ class Sink:
 
     # -- the record path ----------------------------------------------------------------------
 
-    def on_record(self, record: dict[str, Any], raw: bytes) -> None:
-        """Route one record (the hot path is `record_handler`, built once in start())."""
-        self.record_handler(record, raw)
-
-    def _make_record_handler(self) -> Callable[[dict[str, Any], bytes], None]:
+    def record_handler(self) -> Emit:
         validator = self.validator
         time_of = self.time_of
         partition_of = self.template.partition_of
         partitioned = self.partitioned
         add = self.batcher.add  # type: ignore[union-attr]
-        seal = self._seal
+        to_seal = self.to_seal
         sink = self
+
+        spool_dir = self.config.spool_dir
 
         def handle(record: dict[str, Any], raw: bytes) -> None:
             if validator is not None:
@@ -172,10 +162,13 @@ class Sink:
             record_ms = time_of(record, sink.arrival_ms)
             if raw[-1:] == b"\r":
                 raw = raw.rstrip()
-            sealed = add(partition_of(record, record_ms) if partitioned else (), record_ms, raw)
+            try:
+                sealed = add(partition_of(record, record_ms) if partitioned else (), record_ms, raw)
+            except OSError as exc:  # the spool disk is full or gone: what is committed stays safe
+                raise disk_error(spool_dir, exc) from None
+            sink.uncommitted = True
             if sealed:
-                for batch in sealed:
-                    seal(batch)
+                to_seal.extend(sealed)  # sealed at the commit point: never ahead of the positions
 
         return handle
 
@@ -188,33 +181,70 @@ class Sink:
     # -- timers, back-pressure, receipts ------------------------------------------------------
 
     def on_tick(self) -> None:
+        try:
+            self._tick()
+        except OSError as exc:
+            raise disk_error(self.config.spool_dir, exc) from None
+
+    def _tick(self) -> None:
         now = self.clock()
         self.arrival_ms = self.wall_ms()
-        batcher = self.batcher
-        for batch in batcher.due():  # type: ignore[union-attr]
-            self._seal(batch)
-        spool: Spool = self.spool  # type: ignore[assignment]
-        # run_transform calls on_tick after every input chunk: the records read are written to
-        # the spool (accepted) before more input is read; the fsync follows every interval
-        spool.commit()
+        self.to_seal.extend(self.batcher.due())  # type: ignore[union-attr]
         if now - self.last_sync >= self.fsync_interval_secs:
             self.last_sync = now
-            spool.sync()
-        self.counters["records_accepted"] = spool.accepted
+            self.spool.sync()  # type: ignore[union-attr]
+        self.counters["records_accepted"] = self.spool.accepted  # type: ignore[union-attr]
         self._emit_receipts()
 
+    # -- commit points ------------------------------------------------------------------------
+
+    def next_token(self) -> CommitToken:
+        return CommitToken(self.spool.spool_id, self.spool.commit_number + 1)  # type: ignore[union-attr]
+
+    def commit_due(self) -> bool:
+        return self.uncommitted or bool(self.to_seal)
+
+    def commit(self, positions: dict[str, Position], token: CommitToken) -> None:
+        """Accept everything routed so far (with the upstream positions), then seal what filled."""
+        spool: Spool = self.spool  # type: ignore[assignment]
+        try:
+            spool.commit_point(token.number, positions)
+            self.uncommitted = False
+            while self.to_seal:
+                self._seal(self.to_seal.pop(0))
+        except OSError as exc:
+            raise disk_error(self.config.spool_dir, exc) from None
+        self.counters["records_accepted"] = spool.accepted
+
+    def durable_through(self) -> int:
+        return self.spool.synced_number  # type: ignore[union-attr]
+
+    def resume_positions(self) -> tuple[CommitToken, dict[str, Position]] | None:
+        found = self.spool.resume if self.spool is not None else None
+        if found is None:
+            return None
+        number, positions = found
+        return CommitToken(self.spool.spool_id, number), positions  # type: ignore[union-attr]
+
     def _emit_receipts(self) -> None:
-        write = self.runtime.writer.write
+        """Receipts go to stdout; a reader that went away (`| head -1`) costs the receipts, never
+        the upload: the objects are the sink's job, and it goes on with them."""
+        emit = self.emit
         wrote = False
-        while True:
-            try:
-                line = self.receipts.get_nowait()
-            except queue.Empty:
-                break
-            write(line)
-            wrote = True
-        if wrote:
-            self.runtime.writer.flush()
+        try:
+            while True:
+                try:
+                    line = self.receipts.get_nowait()
+                except queue.Empty:
+                    break
+                if not self.receipts_closed:
+                    emit({}, line)
+                    wrote = True
+            if wrote:
+                self.runtime.writer.flush()
+        except OutputClosed:
+            self.receipts_closed = True
+            self.log.warning("stdout was closed by its reader: receipts are no longer printed; uploads go on")
         self._update_counters()
 
     def _update_counters(self) -> None:
@@ -229,7 +259,7 @@ class Sink:
             self.counters["backlog_objects"] = sum(b[0] for b in backlogs)
             self.counters["backlog_bytes"] = sum(b[1] for b in backlogs)
 
-    def can_read(self) -> bool:
+    def can_accept(self) -> bool:
         used = self.spool.used_bytes()  # type: ignore[union-attr]
         limit = self.config.max_spool_bytes
         if used >= limit:
@@ -240,8 +270,8 @@ class Sink:
                     f"spool full ({used} bytes >= --max-spool-bytes {limit}): stopped reading stdin "
                     "until the destinations catch up; nothing is dropped"
                 )
-                for batch in self.batcher.drain("spool-full"):  # type: ignore[union-attr]
-                    self._seal(batch)  # sealed objects can be uploaded and freed
+                # sealed (at the next commit point) they can be uploaded and freed
+                self.to_seal.extend(self.batcher.drain("spool-full"))  # type: ignore[union-attr]
             return False
         if self.blocked:
             self.blocked = False
@@ -250,10 +280,16 @@ class Sink:
 
     # -- end ----------------------------------------------------------------------------------
 
-    def on_drain(self) -> None:
-        """Seal everything, then give the destinations up to --drain-timeout-secs to confirm."""
-        for batch in self.batcher.drain():  # type: ignore[union-attr]
-            self._seal(batch)
+    def drain(self) -> None:
+        """Seal everything (all of it committed by now), sync, then give the destinations up to
+        --drain-timeout-secs to confirm."""
+        try:
+            for batch in [*self.to_seal, *self.batcher.drain()]:  # type: ignore[union-attr]
+                self._seal(batch)
+            self.to_seal.clear()
+            self.spool.sync()  # type: ignore[union-attr]
+        except OSError as exc:
+            raise disk_error(self.config.spool_dir, exc) from None
         deadline = self.clock() + self.config.drain_timeout_secs
         while self.clock() < deadline and not all(w.idle() or self._still_refused(w) for w in self.deliverers):
             self._emit_receipts()
@@ -264,7 +300,7 @@ class Sink:
         """Refused at start and nothing delivered since: waiting for the drain timeout is pointless."""
         return worker.dest.name in self.refused and not worker.delivered and worker.attempt > 0
 
-    def close(self) -> list[dict[str, Any]]:
+    def _stop_workers(self) -> list[dict[str, Any]]:
         """Stop the workers; returns the backlog left per destination (also put in the stats)."""
         for worker in self.deliverers:
             worker.stop()
@@ -294,21 +330,9 @@ class Sink:
                 shutil.rmtree(self.config.spool_dir, ignore_errors=True)
         return rows
 
-    def run(self, stream_config: StreamConfig) -> None:
-        self.start()
-        try:
-            run_transform(
-                self.runtime,
-                stream_config,
-                self.record_handler,  # type: ignore[arg-type]
-                on_tick=self.on_tick,
-                on_drain=self.on_drain,
-                can_read=self.can_read,
-            )
-        except OSError as exc:  # the spool disk is full or gone: what is sealed stays safe
-            raise disk_error(self.config.spool_dir, exc) from None
-        finally:
-            rows = self.close()
+    def close(self) -> int:
+        """Stop the workers; the exit code says whether every object reached every destination."""
+        rows = self._stop_workers()
         for worker in self.deliverers:
             refusal = self.refused.get(worker.dest.name)
             if refusal is not None and not worker.delivered:
@@ -328,10 +352,11 @@ class Sink:
                     f"stay in the spool {self.config.spool_dir} and are delivered on the next start"
                     + (" (paused)" if row["paused"] else "")
                 )
-        if stuck and not self.runtime.stop.signal_name:
+        if stuck and not self.runtime.stop.signal_name:  # stopped by a signal: spooled is done
             last = next((r["last_error"] for r in stuck if r["last_error"]), None)
             raise TempFailError(
                 f"{sum(r['objects'] for r in stuck)} objects not delivered within --drain-timeout-secs"
                 + (f" (last failure: {last.removeprefix('Error: ')})" if last else ""),
                 f"run s3-batch again with the spool {self.config.spool_dir} once the destination is back",
             )
+        return 0
