@@ -11,10 +11,11 @@ own batch, so an object under `dt=2024-05-01/` only holds records whose own time
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 DEFAULT_KEY_TEMPLATE = "{prefix}dt={date}/{t1}_{t2}_{t3}_{hash}{ext}"
@@ -32,13 +33,25 @@ _SECS_LIMIT = 1e11
 _MS_LIMIT = 1e14
 _US_LIMIT = 1e17
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+# The instants a key and a receipt can name: years 1..9999 UTC. A record time outside them
+# (1e308, "Infinity", 9999-12-31T23:59:59-14:00 ...) is not a time: the record gets its arrival
+# time, like a record without one (a value from the record must never stop the sink).
+MIN_TIME_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
+MAX_TIME_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
+
 
 class KeyTemplateError(ValueError):
     """The template names an unknown placeholder or is malformed."""
 
 
 def parse_time_ms(value: Any) -> int | None:
-    """Epoch ms from an epoch number (s, ms, µs or ns, guessed by magnitude) or an ISO 8601 string."""
+    """Epoch ms from an epoch number (s, ms, µs or ns, guessed by magnitude) or an ISO 8601 string.
+
+    None for anything else, and for every value outside years 1..9999 UTC (infinities, NaN,
+    1e308): the caller falls back to arrival time.
+    """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -53,15 +66,17 @@ def parse_time_ms(value: Any) -> int | None:
             return _parse_iso_ms(text)
     else:
         return None
-    if number != number or number < 0:  # NaN or negative
+    if not math.isfinite(number) or number < 0:  # NaN, infinities, negative
         return None
     if number < _SECS_LIMIT:
-        return int(number * 1000)
-    if number < _MS_LIMIT:
-        return int(number)
-    if number < _US_LIMIT:
-        return int(number / 1000)
-    return int(number / 1_000_000)
+        found = int(number * 1000)
+    elif number < _MS_LIMIT:
+        found = int(number)
+    elif number < _US_LIMIT:
+        found = int(number / 1000)
+    else:
+        found = int(number / 1_000_000)
+    return found if found <= MAX_TIME_MS else None
 
 
 def _parse_iso_ms(text: str) -> int | None:
@@ -71,7 +86,11 @@ def _parse_iso_ms(text: str) -> int | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    try:  # exact integer math; an offset can push year 1 / 9999 out of range
+        found = (parsed - _EPOCH) // _ONE_MS
+    except OverflowError:
+        return None
+    return found if MIN_TIME_MS <= found <= MAX_TIME_MS else None
 
 
 class TimeExtractor:
@@ -103,10 +122,19 @@ class TimeExtractor:
         return arrival_ms
 
 
+def _moment(epoch_ms: int) -> datetime:
+    """The UTC datetime of an epoch-ms time, clamped to years 1..9999 (never raises)."""
+    return _EPOCH + timedelta(milliseconds=min(max(epoch_ms, MIN_TIME_MS), MAX_TIME_MS))
+
+
 def format_iso_ms(epoch_ms: int) -> str:
     """`2024-05-01T12:00:00.123Z` — the wire format for times (DESIGN section 4)."""
-    stamp = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    m = _moment(epoch_ms)
+    # not strftime: glibc's %Y does not pad years before 1000 to four digits
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond // 1000:03d}Z"
+    )
 
 
 _DAY_MS = 86_400_000
@@ -122,7 +150,8 @@ def day_of(epoch_ms: int) -> str:
     if text is None:
         if len(_DAY_CACHE) > 4096:
             _DAY_CACHE.clear()
-        text = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%d")
+        m = _moment(day * _DAY_MS)
+        text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}"
         _DAY_CACHE[day] = text
     return text
 

@@ -104,3 +104,48 @@ def test_bad_templates_are_refused(bad: str) -> None:
 
 def test_iso_format() -> None:
     assert format_iso_ms(MAY_1 + 7) == "2024-05-01T00:00:00.007Z"
+
+
+# Values a hostile or broken producer can put in a time field (issue 11, case 1). None of them names
+# an instant a key can hold (years 1..9999 UTC), so each falls back to arrival time.
+POISON_TIMES = [
+    1e308,
+    1e25,
+    -1e306,
+    "Infinity",
+    "-Infinity",
+    "NaN",
+    "1e400",
+    "-1e400",
+    99999999999999999999999,
+    -99999999999999999999999,
+    "99999999999999999999999",
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    float("inf"),
+    float("nan"),
+]
+
+
+@pytest.mark.parametrize("value", POISON_TIMES, ids=repr)
+def test_poison_times_fall_back_to_arrival_time(value) -> None:
+    assert parse_time_ms(value) is None
+    assert TimeExtractor()({"timestamp": value}, MAY_1) == MAY_1
+    assert TimeExtractor()({"timestamp": value, "eventCreated": "2024-05-01T00:00:00Z"}, 7) == MAY_1
+
+
+@pytest.mark.parametrize(
+    ("value", "iso"),
+    [
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59.000Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("0999-06-01T10:00:00+00:00", "0999-06-01T10:00:00.000Z"),
+    ],
+)
+def test_the_edges_of_the_time_range_render(value, iso) -> None:
+    ms = parse_time_ms(value)
+    assert ms is not None and format_iso_ms(ms) == iso
+    template = KeyTemplate.parse("{date}/{hour}/{t1}{ext}")
+    key = template.render(prefix="", first_ms=ms, last_ms=ms, written_ms=ms, sha256_hex="0" * 64, ext=".x")
+    assert key.startswith(iso[:10] + "/" + iso[11:13] + "/")
+    assert template.partition_of({}, ms) == (iso[:10], iso[11:13])
