@@ -83,13 +83,20 @@ def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
     from .stores import S3Options, parse_destinations
 
     dests = parse_destinations(split_dests(kwargs["dest_values"]))
+    compression, level = kwargs["compression"], kwargs["compression_level"]
+    spec = BodySpec(kwargs["body_format"], compression, level)
     try:
         template = KeyTemplate.parse(kwargs["key_template"])
+        template.check(
+            prefixes=[d.prefix for d in dests],
+            ext=spec.extension,
+            file_store=any(d.scheme == "file" for d in dests),
+        )
     except KeyTemplateError as exc:
-        raise ConfigError(f"--key-template: {exc}", "see s3-batch --help for the placeholders") from None
-    if not template.uses_hash:
-        runtime.log.warning("--key-template has no {hash}: two objects may get the same key and overwrite")
-    compression, level = kwargs["compression"], kwargs["compression_level"]
+        raise ConfigError(
+            f"--key-template {kwargs['key_template']!r}: {exc}",
+            "see s3-batch --help for the placeholders; keys need {hash}, and no '..', '//' or names starting with '.'",
+        ) from None
     if compression == "gzip" and level is not None and level > 9:
         raise ConfigError(f"--compression-level {level} is not a gzip level", "use 1-9 for gzip")
     if kwargs["sse_kms_key_id"] and kwargs["sse"] != "aws:kms":
@@ -109,7 +116,7 @@ def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
         destinations=dests,
         spool_dir=spool_dir,
         spool_is_temporary=temporary,
-        spec=BodySpec(kwargs["body_format"], compression, level),
+        spec=spec,
         template=template,
         time_field=kwargs["time_field"],
         limits=Limits(kwargs["max_records"], kwargs["max_bytes"], kwargs["max_age_secs"], kwargs["max_open_batches"]),

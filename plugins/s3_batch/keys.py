@@ -23,6 +23,9 @@ DEFAULT_TIME_FIELDS = ("timestamp", "auditEventTime", "eventCreated")
 HASH_CHARS = 16
 FIELD_VALUE_MAX_CHARS = 128
 MISSING_FIELD_VALUE = "unknown"
+MAX_KEY_BYTES = 1024  # S3's limit
+MAX_SEGMENT_BYTES = 255  # a file name (NAME_MAX) in a file:// store
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 _PLACEHOLDER_RE = re.compile(r"\{([a-z0-9]+)(?::([^{}]+))?\}")
 _SIMPLE = {"prefix", "t1", "t2", "t3", "date", "hour", "hash", "ext"}
@@ -161,14 +164,53 @@ def date_hour(epoch_ms: int) -> tuple[str, str]:
 
 
 def safe_key_part(value: Any) -> str:
-    """A record-controlled value made safe for a key: no `/`, no `..`, bounded length."""
+    """A record-controlled value made safe for a key: no `/`, never empty, bounded length, and
+    never starting with `.` (so never `..` nor a hidden name like the file store's scratch
+    folder `.s3-batch-tmp`, which the next start empties)."""
     if value is None:
         return MISSING_FIELD_VALUE
     text = value if isinstance(value, str) else str(value)
     text = _UNSAFE_CHARS_RE.sub("_", text)[:FIELD_VALUE_MAX_CHARS]
     if not text or set(text) <= {"."}:
         return MISSING_FIELD_VALUE
+    if text[0] == ".":
+        text = "_" + text[1:]
     return text
+
+
+def key_problem(key: str, *, max_segment_bytes: int | None = None) -> str | None:
+    """Why `key` cannot be an object key in both S3 and a file:// store; None when it can.
+
+    Refused: empty keys, absolute paths, `.` / `..` / empty segments (a file store would leave
+    its folder or merge two keys), segments starting with `.` (hidden names are the stores'
+    scratch space), a trailing `/` (a folder, not an object), control characters, more than
+    1024 bytes (S3), and with `max_segment_bytes` longer file names.
+    """
+    if not key:
+        return "the key is empty"
+    if key.startswith("/"):
+        return "the key starts with '/' (an absolute path)"
+    if key.endswith("/"):
+        return "the key ends with '/' (a folder, not an object)"
+    if _CONTROL_RE.search(key):
+        return "the key contains a control character"
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
+        return f"the key can be {size} bytes, longer than S3's {MAX_KEY_BYTES}"
+    for segment in key.split("/"):
+        if not segment:
+            return "the key has an empty path segment ('//')"
+        if segment in (".", ".."):
+            return f"the key has a {segment!r} path segment (it would leave the store's folder)"
+        if segment[0] == ".":
+            return (
+                f"a path segment starts with '.' ({segment[:40]!r}): hidden names are the stores' scratch "
+                "space (.s3-batch-tmp)"
+            )
+        if max_segment_bytes is not None and len(segment.encode()) > max_segment_bytes:
+            size = len(segment.encode())
+            return f"a path segment can be {size} bytes, longer than a file name may be ({max_segment_bytes})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -203,6 +245,32 @@ class KeyTemplate:
         if template.startswith("/"):
             raise KeyTemplateError("a key must not start with '/'")
         return cls(template, tuple(fields), "date" in names, "hour" in names, "hash" in names)
+
+    def check(self, *, prefixes: Sequence[str], ext: str, file_store: bool) -> None:
+        """Refuse (KeyTemplateError) a template whose keys can be invalid in some destination.
+
+        Keys are rendered with the longest values each placeholder can take (field values are
+        `safe_key_part`s: never `/`, never a leading `.`), so a key that passes here passes for
+        every record. `{hash}` is required: without it two objects can get the same key and the
+        second overwrites the first.
+        """
+        if not self.uses_hash:
+            raise KeyTemplateError("no {hash}: two objects could get the same key and overwrite each other")
+        widest = "9" * 15  # the longest epoch-ms text (year 1 is -62135596800000)
+        for prefix in prefixes:
+            key = self.render(
+                prefix=prefix,
+                first_ms=MAX_TIME_MS,
+                last_ms=MAX_TIME_MS,
+                written_ms=MAX_TIME_MS,
+                sha256_hex="f" * 64,
+                ext=ext,
+                field_values=["x" * FIELD_VALUE_MAX_CHARS] * len(self.field_paths),
+            ).replace(str(MAX_TIME_MS), widest)
+            problem = key_problem(key, max_segment_bytes=MAX_SEGMENT_BYTES if file_store else None)
+            if problem is not None:
+                shown = key if len(key) <= 80 else key[:77] + "..."
+                raise KeyTemplateError(f"{problem}, e.g. {shown!r}")
 
     def partition_of(self, record: Mapping[str, Any], record_ms: int) -> tuple[str, ...]:
         """The values that must be equal for two records to share an object."""

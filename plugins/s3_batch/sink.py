@@ -74,6 +74,7 @@ class Sink:
             "retries",
             "backlog_objects",
             "backlog_bytes",
+            "objects_quarantined",
         ):
             self.counters.setdefault(name, 0)
         self.time_of = TimeExtractor(config.time_field)
@@ -93,6 +94,7 @@ class Sink:
         # destinations whose start-up check failed: their records are spooled all the same (a
         # sink that exits at start loses what the upstream commands already wrote into the pipe)
         self.refused: dict[str, PipesError] = {}
+        self.fatal: tuple[str, PipesError] | None = None  # (destination, error) that ended the run
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -116,6 +118,12 @@ class Sink:
         )
         objects, records = self.spool.recover(self.time_of)
         pending = len(self.spool.entries)
+        for seq, problem in self.spool.damaged:
+            self.counters["objects_quarantined"] += 1
+            self.log.warning(
+                f"spool object {seq} set aside in {self.spool.path / 'quarantine'}: {problem} (its body is kept "
+                "there; `s3-batch status` counts it as damaged)"
+            )
         if pending:
             self.log.info(
                 f"spool {self.spool.path}: {pending} objects waiting from an earlier run"
@@ -134,7 +142,7 @@ class Sink:
             try:
                 self.stores[dest.name].check()
             except PipesError as exc:
-                if getattr(exc, "transient", False):
+                if exc.retryable:
                     self.log.warning(
                         f"destination {dest.name} is unreachable now; spooling until it is back: " + exc.one_line()
                     )
@@ -192,6 +200,24 @@ class Sink:
             self.spool.commit()  # type: ignore[union-attr]
             self.counters["records_accepted"] = self.spool.accepted  # type: ignore[union-attr]
         self._emit_receipts()
+        self._check_fatal()
+
+    def _check_fatal(self) -> None:
+        """A destination failing for a reason only a person can fix ends the run: stop reading,
+        seal and commit everything read (the drain), exit with the error's code (see run()).
+        Destinations refused at start keep the documented spool-then-exit behaviour."""
+        if self.fatal is not None:
+            return
+        for worker in self.deliverers:
+            error = worker.fatal
+            if error is not None and worker.dest.name not in self.refused:
+                self.fatal = (worker.dest.name, error)
+                self.log.warning(
+                    f"destination {worker.dest.name} failed for good ({error.message}); stopping: everything "
+                    "read so far is sealed and stays in the spool"
+                )
+                self.runtime.stop.request(f"a fatal error of destination {worker.dest.name}")
+                return
 
     def _emit_receipts(self) -> None:
         write = self.runtime.writer.write
@@ -211,6 +237,9 @@ class Sink:
         self.counters["objects"] = sum(w.counters.get("objects", 0) for w in self.deliverers)
         self.counters["bytes_stored"] = sum(w.counters.get("bytes_stored", 0) for w in self.deliverers)
         self.counters["retries"] = sum(w.counters.get("retries", 0) for w in self.deliverers)
+        self.counters["objects_quarantined"] = len(self.spool.damaged if self.spool else ()) + sum(
+            w.counters.get("objects_quarantined", 0) for w in self.deliverers
+        )
         now = self.clock()
         if now - self.backlog_checked >= BACKLOG_REFRESH_SECS and self.spool is not None:
             # objects not yet confirmed, summed over destinations (the progress lines show it too)
@@ -245,7 +274,9 @@ class Sink:
         for batch in self.batcher.drain():  # type: ignore[union-attr]
             self._seal(batch)
         deadline = self.clock() + self.config.drain_timeout_secs
-        while self.clock() < deadline and not all(w.idle() or self._still_refused(w) for w in self.deliverers):
+        while self.clock() < deadline and not all(
+            w.idle() or self._still_refused(w) or w.fatal is not None for w in self.deliverers
+        ):
             self._emit_receipts()
             time.sleep(DRAIN_POLL_SECS)
         self._emit_receipts()
@@ -299,6 +330,15 @@ class Sink:
             raise disk_error(self.config.spool_dir, exc) from None
         finally:
             rows = self.close()
+        if self.fatal is not None:
+            name, error = self.fatal
+            backlog = next((r for r in rows if r["destination"] == name), None)
+            waiting = f"; {backlog['objects']} objects wait in the spool {self.config.spool_dir}" if backlog else ""
+            raise type(error)(
+                f"destination {name}: {error.message}{waiting}",
+                f"{error.fix or 'fix the destination'}, then run s3-batch again with the same spool",
+                error.exit_code,
+            )
         for worker in self.deliverers:
             refusal = self.refused.get(worker.dest.name)
             if refusal is not None and not worker.delivered:

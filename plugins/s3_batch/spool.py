@@ -8,7 +8,10 @@ Layout of `--spool-dir` (0700, files 0600, locked by the running sink):
     objects/<seq>.json   manifest of a sealed object: keys, sha256, sizes, times — fixed before
                          the first upload attempt, so every retry writes the same key and bytes
     objects/<seq>.body   the sealed body, byte for byte what is uploaded
-    objects/<seq>.done.<dest>   marker: <dest> confirmed this object
+    objects/<seq>.done.<dest>   marker: <dest> confirmed this object (or set it aside, below)
+    quarantine/<seq>.body           an object set aside: byte for byte the sealed body
+    quarantine/<seq>.dest-<dest>.json   why <dest> can never take it (a refused key) + manifest
+    quarantine/<seq>.damaged.json   why its manifest was unusable (+ the damaged manifest's text)
     control.json         paused destinations (written by `s3-batch pause|resume`)
     destinations.json    names and URLs of the running sink's destinations (for status)
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +54,7 @@ from .batcher import OpenBatch
 from .body import BodySpec, BodyWriter, read_records
 from .control import CONTROL_FILE, DESTINATIONS_FILE, FORMAT_VERSION, read_control
 from .keys import KeyTemplate, TimeExtractor
+from .manifest import DAMAGED_SUFFIX, QUARANTINE_DIR, manifest_problem, quarantine_name
 
 COMMIT_LOG = "commits.log"
 COMMIT_LOG_MAX_BYTES = 1 << 20  # rewritten (only the open bodies' counts) beyond this size
@@ -143,6 +148,7 @@ class Spool:
         self.accepted = 0  # records committed or sealed by this run (what `records_accepted` reports)
         self._control_mtime_ns = -1
         self._control: dict[str, Any] = {"paused": []}
+        self.damaged: list[tuple[str, str]] = []  # (seq, why) of objects set aside by recover()
         self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
 
     # -- open batches -------------------------------------------------------------------------
@@ -326,10 +332,18 @@ class Spool:
         self.seq.advance_past(max((n for n in names if n.isdigit()), default="0"))
         for manifest_path in sorted(self.objects_dir.glob("*.json")):
             seq = manifest_path.stem
+            if not seq.isdigit():
+                continue  # `<seq>.done.json`: the marker of a destination named "json"
             try:
                 manifest = orjson.loads(manifest_path.read_bytes())
             except (OSError, orjson.JSONDecodeError):
-                continue  # a torn manifest cannot exist (atomic write); ignore stray temp files
+                manifest = None
+            problem = manifest_problem(manifest) if manifest is not None else "the manifest is not valid JSON"
+            if problem is None and manifest["seq"] != seq:
+                problem = f"the manifest names object {manifest['seq']!r}, not {seq!r}"
+            if problem is not None:  # torn writes cannot happen (atomic): damage or a foreign file
+                self._set_aside_damaged(seq, manifest_path, problem)
+                continue
             body = self.objects_dir / f"{seq}.body"
             if not body.exists():
                 pending = self.open_dir / f"{seq}.body"
@@ -346,6 +360,9 @@ class Spool:
                 entry.manifest["keys"].setdefault(name, render_key(manifest, prefix))
             self._register(entry)
             self._free_if_done(entry)
+        for orphan in sorted(self.objects_dir.glob("*.body")):  # a body never outlives its manifest
+            if orphan.stem not in self.entries:
+                self._set_aside_damaged(orphan.stem, None, "the object's manifest is missing")
         objects = len(self.entries)
         commits = self.read_commits()
         for body_path in sorted(self.open_dir.glob("*.body")):
@@ -420,6 +437,67 @@ class Spool:
             "recovered",
         )
         return writer.records
+
+    # -- quarantine ---------------------------------------------------------------------------
+
+    def quarantine_dir(self) -> Path:
+        return ensure_private_dir(self.path / QUARANTINE_DIR)
+
+    def _keep_body(self, body_path: Path, seq: str) -> None:
+        """Put the body into quarantine/ (a hard link: sealed bodies never change; else a copy)."""
+        target = self.quarantine_dir() / f"{seq}.body"
+        if target.exists():
+            return
+        try:
+            os.link(body_path, target)
+        except OSError:
+            shutil.copyfile(body_path, target)
+            os.chmod(target, 0o600)
+        fsync_dir(target.parent)
+
+    def quarantine(self, entry: Entry, dest: str, reason: str) -> None:
+        """Set an object aside for `dest`, which can never take it (a refused key).
+
+        The body and the reason are kept in quarantine/, then `dest` counts the object as done,
+        so the objects behind it flow and the spool frees it once the others confirmed.
+        """
+        self._keep_body(entry.body_path, entry.seq)
+        doc = {
+            "destination": dest,
+            "url": self.destinations.get(dest),
+            "key": entry.manifest["keys"].get(dest),
+            "reason": reason,
+            "quarantined_ms": self.wall_ms(),
+            "manifest": entry.manifest,
+        }
+        atomic_write_bytes(self.quarantine_dir() / quarantine_name(entry.seq, dest), orjson.dumps(doc))
+        self.mark_done(entry, dest)
+
+    def _set_aside_damaged(self, seq: str, manifest_path: Path | None, problem: str) -> None:
+        """An object whose manifest is unusable: keep its body and the manifest's text, stop
+        tracking it (its key and bytes can no longer be trusted)."""
+        body = self.objects_dir / f"{seq}.body"
+        if not body.exists():
+            body = self.open_dir / f"{seq}.body"  # crash between the manifest and the rename
+        text = b""
+        if manifest_path is not None:
+            with contextlib.suppress(OSError):
+                text = manifest_path.read_bytes()[:65536]
+        if body.exists():
+            self._keep_body(body, seq)
+        doc = {
+            "seq": seq,
+            "reason": problem,
+            "body": f"{seq}.body" if body.exists() else None,
+            "manifest_text": text.decode("utf-8", "replace"),
+            "quarantined_ms": self.wall_ms(),
+        }
+        atomic_write_bytes(self.quarantine_dir() / f"{seq}{DAMAGED_SUFFIX}", orjson.dumps(doc))
+        self.damaged.append((seq, problem))
+        for path in (body, manifest_path, *self.objects_dir.glob(f"{seq}.done.*")):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     # -- delivery -----------------------------------------------------------------------------
 

@@ -147,3 +147,116 @@ def test_harmony_alerts_poison_event_created_gives_a_null_time(tmp_path: Path, o
     again = run_cli(args, b"\n".join(lines) + b"\n")
     assert again.returncode == 0, again.stderr
     assert again.stdout_lines == [] and again.stats["duplicates"] == len(ids)
+
+
+# --- case 2: key templates, record values in keys, objects that can never be written ---------
+
+
+@pytest.mark.parametrize(
+    ("template", "dest", "why"),
+    [
+        ("../escape/{hash}{ext}", "file", "'..'"),
+        ("../escape/{hash}{ext}", "s3", "'..'"),
+        ("{prefix}", "file", "no {hash}"),
+        ("{prefix}", "s3", "no {hash}"),
+        ("{prefix}{t3}{ext}", "file", "no {hash}"),
+        ("{prefix}.s3-batch-tmp/{hash}{ext}", "file", "starts with '.'"),
+        ("/abs/{hash}{ext}", "file", "must not start with '/'"),
+        ("{prefix}a//{hash}{ext}", "s3", "empty path segment"),
+        ("{prefix}{field:a}{field:b}/{hash}{ext}", "file", "longer than a file name"),
+    ],
+)
+def test_key_templates_that_can_never_work_are_refused_at_start(
+    tmp_path: Path, template: str, dest: str, why: str
+) -> None:
+    url = f"file://{tmp_path}/store/" if dest == "file" else "s3://never-contacted-bucket/p/"
+    spool = tmp_path / "spool"
+    result = run_cli(["s3-batch", "--dest", url, "--key-template", template, "--spool-dir", str(spool)], b'{"a":1}\n')
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: --key-template") and why in errors[0], result.stderr
+    others = [line for line in result.stderr.splitlines() if not line.startswith(('{"stats"', "Error:"))]
+    assert others == [] and result.stdout == b""
+    assert not spool.exists() and not (tmp_path / "store").exists()
+
+
+def test_a_destination_prefix_with_dot_dot_is_refused_at_start(tmp_path: Path) -> None:
+    result = run_cli(["s3-batch", "--dest", "s3://b/../up/", "--spool-dir", str(tmp_path / "s")], b"")
+    assert result.returncode == 2 and "'..'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_field_value_never_reaches_the_scratch_folder_or_leaves_the_store(tmp_path: Path) -> None:
+    """`{field:t}` = ".s3-batch-tmp" used to land in the scratch folder the next start empties."""
+    values = ["a", ".s3-batch-tmp", "..", ".", ".hidden", "../../etc", "b"]
+    data = b"".join(orjson.dumps({"i": i, "t": values[i % len(values)]}) + b"\n" for i in range(12))
+    args = ["s3-batch", "--dest", f"file://{tmp_path}/store/", "--key-template", "{prefix}{field:t}/{hash}{ext}"]
+    first = run_cli([*args, "--spool-dir", str(tmp_path / "s")], data)
+    assert first.returncode == 0, first.stderr
+    again = run_cli([*args, "--spool-dir", str(tmp_path / "s")], b"")  # a start empties .s3-batch-tmp
+    assert again.returncode == 0, again.stderr
+    objects = read_file_store(tmp_path / "store")
+    assert sorted(r["i"] for r in all_records(objects)) == list(range(12))
+    assert not any(part.startswith(".") for key in objects for part in key.split("/"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s", "store"]  # nothing written beside the store
+
+
+def spool_one_paused_object(tmp_path: Path, dest: str, count: int = 7, env: dict | None = None) -> tuple[Path, Path]:
+    """A spool holding one sealed object not yet delivered (its destination paused)."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    assert run_cli(["s3-batch", "pause", "--spool-dir", str(spool)]).returncode == 0
+    data = b"".join(orjson.dumps({"i": i, "old": True}) + b"\n" for i in range(count))
+    first = run_cli(["s3-batch", "--dest", dest, "--spool-dir", str(spool), "--no-startup-check"], data, env=env)
+    assert first.returncode == 0, first.stderr
+    assert run_cli(["s3-batch", "resume", "--spool-dir", str(spool)]).returncode == 0
+    (manifest,) = (spool / "objects").glob("*.json")
+    return spool, manifest
+
+
+def status_of(spool: Path) -> dict:
+    result = run_cli(["s3-batch", "status", "--spool-dir", str(spool)])
+    assert result.returncode == 0, result.stderr
+    (row,) = [orjson.loads(line) for line in result.stdout_lines]
+    return row
+
+
+def test_an_object_whose_key_can_never_be_written_is_set_aside_and_new_data_flows(tmp_path: Path) -> None:
+    """A key frozen into a manifest (an older version accepted '../escape/{hash}{ext}') must not
+    block the queue: the object is kept in quarantine/, reported, counted; new records flow."""
+    store = f"file://{tmp_path}/store/"
+    spool, manifest_path = spool_one_paused_object(tmp_path, store)
+    manifest = orjson.loads(manifest_path.read_bytes())
+    manifest["keys"]["file"] = "../escape/" + manifest["keys"]["file"].rsplit("/", 1)[1]
+    manifest_path.write_bytes(orjson.dumps(manifest))
+    new = b"".join(orjson.dumps({"i": 100 + i}) + b"\n" for i in range(5))
+    result = run_cli(["s3-batch", "--dest", store, "--spool-dir", str(spool)], new)
+    assert result.returncode == 0, result.stderr
+    assert "set aside" in result.stderr and "fix --key-template" in result.stderr
+    assert result.stats["objects_quarantined"] == 1
+    assert sorted(r["i"] for r in all_records(read_file_store(tmp_path / "store"))) == list(range(100, 105))
+    assert not (tmp_path / "escape").exists()
+    row = status_of(spool)
+    assert (row["backlog_objects"], row["quarantined_objects"], row["damaged_objects"]) == (0, 1, 0)
+    seq = manifest["seq"]
+    kept = spool / "quarantine" / f"{seq}.body"
+    assert [r["i"] for r in all_records({manifest["keys"]["file"]: kept.read_bytes()})] == list(range(7))
+    why = orjson.loads((spool / "quarantine" / f"{seq}.dest-file.json").read_bytes())
+    assert why["key"].startswith("../escape/") and "'..'" in why["reason"]
+
+
+def test_a_damaged_manifest_is_reported_and_its_object_set_aside(tmp_path: Path) -> None:
+    store = f"file://{tmp_path}/store/"
+    spool, manifest_path = spool_one_paused_object(tmp_path, store)
+    seq = manifest_path.stem
+    manifest_path.write_bytes(b'{"seq": "' + seq.encode() + b'", "keys": 17')  # damaged
+    row = status_of(spool)
+    assert (row["backlog_objects"], row["damaged_objects"]) == (0, 1), "status must not say all is well"
+    result = run_cli(["s3-batch", "--dest", store, "--spool-dir", str(spool)], b'{"i": 100}\n')
+    assert result.returncode == 0, result.stderr
+    assert f"spool object {seq} set aside" in result.stderr and result.stats["objects_quarantined"] == 1
+    assert [r["i"] for r in all_records(read_file_store(tmp_path / "store"))] == [100]
+    body = (spool / "quarantine" / f"{seq}.body").read_bytes()
+    assert [r["i"] for r in all_records({"x.ndjson.gz": body})] == list(range(7))
+    row = status_of(spool)
+    assert (row["backlog_objects"], row["damaged_objects"]) == (0, 1)
+    assert not list((spool / "objects").iterdir())
