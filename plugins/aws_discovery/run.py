@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from harmony_pipes._core.errors import AuthError, ConfigError, PipesError
+from harmony_pipes._core.errors import ConfigError, PipesError
 from harmony_pipes._core.options import Runtime
 from harmony_pipes._core.state import StateDir
 
@@ -211,7 +211,7 @@ class Syncer:
             outcome = self.run_cycle(first=first)
             if len(outcome.failed) == len(self.config.regions) and (self.config.once or first):
                 error = next(iter(outcome.failed.values()))
-                if self.config.once or isinstance(error, AuthError | ConfigError):
+                if self.config.once or not error.retryable:  # the classifier says who must act
                     raise error
             all_failed = len(outcome.failed) == len(self.config.regions)
             self.emit(outcome)
