@@ -46,6 +46,8 @@ def _client(
     base_url = resolve_base_url(opts.pop("base_url"), opts.pop("region"))
     client_id = require_client_id(opts.pop("client_id"))
     access_key = read_access_key(env, opts.pop("access_key_file"))
+    if runtime is not None:
+        runtime.log.add_secret(access_key)  # a last line of defence; the client scrubs answers itself
     insecure = opts.pop("insecure")
     stop = runtime.stop if runtime is not None else None
 
