@@ -101,7 +101,7 @@ def cli(ctx: click.Context, **params: Any) -> int | None:
         once=bool(params.get("once")),
         resync=bool(params.get("resync")),
     )
-    state = StateDir(params["state_dir"]) if params.get("state_dir") else None
+    state = StateDir(params["state_dir"], owner="aws-discovery") if params.get("state_dir") else None
     try:
         return Syncer(runtime, aws.reader, config, state).run()
     finally:

@@ -20,7 +20,7 @@ from harmony_pipes._core.options import Runtime, StreamConfig, log_options, stat
 from harmony_pipes._core.state import StateDir
 from harmony_pipes._core.stream import run_transform
 
-from .dedupe import DedupeLog, DigestSet
+from .dedupe import DedupeLog, DigestSet, SteadyClock
 from .formats import FORMATS, to_ecs, to_ocsf
 from .normalize import DEFAULT_MIN_SEVERITY, DEFAULT_TYPES, KeepPolicy, build_alert
 
@@ -142,13 +142,21 @@ class AlertsRun:
         self.state: StateDir | None = None
         self.key_log: DedupeLog | None = None
         self.last_fsync_at = time.monotonic()
-        # wall-clock seconds for key ages, read once per input batch (on_tick), not per record
-        self.now_secs = [int(time.time())]
+        # wall-clock seconds for key ages, read once per input batch (on_tick), not per record;
+        # a clock stepped forward must not expire keys early (SteadyClock)
+        self.clock = SteadyClock()
+        self.now_secs = [self.clock.now_secs()]
         if self.dedupe and state_dir:
-            self.state = StateDir(state_dir)
+            self.state = StateDir(state_dir, owner=COMMAND)
             self.key_log = DedupeLog(self.state.file("dedupe-keys.bin"))
-            loaded = self.key_log.load_into(self.digests)
+            loaded = self.key_log.load_into(self.digests, self.now_secs[0])
             runtime.stats.extra["dedupe_keys_loaded"] = loaded
+            if self.key_log.future_entries:
+                runtime.log.warning(
+                    f"{self.key_log.future_entries} of {loaded} dedupe keys in {self.key_log.path} are dated in the "
+                    "future (a corrupted entry or a clock that was wrong); they are kept as seen now, no key is "
+                    "forgotten early"
+                )
         elif self.dedupe:
             runtime.log.info("No --state-dir: dedupe keys are kept in memory only.")
 
@@ -215,7 +223,13 @@ class AlertsRun:
             self.pending_keys.clear()
 
     def on_tick(self) -> None:
-        self.now_secs[0] = int(time.time())
+        self.now_secs[0] = self.clock.now_secs()
+        if self.clock.jump_secs is not None:
+            self.runtime.log.warning_once(
+                "clock-jump",
+                f"the wall clock jumped by {self.clock.jump_secs:+.0f} s; dedupe key ages follow the monotonic "
+                "clock for the rest of this run, so no key is forgotten early",
+            )
         if self.key_log is None:
             return
         now = time.monotonic()

@@ -97,7 +97,7 @@ def run_collect(runtime: Runtime, opts: dict[str, Any], env: Mapping[str, str]) 
     if tenant:
         runtime.stats.extra["tenant"] = tenant
     state_dir_path = opts.pop("state_dir")
-    state_dir = StateDir(state_dir_path) if state_dir_path else None
+    state_dir = StateDir(state_dir_path, owner="harmony-events") if state_dir_path else None
     if state_dir is None:
         log.warning("no --state-dir: the cursor is kept in memory only; a restart begins again at --start")
     config = CollectConfig(

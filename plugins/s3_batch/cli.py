@@ -117,7 +117,7 @@ def aws_options(f: F) -> F:
     type=BYTES,
     default=DEFAULT_MAX_BYTES,
     show_default="64MiB",
-    help="Seal before the stored (compressed) object would exceed this.",
+    help="Seal before the stored (compressed) object would exceed this (at least one --max-line-bytes record).",
 )
 @_opt(
     "--max-age-secs",
@@ -247,7 +247,7 @@ def cli(ctx: click.Context, **kwargs: Any) -> int | None:
     stream_config = StreamConfig.pop_from(kwargs)
     from .sink import Sink
 
-    sink = Sink(runtime, build_config(kwargs, runtime))
+    sink = Sink(runtime, build_config(kwargs, runtime, max_line_bytes=stream_config.max_line_bytes))
     sink.run(stream_config)
     return 0
 

@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.ndjson import DEFAULT_MAX_LINE_BYTES
 from harmony_pipes._core.options import Runtime
+from harmony_pipes._core.state import claim_state_dir
 
 SPOOL_SUBDIR = "s3-batch-spool"
 PRESETS = {"harness": {"max_age_secs": 1800.0, "body_format": "json-array"}}
@@ -75,11 +77,12 @@ def resolve_spool_dir(spool_dir: str | None, state_dir: str | None) -> tuple[Pat
     return Path(tempfile.mkdtemp(prefix="s3-batch-spool-")), True
 
 
-def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
+def build_config(kwargs: dict[str, Any], runtime: Runtime, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Any:
     from .batcher import Limits
-    from .body import BodySpec
+    from .body import BodySpec, one_record_bound_bytes
     from .keys import KeyTemplate, KeyTemplateError
     from .sink import SinkConfig
+    from .spool import OWNER
     from .stores import S3Options, parse_destinations
 
     dests = parse_destinations(split_dests(kwargs["dest_values"]))
@@ -97,6 +100,13 @@ def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
             f"--key-template {kwargs['key_template']!r}: {exc}",
             "see s3-batch --help for the placeholders; keys need {hash}, and no '..', '//' or names starting with '.'",
         ) from None
+    floor = one_record_bound_bytes(spec, max_line_bytes)
+    if kwargs["max_bytes"] < floor:
+        raise ConfigError(
+            f"--max-bytes {kwargs['max_bytes']} is smaller than one record of --max-line-bytes {max_line_bytes} "
+            f"can make an object ({floor} bytes with --compression {compression})",
+            f"raise --max-bytes to at least {floor}, or lower --max-line-bytes: objects never exceed --max-bytes",
+        )
     if compression == "gzip" and level is not None and level > 9:
         raise ConfigError(f"--compression-level {level} is not a gzip level", "use 1-9 for gzip")
     if kwargs["sse_kms_key_id"] and kwargs["sse"] != "aws:kms":
@@ -107,6 +117,8 @@ def build_config(kwargs: dict[str, Any], runtime: Runtime) -> Any:
 
         validator = build_validator(kwargs["validate_kind"], kwargs["schema_path"])
     spool_dir, temporary = resolve_spool_dir(kwargs["spool_dir"], kwargs["state_dir"])
+    if kwargs["state_dir"] and not kwargs["spool_dir"]:
+        claim_state_dir(Path(kwargs["state_dir"]), OWNER)  # 0700, writable, not another command's
     if temporary:
         runtime.log.warning(
             f"no --spool-dir or --state-dir: spooling in {spool_dir}; give a spool directory so "

@@ -110,6 +110,11 @@ class Sink:
             prefixes={d.name: d.prefix for d in dests},
             wall_ms=self.wall_ms,
         )
+        if self.spool.destinations_error:
+            self.log.warning(
+                f"{self.spool.destinations_error.removeprefix('Error: ')} (`s3-batch status` may not know the "
+                "destination names; delivering the backlog goes on)"
+            )
         limits, spec = self.config.limits, self.config.spec
         self.log.info(
             f"objects are sealed at {limits.max_records} records, {limits.max_bytes} stored bytes or "

@@ -48,6 +48,7 @@ from typing import Any
 
 import orjson
 
+from harmony_pipes._core.errors import PipesError
 from harmony_pipes._core.state import StateDir, atomic_write_bytes, ensure_private_dir, fsync_dir, write_all
 
 from .batcher import OpenBatch
@@ -56,6 +57,7 @@ from .control import CONTROL_FILE, DESTINATIONS_FILE, FORMAT_VERSION, read_contr
 from .keys import KeyTemplate, TimeExtractor
 from .manifest import DAMAGED_SUFFIX, QUARANTINE_DIR, manifest_problem, quarantine_name
 
+OWNER = "s3-batch"  # the command a spool directory belongs to (_core.state.claim_dir)
 COMMIT_LOG = "commits.log"
 COMMIT_LOG_MAX_BYTES = 1 << 20  # rewritten (only the open bodies' counts) beyond this size
 
@@ -127,7 +129,7 @@ class Spool:
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         compress_in_thread: bool = True,
     ) -> None:
-        self.state = StateDir(path)
+        self.state = StateDir(path, owner=OWNER)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="compress") if compress_in_thread else None
         self.path = self.state.path
         self.open_dir = ensure_private_dir(self.path / "open")
@@ -149,7 +151,13 @@ class Spool:
         self._control_mtime_ns = -1
         self._control: dict[str, Any] = {"paused": []}
         self.damaged: list[tuple[str, str]] = []  # (seq, why) of objects set aside by recover()
-        self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
+        # only `status` / `pause` read it (for the names): a full disk must not stop a start that
+        # would deliver the backlog and so free the disk
+        self.destinations_error: str | None = None
+        try:
+            self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
+        except PipesError as exc:
+            self.destinations_error = exc.one_line()
 
     # -- open batches -------------------------------------------------------------------------
 
