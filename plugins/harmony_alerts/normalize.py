@@ -58,7 +58,7 @@ def parse_severity(value: Any) -> int | None:
         text = value.strip().lower()
         if text in _SEVERITY_NAMES:
             return _SEVERITY_NAMES[text]
-        if text.isdigit() and 1 <= int(text) <= 5:
+        if text.isascii() and text.isdigit() and 1 <= int(text) <= 5:  # "²".isdigit() is True
             return int(text)
     return None
 

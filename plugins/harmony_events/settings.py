@@ -120,7 +120,7 @@ def build_filters(types: str | None, states: str | None, severities: str | None,
         filters["eventStates"] = state_list
     severity_list = []
     for item in split_list(severities):
-        if item.isdigit() and 1 <= int(item) <= 5:
+        if item.isascii() and item.isdigit() and 1 <= int(item) <= 5:
             severity_list.append(int(item))
         elif _token(item) in SEVERITY_NAMES:
             severity_list.append(SEVERITY_NAMES[_token(item)])

@@ -61,7 +61,7 @@ def scan_backlog(spool_dir: Path, destinations: Iterable[str], now_ms: int) -> l
     damaged = 0
     seen: set[str] = set()
     for path in sorted(objects_dir.glob("*.json")) if objects_dir.is_dir() else []:
-        if not path.stem.isdigit():
+        if not (path.stem.isascii() and path.stem.isdigit()):
             continue
         seen.add(path.stem)
         try:

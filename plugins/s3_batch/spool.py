@@ -337,10 +337,10 @@ class Spool:
         """Load sealed objects and seal the open bodies a crash left; returns (objects, records)."""
         recovered_records = 0
         names = [p.name.split(".", 1)[0] for p in [*self.objects_dir.iterdir(), *self.open_dir.iterdir()]]
-        self.seq.advance_past(max((n for n in names if n.isdigit()), default="0"))
+        self.seq.advance_past(max((n for n in names if n.isascii() and n.isdigit()), default="0"))
         for manifest_path in sorted(self.objects_dir.glob("*.json")):
             seq = manifest_path.stem
-            if not seq.isdigit():
+            if not (seq.isascii() and seq.isdigit()):
                 continue  # `<seq>.done.json`: the marker of a destination named "json"
             try:
                 manifest = orjson.loads(manifest_path.read_bytes())

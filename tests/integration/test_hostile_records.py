@@ -260,3 +260,20 @@ def test_a_damaged_manifest_is_reported_and_its_object_set_aside(tmp_path: Path)
     row = status_of(spool)
     assert (row["backlog_objects"], row["damaged_objects"]) == (0, 1)
     assert not list((spool / "objects").iterdir())
+
+
+def test_unicode_digits_in_severity_are_not_a_crash(tmp_path: Path) -> None:
+    """Found by the property test: "²".isdigit() is True but int("²") raises."""
+    lines = []
+    for k, severity in enumerate(["²", "٣", "¹²", "5", "𝟓"]):
+        event = orjson.loads(valid_lines(1, seed=k)[0])
+        event.update({"eventId": f"u{k}", "severity": severity})
+        lines.append(orjson.dumps(event))
+    result = run_cli(["harmony-alerts", "--all"], b"\n".join(lines) + b"\n")
+    assert result.returncode == 0, result.stderr
+    alerts = {a["event_id"]: a["severity"] for a in map(orjson.loads, result.stdout_lines)}
+    assert alerts == {"u0": None, "u1": None, "u2": None, "u3": 5, "u4": None}
+    events = run_cli(
+        ["harmony-events", "--once", "--severities", "²"], env={"HARMONY_CLIENT_ID": "c", "HARMONY_ACCESS_KEY": "k"}
+    )
+    assert events.returncode == 2 and "unknown --severities value" in events.stderr, events.stderr
