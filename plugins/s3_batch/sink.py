@@ -213,16 +213,21 @@ class Sink:
         Destinations refused at start keep the documented spool-then-exit behaviour."""
         if self.fatal is not None:
             return
+        self.fatal = self._fatal_failure()
+        if self.fatal is not None:
+            name, error = self.fatal
+            self.log.warning(
+                f"destination {name} failed for good ({error.message}); stopping: everything read so far is "
+                "sealed and stays in the spool"
+            )
+            self.runtime.stop.request(f"a fatal error of destination {name}")
+
+    def _fatal_failure(self) -> tuple[str, PipesError] | None:
         for worker in self.deliverers:
             error = worker.fatal
             if error is not None and worker.dest.name not in self.refused:
-                self.fatal = (worker.dest.name, error)
-                self.log.warning(
-                    f"destination {worker.dest.name} failed for good ({error.message}); stopping: everything "
-                    "read so far is sealed and stays in the spool"
-                )
-                self.runtime.stop.request(f"a fatal error of destination {worker.dest.name}")
-                return
+                return worker.dest.name, error
+        return None
 
     def _emit_receipts(self) -> None:
         write = self.runtime.writer.write
@@ -335,6 +340,8 @@ class Sink:
             raise disk_error(self.config.spool_dir, exc) from None
         finally:
             rows = self.close()
+        if self.fatal is None:  # it came while draining at end of input
+            self.fatal = self._fatal_failure()
         if self.fatal is not None:
             name, error = self.fatal
             backlog = next((r for r in rows if r["destination"] == name), None)

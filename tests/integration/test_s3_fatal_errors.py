@@ -218,3 +218,14 @@ def test_a_key_s3_refuses_sets_that_object_aside_and_the_rest_is_stored(tmp_path
         assert (row["backlog_objects"], row["quarantined_objects"]) == (0, 1)
     finally:
         double.close()
+
+
+@pytest.mark.xdist_group("s3-moto")
+def test_a_fatal_error_while_draining_at_end_of_input_is_not_75(moto_server: str, tmp_path: Path) -> None:
+    """Without the start-up check, the first upload meets the missing bucket only at the end."""
+    args = ["s3-batch", "--dest", f"s3://never-made-{uuid.uuid4().hex[:8]}/p/", "--spool-dir", str(tmp_path / "s")]
+    result = run_cli([*args, "--no-startup-check", "--drain-timeout-secs", "20"], records(30), env=aws_env(moto_server))
+    assert result.returncode == 4, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "NoSuchBucket" in errors[0] and "1 objects wait in the spool" in errors[0]
+    assert result.stats["elapsed_secs"] < 15, "it does not wait out the drain timeout"
