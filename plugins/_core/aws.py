@@ -8,7 +8,8 @@ default one-hour session). `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` are
 boto3 itself whenever no explicit `endpoint_url` is given.
 
 `classify_aws_error` turns any botocore / boto3 failure into a one-line `PipesError` carrying the
-DESIGN exit code and the fix; it never includes credentials or signing material.
+DESIGN exit code, the fix and whether trying again can help (`retryable`); it is the one place
+that decides this for S3, EC2 and STS, and it never includes credentials or signing material.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     AuthError,
     ConfigError,
+    ItemRefused,
     PipesError,
     RuntimeFailure,
     TempFailError,
@@ -87,7 +89,18 @@ _THROTTLE_CODES = {
     "ServiceUnavailable",
     "InternalError",
     "500",
+    # 4xx answers that say "send it again": the upload was cut, the clock skew is corrected by
+    # botocore on the next attempt, a concurrent operation finished
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "IncompleteBody",
+    "BadDigest",
+    "OperationAborted",
+    "RequestTimeTooSkewed",
 }
+# The store refuses this one key for good (other keys still work): set the object aside.
+_KEY_REFUSED_CODES = {"KeyTooLongError", "InvalidObjectName", "XMinioInvalidObjectName"}
+BAD_REQUEST_FIX = "the request is invalid: check the options that shape it (S3: --sse, --storage-class)"
 
 # The IAM action behind each API operation, so an AccessDenied names what the policy lacks.
 _S3_PERMISSIONS = {
@@ -306,8 +319,9 @@ def classify_aws_error(
         return UnreachableError(
             f"{what}: cannot connect to {url or 'the AWS endpoint'}",
             "check --endpoint-url / AWS_ENDPOINT_URL, --region, network, proxy and firewall",
+            retryable=True,  # exit 4 if it lasts, but the endpoint may come back
         )
-    if isinstance(cause, bx.ReadTimeoutError | bx.ConnectionClosedError):
+    if isinstance(cause, bx.ReadTimeoutError | bx.ConnectionClosedError | bx.HTTPClientError | bx.ConnectionError):
         return TempFailError(
             f"{what}: the endpoint stopped answering ({type(cause).__name__})",
             "try again; raise --read-timeout-secs if it persists",
@@ -315,9 +329,10 @@ def classify_aws_error(
     if isinstance(cause, bx.CredentialRetrievalError):
         return AuthError(f"{what}: could not obtain credentials ({_clean(str(cause))})", CREDENTIALS_FIX)
     if not isinstance(cause, bx.ClientError):
+        # unknown: retried, since only failures known to need a person may stop a run
         if isinstance(cause, bx.BotoCoreError):
-            return RuntimeFailure(f"{what}: {_clean(str(cause))}")
-        return RuntimeFailure(f"{what}: {type(cause).__name__}: {_clean(str(cause))}")
+            return RuntimeFailure(f"{what}: {_clean(str(cause))}", retryable=True)
+        return RuntimeFailure(f"{what}: {type(cause).__name__}: {_clean(str(cause))}", retryable=True)
 
     response = cause.response or {}
     error = response.get("Error", {}) or {}
@@ -376,10 +391,16 @@ def classify_aws_error(
             "set --region to the bucket's region (aws s3api get-bucket-location --bucket ...)",
         )
 
-    if code in _THROTTLE_CODES or status in (429, 500, 502, 503, 504):
+    if code in _THROTTLE_CODES or status in (408, 429) or (isinstance(status, int) and status >= 500):
         return TempFailError(
             f"{what}: AWS is throttling or temporarily unavailable ({detail}) after retries",
             "try again later; reduce the request rate or use --retry-mode adaptive",
         )
 
-    return RuntimeFailure(f"{what}: {detail}")
+    if code in _KEY_REFUSED_CODES:
+        return ItemRefused(f"{what}: the store refuses this key ({detail})", "fix --key-template")
+
+    if isinstance(status, int) and 400 <= status < 500:
+        return ConfigError(f"{what}: request refused ({detail})", BAD_REQUEST_FIX)
+
+    return RuntimeFailure(f"{what}: {detail}", retryable=True)

@@ -23,16 +23,33 @@ class ExitCode(IntEnum):
 
 
 class PipesError(Exception):
-    """A failure with a one-line explanation, an optional fix, and an exit code."""
+    """A failure with a one-line explanation, an optional fix, and an exit code.
+
+    `retryable` says whether trying the same thing again later can succeed (throttling, 5xx,
+    timeouts, a connection refused) or cannot until a person fixes something (credentials,
+    permissions, a missing bucket, a bad request). It defaults per class (only `TempFailError`
+    is retryable) and a classifier sets it per error: an unreachable endpoint is retryable, a
+    missing bucket (the same exit code 4) is not.
+    """
 
     exit_code: ExitCode = ExitCode.RUNTIME
+    retryable: bool = False
 
-    def __init__(self, message: str, fix: str | None = None, exit_code: ExitCode | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        fix: str | None = None,
+        exit_code: ExitCode | None = None,
+        *,
+        retryable: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.fix = fix
         if exit_code is not None:
             self.exit_code = exit_code
+        if retryable is not None:
+            self.retryable = retryable
 
     def one_line(self) -> str:
         """`Error: what failed — fix`, always a single line."""
@@ -64,6 +81,14 @@ class BadInputError(PipesError):
 
 class TempFailError(PipesError):
     exit_code = ExitCode.TEMPFAIL
+    retryable = True
+
+
+class ItemRefused(PipesError):
+    """The service refuses this one item for good (an object key it cannot store), while other
+    items still go through: the caller sets the item aside instead of retrying or stopping."""
+
+    exit_code = ExitCode.USAGE
 
 
 class RetriableError(Exception):

@@ -4,7 +4,9 @@ Text lines read `2026-03-01T12:00:00.123Z harmony-alerts: warning: message`; JSO
 `{"level": "warning", "time": "2026-03-01T12:00:00.123Z", "command": "harmony-alerts", "msg": "..."}`
 so a shipper can parse them. Times are RFC 3339 UTC with milliseconds. `--log-level` drops lines
 below it; the fatal error line and the stats line are always written. Messages never carry
-secrets: callers pass what failed and the fix, not request bodies or headers.
+secrets: callers pass what failed and the fix, not request bodies or headers. As a last line of
+defence a command registers its secrets (`add_secret`): they are replaced by `<redacted>` in
+every line this logger writes, whatever text reached it.
 """
 
 from __future__ import annotations
@@ -51,6 +53,23 @@ class Log:
         # runs before each line: the terminal status line (stats.py) clears itself there
         self.before_line: Callable[[], None] | None = None
         self._once: set[str] = set()
+        self._secrets: list[str] = []
+
+    def add_secret(self, secret: str) -> None:
+        """Never write `secret` on stderr from now on, nor its JSON-escaped forms (a message may
+        quote a JSON body, and a JSON log line escapes that once more)."""
+        forms = set()
+        current = secret
+        for _ in range(4):
+            forms.add(current)
+            current = orjson.dumps(current).decode()[1:-1]
+        self._secrets = sorted({*self._secrets, *(f for f in forms if f)}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "<redacted>")
+        return text
 
     def enabled(self, level: str) -> bool:
         return _RANK[level] >= self.threshold
@@ -59,6 +78,9 @@ class Log:
         if _RANK[level] < self.threshold:
             return
         now = rfc3339_utc(self.clock())
+        if self._secrets:
+            msg = self.redact(msg)
+            fields = {k: self.redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         if self.fmt == "json":
             line = orjson.dumps(
                 {"level": level, "time": now, "command": self.command, "msg": msg, **fields}, default=str
@@ -69,6 +91,8 @@ class Log:
         self._write(line)
 
     def _write(self, line: str) -> None:
+        if self._secrets:
+            line = self.redact(line)
         if self.before_line is not None:
             self.before_line()
         try:
@@ -112,5 +136,5 @@ class Log:
         self._write(orjson.dumps({key: payload, "level": "info", "time": rfc3339_utc(self.clock())}).decode())
 
     def raw(self, line: str) -> None:
-        """Write one line exactly as given."""
+        """Write one line exactly as given (secrets redacted)."""
         self._write(line)

@@ -178,8 +178,9 @@ class Processor:
     def next_token(self) -> CommitToken:
         raise NotImplementedError(f"{type(self).__name__} is not a sink")
 
-    def commit_due(self) -> bool:
-        """Sinks: whether a commit at this safe point is worth making."""
+    def commit_due(self, at_end: bool = False) -> bool:
+        """Sinks: whether a commit at this safe point is worth making (`at_end`: the last one;
+        due whenever anything is uncommitted)."""
         return True
 
     def commit(self, positions: dict[str, Position], token: CommitToken) -> None:

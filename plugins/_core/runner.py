@@ -198,11 +198,11 @@ class Runner:
         for bad in self.bad_records.values():
             bad.dead_letter.flush()
 
-    def _maybe_commit(self, *, force: bool = False) -> None:
-        """Commit when the tail finds it due, or the head moved (an empty window still moves a
-        cursor), or at the end."""
+    def _maybe_commit(self, *, at_end: bool = False) -> None:
+        """Commit when the tail finds it due (at the end: whenever it holds anything), or the head
+        moved (an empty window still moves a cursor)."""
         tail = self.tail
-        if not (force or tail.commit_due() or self.head.progress != self._committed_progress):
+        if not (tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress):
             return
         self._committed_progress = self.head.progress
         token = tail.next_token()
@@ -234,7 +234,7 @@ class Runner:
 
     def _finish(self) -> None:
         try:
-            self._maybe_commit(force=True)
+            self._maybe_commit(at_end=True)
             for stage in self.stages[1:]:
                 stage.drain()
             self._notify_durable()
@@ -242,9 +242,9 @@ class Runner:
             raise
         except BaseException as exc:
             raise StageFailed(self.tail, exc) from exc
-        if self._ending is not None:
-            self._record(*self._ending)
         self._close_all()
+        if self._ending is not None and not self.codes.get(self.stages.index(self._ending[0])):
+            self._record(*self._ending)  # (unless the stage's close already said it, in its words)
 
     def _fail(self, stage: Processor | None, error: BaseException) -> None:
         """A stage failed while records moved: nothing more is committed; the state of every

@@ -2,12 +2,16 @@
 
 Cursors, dedupe keys and spools live in `--state-dir`. Each file is written to a temp file,
 fsynced, renamed over the old one and the directory fsynced, so a kill -9 leaves either the old
-or the new version, never half of one. Files are 0600 and directories 0700 because state can
-reveal tenant names. An exclusive `flock` on `.lock` stops two instances sharing one directory.
+or the new version, never half of one. Files are 0600 and directories 0700 — every level we
+create, whatever the umask — because state can reveal tenant names. An exclusive `flock` on
+`.lock` stops two instances sharing one directory, and `.owner` names the command a directory
+belongs to, so one command never runs on another's state (a directory without it, from an
+older version, is adopted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -16,18 +20,85 @@ from typing import Any
 
 import orjson
 
-from .errors import ConfigError, RuntimeFailure
+from .errors import ConfigError, PipesError, RuntimeFailure
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+OWNER_FILE = ".owner"
+SHARED_ROOT_HINT = "HARMONY_PIPES_STATE_DIR"
 
 
 def ensure_private_dir(path: Path) -> Path:
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    try:
+    """`path` as a 0700 directory; every parent it creates is 0700 too (`mkdir(parents=True)`
+    would give them the umask's mode, e.g. 0755). Existing parents are left as they are."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # created meanwhile by another process
+            directory.mkdir(mode=DIR_MODE)
+        with contextlib.suppress(OSError):  # mkdir's mode is cut by the umask; chmod is exact
+            os.chmod(directory, DIR_MODE)
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    with contextlib.suppress(OSError):
         os.chmod(path, DIR_MODE)
-    except OSError:
-        pass
+    return path
+
+
+def claim_dir(path: Path, owner: str) -> None:
+    """Make sure `path` is `owner`'s state directory: refuse one that names another command,
+    adopt one that names none (created by an older version, or by `owner` just now)."""
+    marker = path / OWNER_FILE
+    try:
+        found = marker.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        found = ""
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {marker}: {exc.strerror}", "make the state directory readable by this user"
+        ) from None
+    if found and found != owner:
+        raise ConfigError(
+            f"state directory {path} belongs to {found}, not {owner}",
+            f"give {owner} its own --state-dir (with {SHARED_ROOT_HINT} each command uses its own subfolder)",
+        )
+    if not found:
+        # not fatal: a full disk must not stop a start that would free space (the check is
+        # repeated on the next start)
+        with contextlib.suppress(PipesError):
+            atomic_write_bytes(marker, f"{owner}\n".encode())
+
+
+def check_writable(path: Path) -> None:
+    """Create and remove a probe file, so a read-only directory fails at start, in one line."""
+    probe = path / f".probe.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError as exc:
+        raise ConfigError(
+            f"state directory {path} is not writable ({exc.strerror})",
+            "make it writable by this user, or choose another --state-dir",
+        ) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        probe.unlink()
+
+
+def claim_state_dir(path: Path, owner: str) -> Path:
+    """A state directory that holds other state dirs (s3-batch's --state-dir holds its spool):
+    created 0700, writable, and `owner`'s. No lock: the directories inside hold one each."""
+    try:
+        ensure_private_dir(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create state directory {path}: {exc.strerror}",
+            "choose a writable --state-dir (env HARMONY_PIPES_STATE_DIR)",
+        ) from None
+    check_writable(path)
+    claim_dir(path, owner)
     return path
 
 
@@ -107,7 +178,7 @@ def read_versioned_file(path: Path) -> tuple[Any, Any] | None:
 class StateDir:
     """A private, locked directory holding one command's state files."""
 
-    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True, owner: str | None = None) -> None:
         self.path = Path(path)
         try:
             ensure_private_dir(self.path)
@@ -116,13 +187,26 @@ class StateDir:
                 f"cannot create state directory {self.path}: {exc.strerror}",
                 "choose a writable --state-dir (env HARMONY_PIPES_STATE_DIR)",
             ) from exc
+        check_writable(self.path)
         self._lock_fd: int | None = None
         if lock:
             self._acquire_lock()
+        if owner is not None:
+            try:
+                claim_dir(self.path, owner)
+            except ConfigError:
+                self.close()
+                raise
 
     def _acquire_lock(self) -> None:
         lock_path = self.path / ".lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise ConfigError(
+                f"state directory {self.path} is not usable: cannot open {lock_path.name} ({exc.strerror})",
+                "make it writable by this user, or choose another --state-dir",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

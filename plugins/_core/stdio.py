@@ -168,6 +168,7 @@ class StdinSource(Processor):
         self.deadline: float | None = None
         self.cut_short_bytes: int | None = None  # set when the shutdown timeout stopped reading
         self.downstream: Processor | None = None  # whose failure an exception from `emit` is
+        self._stopped_by_failure = False
 
     def open(self, resume: Any = None) -> None:
         self.bad.dead_letter.check()
@@ -179,8 +180,10 @@ class StdinSource(Processor):
             self.deadline = time.monotonic() + self.config.shutdown_timeout_secs
 
     def stop_now(self) -> None:
-        """A stage downstream failed for good: stop reading at once (what is unread stays)."""
+        """A stage downstream failed for good: stop reading at once (what is unread stays; the
+        failure, not the shutdown timeout, is what the command reports)."""
         self.deadline = time.monotonic()
+        self._stopped_by_failure = True
 
     def give_up(self) -> bool:
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -238,7 +241,7 @@ class StdinSource(Processor):
 
     def close(self) -> int:
         self.bad.dead_letter.close()
-        if self.cut_short_bytes is not None:
+        if self.cut_short_bytes is not None and not self._stopped_by_failure:
             waiting = f"{self.cut_short_bytes} bytes were still waiting on stdin" if self.cut_short_bytes else ""
             raise TempFailError(
                 f"stopped reading after --shutdown-timeout-secs {self.config.shutdown_timeout_secs:g}"
@@ -271,11 +274,13 @@ class StdoutSink(Processor):
     def next_token(self) -> CommitToken:
         return CommitToken(None, self._commits + 1)
 
-    def commit_due(self) -> bool:
+    def commit_due(self, at_end: bool = False) -> bool:
         """Lines waited `--flush-idle-ms` (input idle, or a slow trickle); a full buffer flushes
         by itself, so steady input costs one write per 256 KiB, not one per input chunk."""
         writer = self.writer
-        return writer.pending_lines > 0 and writer.clock() - writer.last_flush_at >= self.idle_secs
+        if writer.pending_lines == 0:
+            return False
+        return at_end or writer.clock() - writer.last_flush_at >= self.idle_secs
 
     def commit(self, positions: dict[str, Position], token: CommitToken) -> None:
         self.writer.flush()

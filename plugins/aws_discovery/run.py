@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from harmony_pipes._core.errors import AuthError, ConfigError, PipesError
+from harmony_pipes._core.errors import ConfigError, PipesError
 from harmony_pipes._core.metrics import Gauge, Health
 from harmony_pipes._core.options import Runtime
 from harmony_pipes._core.processor import SOURCE, CommitToken, Position, Processor, Resume
@@ -100,7 +100,7 @@ class DiscoverySource(Processor):
 
     def open(self, resume: Resume | None = None) -> None:
         if self.config.state_dir:
-            self.state = StateDir(self.config.state_dir)
+            self.state = StateDir(self.config.state_dir, owner=COMMAND)
         self._load(resume)
         self._cycles = self._run()
 
@@ -290,7 +290,7 @@ class DiscoverySource(Processor):
             if all_failed and (self.config.once or first):
                 error = next(iter(outcome.failed.values()))
                 # with /healthz (--metrics-addr) a refused first cycle shows there and is retried
-                fatal = isinstance(error, AuthError | ConfigError) and not health.keep_running
+                fatal = not error.retryable and not health.keep_running  # the classifier says who must act
                 if self.config.once or fatal:
                     if self.previous is not None and not self.config.resync:  # only the failures change
                         self._make_position(outcome.inventory)

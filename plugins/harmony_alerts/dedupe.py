@@ -9,13 +9,20 @@ Persistence is an append-only log of 12-byte entries (digest, seen_at) written *
 alerts carrying those keys were flushed to stdout: a kill -9 can re-emit at most the last batch,
 never lose one. The log is rewritten (atomically) from the ring when it grows past twice the live
 keys.
+
+Clocks must never make keys expire early: a log entry dated in the future (a corrupted entry, or
+one written while the clock was wrong) is read as dated now, and keys are expired once after the
+whole log is read, against the current time — not against each entry's own date. While running,
+key ages follow `SteadyClock`, which never runs ahead of the monotonic clock.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,38 @@ from harmony_pipes._core.state import atomic_write_bytes, disk_error, write_all
 
 LOG_MAGIC = b"HPDEDUP2"  # 2: XXH3 digests (1 held blake2b digests, which cannot be converted)
 ENTRY = struct.Struct("<QI")
+FUTURE_TOLERANCE_SECS = 300  # an entry dated later than now + this is read as dated now
+CLOCK_SLACK_SECS = 120.0  # how far the wall clock may run ahead of the monotonic one
+
+
+class SteadyClock:
+    """Wall-clock seconds for key ages that never go back and never run ahead of the monotonic
+    clock by more than `slack_secs`: a clock stepped forward (a wrong NTP answer, a VM resumed
+    with a stale clock fixed) must not expire every key at once. `jump_secs` is set the first
+    time the wall clock strays further than `slack_secs` (the caller warns once)."""
+
+    def __init__(
+        self,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        slack_secs: float = CLOCK_SLACK_SECS,
+    ) -> None:
+        self._wall = wall
+        self._monotonic = monotonic
+        self._anchor_wall = wall()
+        self._anchor_mono = monotonic()
+        self.slack_secs = slack_secs
+        self._last = int(self._anchor_wall)
+        self.jump_secs: float | None = None
+
+    def now_secs(self) -> int:
+        wall = self._wall()
+        expected = self._anchor_wall + (self._monotonic() - self._anchor_mono)
+        if self.jump_secs is None and abs(wall - expected) > self.slack_secs:
+            self.jump_secs = wall - expected
+        now = max(self._last, int(min(wall, expected + self.slack_secs)))
+        self._last = now
+        return now
 
 
 def key_digest(key: str) -> int:
@@ -171,9 +210,12 @@ class DedupeLog:
         self.path = path
         self._fd: int | None = None
         self.entries_on_disk = 0
+        self.future_entries = 0  # entries of the last load dated in the future (read as now)
 
-    def load_into(self, digests: DigestSet) -> int:
-        """Replay the log (oldest first, applying the bounds); returns entries read."""
+    def load_into(self, digests: DigestSet, now_secs: int | None = None) -> int:
+        """Replay the log (oldest first, applying the count bound), then expire against
+        `now_secs`; returns entries read. Entries dated after `now_secs` (+ a tolerance) are
+        read as dated `now_secs` and counted in `future_entries`."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -198,10 +240,22 @@ class DedupeLog:
             # appended after it, every later entry would be read misaligned, as garbage digests
             self._truncate(len(LOG_MAGIC) + usable)
         count = 0
-        for digest, seen_at in ENTRY.iter_unpack(body[:usable]):
-            digests.add(digest, seen_at)
-            count += 1
+        future = 0
+        latest_allowed = None if now_secs is None else now_secs + FUTURE_TOLERANCE_SECS
+        ttl_secs, digests.ttl_secs = digests.ttl_secs, None  # no expiry by an entry's own date
+        try:
+            for digest, seen_at in ENTRY.iter_unpack(body[:usable]):
+                if latest_allowed is not None and seen_at > latest_allowed:
+                    seen_at = now_secs
+                    future += 1
+                digests.add(digest, seen_at)
+                count += 1
+        finally:
+            digests.ttl_secs = ttl_secs
+        if now_secs is not None:
+            digests.expire(now_secs)
         self.entries_on_disk = count
+        self.future_entries = future
         return count
 
     def append(self, new_entries: list[tuple[int, int]]) -> None:

@@ -58,7 +58,7 @@ def parse_severity(value: Any) -> int | None:
         text = value.strip().lower()
         if text in _SEVERITY_NAMES:
             return _SEVERITY_NAMES[text]
-        if text.isdigit() and 1 <= int(text) <= 5:
+        if text.isascii() and text.isdigit() and 1 <= int(text) <= 5:  # "²".isdigit() is True
             return int(text)
     return None
 
@@ -79,6 +79,8 @@ def event_time_ms(value: Any) -> int | None:
                 moment = moment.replace(tzinfo=UTC)
             found = (moment - EPOCH) // _ONE_MS
     elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not MIN_MS <= value <= MAX_MS:  # also NaN, ±inf, -1e306 (whose * 1000 is -inf)
+            return None
         # epoch seconds or milliseconds; anything after 1973 in ms is > 1e11
         found = int(value) if value > 1e11 else int(value * 1000)
     else:

@@ -20,7 +20,7 @@ from harmony_pipes._core.processor import TRANSFORM, CommitToken, Emit, Position
 from harmony_pipes._core.state import StateDir
 
 from .config import COMMAND, AlertsConfig
-from .dedupe import DedupeLog, DigestSet, PendingKeys
+from .dedupe import DedupeLog, DigestSet, PendingKeys, SteadyClock
 from .formats import to_ecs, to_ocsf
 from .normalize import KeepPolicy, build_alert
 
@@ -42,8 +42,10 @@ class AlertsProcessor(Processor):
         self.key_log: DedupeLog | None = None
         self.staged: PendingKeys | None = None  # keys of sink commits not yet durable (chain)
         self.last_fsync_at = time.monotonic()
-        # wall-clock seconds for key ages, read once per tick, not per record
-        self.now_secs = [int(time.time())]
+        # wall-clock seconds for key ages, read once per tick, not per record; a clock stepped
+        # forward must not expire keys early (SteadyClock)
+        self.clock = SteadyClock()
+        self.now_secs = [self.clock.now_secs()]
         counters = runtime.stats.counters
         for name in ("alerts", "duplicates", "filtered"):
             counters.setdefault(name, 0)
@@ -60,10 +62,16 @@ class AlertsProcessor(Processor):
         if not config.state_dir:
             log.info("No --state-dir: dedupe keys are kept in memory only.")
             return
-        self.state = StateDir(config.state_dir)
+        self.state = StateDir(config.state_dir, owner=COMMAND)
         self.key_log = DedupeLog(self.state.file("dedupe-keys.bin"))
-        loaded = self.key_log.load_into(self.digests)
+        loaded = self.key_log.load_into(self.digests, self.now_secs[0])
         self.runtime.stats.extra["dedupe_keys_loaded"] = loaded
+        if self.key_log.future_entries:
+            log.warning(
+                f"{self.key_log.future_entries} of {loaded} dedupe keys in {self.key_log.path} are dated in the "
+                "future (a corrupted entry or a clock that was wrong); they are kept as seen now, no key is "
+                "forgotten early"
+            )
         self.staged = PendingKeys(self.state.file("dedupe-keys.pending"))
         token = resume.token if resume is not None else None
         applied, dropped = self.staged.recover(self.key_log, self.digests, token)
@@ -141,7 +149,13 @@ class AlertsProcessor(Processor):
         self.maybe_compact()
 
     def on_tick(self) -> None:
-        self.now_secs[0] = int(time.time())
+        self.now_secs[0] = self.clock.now_secs()
+        if self.clock.jump_secs is not None:
+            self.runtime.log.warning_once(
+                "clock-jump",
+                f"the wall clock jumped by {self.clock.jump_secs:+.0f} s; dedupe key ages follow the monotonic "
+                "clock for the rest of this run, so no key is forgotten early",
+            )
         if self.key_log is None:
             return
         now = time.monotonic()

@@ -5,6 +5,11 @@ One `requests.Session` (keep-alive, imported lazily so `--help` stays fast). The
 it and retries that request once, also in the middle of a scroll. 429, 5xx, timeouts and resets
 back off with full jitter, honouring Retry-After (seconds or HTTP date). Every request carries a
 fresh `x-av-req-id`. The access key is only ever put in the token request body.
+
+Secrets: redirects are never followed (requests would re-POST the token request body, access key
+included, to wherever a 307/308 points; the gateway does not redirect API calls), and every
+answer is scrubbed of the access key before it is parsed, so a gateway that echoes the request
+body in an error message ("Invalid request body: {...accessKey...}") cannot make us print it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -38,6 +44,25 @@ API_PREFIX = "/app/hec-api/v1.0"
 QUERY_PATH = f"{API_PREFIX}/event/query"
 DEFAULT_TOKEN_TTL_SECS = 25 * 60  # when the answer has neither expiresIn nor expires
 MAX_REFRESH_MARGIN_SECS = 60.0
+REDACTED = b"<redacted>"
+# a key this short could match ordinary text of a 200 page (events); only error answers are scrubbed
+MIN_SCRUB_ALWAYS_CHARS = 8
+FIX_REDIRECT = (
+    "point --base-url (HARMONY_BASE_URL) at the gateway itself, e.g. the redirect's target if you "
+    "trust it; harmony-events does not follow redirects, so credentials never go anywhere else"
+)
+
+
+def secret_forms(secret: str, levels: int = 3) -> tuple[bytes, ...]:
+    """The byte sequences `secret` can appear as in an HTTP answer: as is, and JSON-escaped once
+    or more (a server that quotes the request body inside a JSON message escapes it twice), with
+    and without `/` escaped as `\\/`. Longest first, so a longer form is replaced whole."""
+    forms: set[bytes] = set()
+    current = secret.encode()
+    for _ in range(levels + 1):
+        forms.update({current, current.replace(b"/", b"\\/")})
+        current = orjson.dumps(current.decode())[1:-1]
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
 class Stopped(Exception):
@@ -66,6 +91,8 @@ class HecClient:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._access_key = access_key
+        self._secret_forms = secret_forms(access_key)
+        self._scrub_always = len(access_key) >= MIN_SCRUB_ALWAYS_CHARS
         self.timeout_secs = timeout_secs
         self.backoff = backoff or Backoff()
         self.stats = stats
@@ -112,6 +139,7 @@ class HecClient:
                 headers=headers,
                 timeout=self.timeout_secs,
                 verify=self.verify_tls,
+                allow_redirects=False,  # a 307 would re-send the access key wherever it points
             )
             content = resp.content
         except requests.exceptions.SSLError as exc:
@@ -127,6 +155,16 @@ class HecClient:
         self.reached = True
         if resp.status_code == 429:
             self._count("rate_limited")
+        if 300 <= resp.status_code < 400:
+            raise UnreachableError(
+                f"{url} answered HTTP {resp.status_code} redirecting to {_origin_of(url, resp.headers)}; "
+                "harmony-events does not follow redirects",
+                FIX_REDIRECT,
+            )
+        if content and (self._scrub_always or resp.status_code != 200):
+            for form in self._secret_forms:
+                if form in content:
+                    content = content.replace(form, REDACTED)
         try:
             parsed = orjson.loads(content) if content else None
         except orjson.JSONDecodeError:
@@ -249,6 +287,17 @@ class HecClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _origin_of(url: str, headers: Any) -> str:
+    """scheme://host:port of a redirect's target (never its path or query: they may hold tokens)."""
+    location = headers.get("Location")
+    if not location:
+        return "nowhere (no Location header)"
+    target = urlsplit(urljoin(url, location))
+    host = target.hostname or "?"
+    port = f":{target.port}" if target.port else ""
+    return f"{target.scheme}://{host}{port}"
 
 
 def _reason(exc: BaseException) -> str:

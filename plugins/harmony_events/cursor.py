@@ -14,6 +14,8 @@ from typing import Any
 
 from harmony_pipes._core.errors import ConfigError
 
+from .settings import strip_userinfo
+
 STATE_FILE = "harmony-events.cursor.json"
 FORMAT_VERSION = 1
 # Keep ids slightly longer than the overlap: the server may treat startDate as inclusive and
@@ -94,6 +96,9 @@ class CursorStore:
                 f"state file {self.state_dir.file(STATE_FILE)} is not a harmony-events cursor",
                 "move it away to start fresh",
             ) from exc
+        # an older version stored the base URL as given, password included: never shown, and
+        # the next save writes it without
+        state.source = " ".join(strip_userinfo(part) for part in state.source.split(" "))
         if state.source and state.source != source:
             raise ConfigError(
                 f"--state-dir holds the cursor of another source ({state.source})",

@@ -46,6 +46,8 @@ def _client(
     base_url = resolve_base_url(opts.pop("base_url"), opts.pop("region"))
     client_id = require_client_id(opts.pop("client_id"))
     access_key = read_access_key(env, opts.pop("access_key_file"))
+    if runtime is not None:
+        runtime.log.add_secret(access_key)  # a last line of defence; the client scrubs answers itself
     insecure = opts.pop("insecure")
     stop = runtime.stop if runtime is not None else None
 
@@ -95,7 +97,7 @@ def run_collect(runtime: Runtime, opts: dict[str, Any], env: Mapping[str, str]) 
     if tenant:
         runtime.stats.extra["tenant"] = tenant
     state_dir_path = opts.pop("state_dir")
-    state_dir = StateDir(state_dir_path) if state_dir_path else None
+    state_dir = StateDir(state_dir_path, owner="harmony-events") if state_dir_path else None
     if state_dir is None:
         log.warning("no --state-dir: the cursor is kept in memory only; a restart begins again at --start")
     config = CollectConfig(

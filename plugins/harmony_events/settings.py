@@ -6,6 +6,7 @@ secret may come from) are plain functions with plain inputs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ SEVERITY_NAMES = {
     "highest": 5,
 }
 ACCESS_KEY_ENV = "HARMONY_ACCESS_KEY"
+# scheme://userinfo@ — greedy up to the last '@' of the authority: a raw '@' in a password
+# must not leave its tail behind
+_USERINFO_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def strip_userinfo(url: str) -> str:
+    """`https://user:password@host/x` → `https://host/x` (what may be printed or stored)."""
+    return _USERINFO_RE.sub(r"\1", url, count=1)
 
 
 def resolve_base_url(base_url: str | None, region: str | None) -> str:
@@ -45,9 +54,16 @@ def resolve_base_url(base_url: str | None, region: str | None) -> str:
         )
     if base_url:
         url = base_url.strip().rstrip("/")
+        shown = strip_userinfo(url)  # never printed, logged or stored with a password
+        if shown != url:
+            raise ConfigError(
+                f"base URL {shown!r} holds a user name or password (not shown)",
+                "remove it from --base-url / HARMONY_BASE_URL: the API key is HARMONY_CLIENT_ID and "
+                "HARMONY_ACCESS_KEY (or --access-key-file)",
+            )
         if not url.startswith(("http://", "https://")):
             raise ConfigError(
-                f"base URL {url!r} is not http(s)", "use e.g. https://cloudinfra-gw.portal.checkpoint.com"
+                f"base URL {shown!r} is not http(s)", "use e.g. https://cloudinfra-gw.portal.checkpoint.com"
             )
         return url
     if region:
@@ -104,7 +120,7 @@ def build_filters(types: str | None, states: str | None, severities: str | None,
         filters["eventStates"] = state_list
     severity_list = []
     for item in split_list(severities):
-        if item.isdigit() and 1 <= int(item) <= 5:
+        if item.isascii() and item.isdigit() and 1 <= int(item) <= 5:
             severity_list.append(int(item))
         elif _token(item) in SEVERITY_NAMES:
             severity_list.append(SEVERITY_NAMES[_token(item)])

@@ -74,7 +74,7 @@ def normalize_severity(value: Any) -> str:
         return str(int(value))
     if isinstance(value, str):
         text = value.strip().lower()
-        if text.isdigit() and 1 <= int(text) <= 5:
+        if text.isascii() and text.isdigit() and 1 <= int(text) <= 5:  # "²".isdigit() is True
             return str(int(text))
         if text in SEVERITY_NAMES:
             return str(SEVERITY_NAMES[text])

@@ -73,6 +73,16 @@ def compressed_bound(raw_bytes: int) -> int:
     return raw_bytes + (raw_bytes >> 7) + 64
 
 
+def one_record_bound_bytes(spec: BodySpec, record_bytes: int) -> int:
+    """Most bytes a sealed object holding one record of `record_bytes` can take (the bound
+    `BodyWriter.size_bound_with` gives for it): `--max-bytes` below this for the longest record
+    `--max-line-bytes` allows could not hold every record, so it is refused at start."""
+    pending = record_bytes + 2 + 2  # the record's newline and comma/bracket, the array's close
+    if spec.compression == "none":
+        return pending + 1
+    return compressed_bound(pending) + TRAILER_BOUND_BYTES
+
+
 class _NoCompressor:
     def compress(self, data: bytes) -> bytes:
         return data

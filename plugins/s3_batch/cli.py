@@ -43,7 +43,7 @@ def build(params: dict[str, Any], runtime: Runtime) -> S3Sink:
     apply_preset(click.get_current_context(), params)
     runtime.stats.status_out_counter = "records_accepted"  # records out = durably spooled, not receipts
     stream = StreamConfig.pop_from(params)
-    return S3Sink(runtime, build_config(params, runtime), stream)
+    return S3Sink(runtime, build_config(params, runtime, max_line_bytes=stream.max_line_bytes), stream)
 
 
 @click.group(

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.ndjson import DEFAULT_MAX_LINE_BYTES
 from harmony_pipes._core.options import (
     BYTES,
     Runtime,
@@ -22,12 +23,14 @@ from harmony_pipes._core.options import (
     state_option,
     stream_options,
 )
+from harmony_pipes._core.state import claim_state_dir
 
 from .batcher import DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_BYTES, DEFAULT_MAX_OPEN_BATCHES, DEFAULT_MAX_RECORDS, Limits
-from .body import COMPRESSIONS, FORMATS, BodySpec
+from .body import COMPRESSIONS, FORMATS, BodySpec, one_record_bound_bytes
 from .control import SPOOL_SUBDIR, resolve_spool_dir
 from .health import DEFAULT_MAX_BACKLOG_AGE_SECS, STUCK_EXIT_CODE
 from .keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, KeyTemplateError
+from .spool import OWNER
 from .stores import Destination, S3Options, parse_destinations
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -148,7 +151,8 @@ def sink_options(f: F) -> F:
                 type=BYTES,
                 default=DEFAULT_MAX_BYTES,
                 show_default="64MiB",
-                help="Seal before the stored (compressed) object would exceed this.",
+                help="Seal before the stored (compressed) object would exceed this (at least one "
+                "--max-line-bytes record).",
             ),
             opt(
                 "--max-age-secs",
@@ -276,15 +280,31 @@ def apply_preset(ctx: click.Context, kwargs: dict[str, Any]) -> None:
             kwargs[name] = value
 
 
-def build_config(kwargs: dict[str, Any], runtime: Runtime) -> SinkConfig:
+def build_config(
+    kwargs: dict[str, Any], runtime: Runtime, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> SinkConfig:
     dests = parse_destinations(split_dests(kwargs["dest_values"]))
+    compression, level = kwargs["compression"], kwargs["compression_level"]
+    spec = BodySpec(kwargs["body_format"], compression, level)
     try:
         template = KeyTemplate.parse(kwargs["key_template"])
+        template.check(
+            prefixes=[d.prefix for d in dests],
+            ext=spec.extension,
+            file_store=any(d.scheme == "file" for d in dests),
+        )
     except KeyTemplateError as exc:
-        raise ConfigError(f"--key-template: {exc}", "see s3-batch --help for the placeholders") from None
-    if not template.uses_hash:
-        runtime.log.warning("--key-template has no {hash}: two objects may get the same key and overwrite")
-    compression, level = kwargs["compression"], kwargs["compression_level"]
+        raise ConfigError(
+            f"--key-template {kwargs['key_template']!r}: {exc}",
+            "see s3-batch --help for the placeholders; keys need {hash}, and no '..', '//' or names starting with '.'",
+        ) from None
+    floor = one_record_bound_bytes(spec, max_line_bytes)
+    if kwargs["max_bytes"] < floor:
+        raise ConfigError(
+            f"--max-bytes {kwargs['max_bytes']} is smaller than one record of --max-line-bytes {max_line_bytes} "
+            f"can make an object ({floor} bytes with --compression {compression})",
+            f"raise --max-bytes to at least {floor}, or lower --max-line-bytes: objects never exceed --max-bytes",
+        )
     if compression == "gzip" and level is not None and level > 9:
         raise ConfigError(f"--compression-level {level} is not a gzip level", "use 1-9 for gzip")
     if kwargs["sse_kms_key_id"] and kwargs["sse"] != "aws:kms":
@@ -295,6 +315,8 @@ def build_config(kwargs: dict[str, Any], runtime: Runtime) -> SinkConfig:
 
         validator = build_validator(kwargs["validate_kind"], kwargs["schema_path"])
     spool_dir, temporary = resolve_spool_dir(kwargs["spool_dir"], kwargs["state_dir"])
+    if kwargs["state_dir"] and not kwargs["spool_dir"]:
+        claim_state_dir(Path(kwargs["state_dir"]), OWNER)  # 0700, writable, not another command's
     if temporary:
         runtime.log.warning(
             f"no --spool-dir or --state-dir: spooling in {spool_dir}; give a spool directory so "
@@ -304,7 +326,7 @@ def build_config(kwargs: dict[str, Any], runtime: Runtime) -> SinkConfig:
         destinations=dests,
         spool_dir=spool_dir,
         spool_is_temporary=temporary,
-        spec=BodySpec(kwargs["body_format"], compression, level),
+        spec=spec,
         template=template,
         time_field=kwargs["time_field"],
         limits=Limits(kwargs["max_records"], kwargs["max_bytes"], kwargs["max_age_secs"], kwargs["max_open_batches"]),

@@ -18,6 +18,8 @@ import orjson
 from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.state import atomic_write_bytes
 
+from .manifest import DAMAGED_SUFFIX, QUARANTINE_DIR, manifest_problem, quarantined_for
+
 FORMAT_VERSION = 1
 SPOOL_SUBDIR = "s3-batch-spool"
 CONTROL_FILE = "control.json"
@@ -48,16 +50,38 @@ def is_paused(control: dict[str, Any], dest: str) -> bool:
 
 
 def scan_backlog(spool_dir: Path, destinations: Iterable[str], now_ms: int) -> list[dict[str, Any]]:
-    """Backlog per destination from the files alone (used by `s3-batch status`, no lock)."""
+    """Backlog per destination from the files alone (used by `s3-batch status`, no lock).
+
+    Objects set aside are reported too: `quarantined_objects` (this destination can never take
+    them, e.g. a refused key) and `damaged_objects` (an unusable manifest; the next start moves
+    such an object into quarantine/ if it is still under objects/).
+    """
     objects_dir = spool_dir / "objects"
     if not spool_dir.is_dir():
         raise ConfigError(f"spool directory {spool_dir} does not exist", "check --spool-dir / --state-dir")
     manifests: list[dict[str, Any]] = []
+    damaged = 0
+    seen: set[str] = set()
     for path in sorted(objects_dir.glob("*.json")) if objects_dir.is_dir() else []:
-        try:
-            manifests.append(orjson.loads(path.read_bytes()))
-        except (OSError, orjson.JSONDecodeError):
+        if not (path.stem.isascii() and path.stem.isdigit()):
             continue
+        seen.add(path.stem)
+        try:
+            manifest = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            continue  # delivered and deleted meanwhile
+        except (OSError, orjson.JSONDecodeError):
+            manifest = None
+        if manifest is None or manifest_problem(manifest) is not None:
+            damaged += 1
+            continue
+        manifests.append(manifest)
+    for path in objects_dir.glob("*.body") if objects_dir.is_dir() else []:
+        if path.stem not in seen:  # a body without its manifest
+            damaged += 1
+    quarantine = spool_dir / QUARANTINE_DIR
+    aside = [p.name for p in quarantine.glob("*.json")] if quarantine.is_dir() else []
+    damaged += sum(1 for name in aside if name.endswith(DAMAGED_SUFFIX))
     open_bytes = 0
     open_batches = 0
     for path in (spool_dir / "open").glob("*.body") if (spool_dir / "open").is_dir() else []:
@@ -79,6 +103,8 @@ def scan_backlog(spool_dir: Path, destinations: Iterable[str], now_ms: int) -> l
                 "oldest_age_secs": None if oldest is None else round(max(0, now_ms - oldest) / 1000, 3),
                 "open_batches": open_batches,
                 "open_bytes": open_bytes,
+                "quarantined_objects": sum(1 for name in aside if quarantined_for(name, dest)),
+                "damaged_objects": damaged,
             }
         )
     return rows

@@ -5,6 +5,13 @@ keeps the bytes until every destination confirmed). A failing object is retried 
 exponential backoff (botocore's standard/adaptive retries run inside each attempt); the failure
 is logged when the backoff step grows (attempts 1, 2, 4, 8, ...), not on every attempt, and
 recovery is logged once. Objects are never skipped, so a destination's objects land in order.
+
+What a failure means comes from one classifier (`stores.classify_failure`, for S3 the shared
+`_core.aws.classify_aws_error`): a retryable one (throttling, 5xx, timeouts, connection errors)
+is retried; a fatal one (credentials, permission, missing bucket, bad request) is retried too but
+published as `fatal`, and the sink ends the run on it (exit 3/4/2, everything read stays
+spooled); an object whose key the destination can never take (`ItemRefused`) is set aside in the
+spool's quarantine/ folder so the objects behind it flow.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from harmony_pipes._core.errors import ItemRefused, PipesError
 from harmony_pipes._core.log import Log
 from harmony_pipes._core.metrics import Health
 from harmony_pipes._core.retry import Backoff
@@ -24,7 +32,7 @@ from harmony_pipes._core.retry import Backoff
 from .control import is_paused
 from .keys import format_iso_ms
 from .spool import Entry, Spool
-from .stores import Destination, FileStore, ObjectMeta, S3Store, failure_error
+from .stores import Destination, FileStore, ObjectMeta, S3Store, classify_failure
 
 IDLE_WAIT_SECS = 0.25
 UNLIMITED_RETRIES = 1 << 30
@@ -80,6 +88,9 @@ class Deliverer(threading.Thread):
         self.last_error: str | None = None
         self.delivered = 0  # objects confirmed in this run
         self.paused = False
+        # the last failure when it needs a person (credentials, permission, bucket, bad request);
+        # cleared by the next success. Read by the sink's main thread, which ends the run on it.
+        self.fatal: PipesError | None = None
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -115,8 +126,13 @@ class Deliverer(threading.Thread):
         meta = ObjectMeta(m["content_type"], m["content_encoding"], m["sha256"], m["records"])
         try:
             self.store.put(key, entry.body_path, meta)
-        except Exception as exc:  # every failure is retried; the object is never dropped
-            self._failed(exc, key)
+        except Exception as exc:  # the object is never dropped: retried, or kept in quarantine/
+            error = classify_failure(exc, self.dest, key)
+            if isinstance(error, ItemRefused):
+                self._set_aside(entry, error)
+                return
+            self.fatal = None if error.retryable else error
+            self._failed(error)
             return
         written_ms = self.wall_ms()
         if self.attempt:
@@ -124,6 +140,7 @@ class Deliverer(threading.Thread):
         self.attempt = 0
         self.failing_since = None
         self.last_error = None
+        self.fatal = None
         self.spool.mark_done(entry, name)
         self.delivered += 1
         if self.health is not None:
@@ -132,13 +149,21 @@ class Deliverer(threading.Thread):
         self.counters["bytes_stored"] = self.counters.get("bytes_stored", 0) + entry.bytes
         self.receipts.put(orjson.dumps(receipt_for(self.dest, entry, key, written_ms)))
 
-    def _failed(self, exc: BaseException, key: str) -> None:
+    def _set_aside(self, entry: Entry, error: PipesError) -> None:
+        """The destination can never take this object: keep it in quarantine/, go on with the next."""
+        self.spool.quarantine(entry, self.dest.name, error.one_line())
+        self.counters["objects_quarantined"] = self.counters.get("objects_quarantined", 0) + 1
+        self.log.warning(
+            f"destination {self.dest.name}: object {entry.seq} ({entry.manifest['records']} records) set aside in "
+            f"{self.spool.path / 'quarantine'}; the objects behind it go on: {error.one_line()}"
+        )
+
+    def _failed(self, error: PipesError) -> None:
         self.attempt += 1
         self.counters["retries"] = self.counters.get("retries", 0) + 1
         if self.failing_since is None:
             self.failing_since = time.monotonic()
         delay = self.backoff.delay_secs(min(self.attempt - 1, 30)) or self.backoff.max_delay_secs
-        error = failure_error(exc, self.dest, key)
         self.last_error = error.one_line()
         if self.health is not None:
             self.health.count_error(error)

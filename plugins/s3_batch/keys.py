@@ -11,10 +11,11 @@ own batch, so an object under `dt=2024-05-01/` only holds records whose own time
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 DEFAULT_KEY_TEMPLATE = "{prefix}dt={date}/{t1}_{t2}_{t3}_{hash}{ext}"
@@ -22,6 +23,9 @@ DEFAULT_TIME_FIELDS = ("timestamp", "auditEventTime", "eventCreated")
 HASH_CHARS = 16
 FIELD_VALUE_MAX_CHARS = 128
 MISSING_FIELD_VALUE = "unknown"
+MAX_KEY_BYTES = 1024  # S3's limit
+MAX_SEGMENT_BYTES = 255  # a file name (NAME_MAX) in a file:// store
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 _PLACEHOLDER_RE = re.compile(r"\{([a-z0-9]+)(?::([^{}]+))?\}")
 _SIMPLE = {"prefix", "t1", "t2", "t3", "date", "hour", "hash", "ext"}
@@ -32,13 +36,25 @@ _SECS_LIMIT = 1e11
 _MS_LIMIT = 1e14
 _US_LIMIT = 1e17
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+# The instants a key and a receipt can name: years 1..9999 UTC. A record time outside them
+# (1e308, "Infinity", 9999-12-31T23:59:59-14:00 ...) is not a time: the record gets its arrival
+# time, like a record without one (a value from the record must never stop the sink).
+MIN_TIME_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_MS
+MAX_TIME_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - _EPOCH) // _ONE_MS
+
 
 class KeyTemplateError(ValueError):
     """The template names an unknown placeholder or is malformed."""
 
 
 def parse_time_ms(value: Any) -> int | None:
-    """Epoch ms from an epoch number (s, ms, µs or ns, guessed by magnitude) or an ISO 8601 string."""
+    """Epoch ms from an epoch number (s, ms, µs or ns, guessed by magnitude) or an ISO 8601 string.
+
+    None for anything else, and for every value outside years 1..9999 UTC (infinities, NaN,
+    1e308): the caller falls back to arrival time.
+    """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -53,15 +69,17 @@ def parse_time_ms(value: Any) -> int | None:
             return _parse_iso_ms(text)
     else:
         return None
-    if number != number or number < 0:  # NaN or negative
+    if not math.isfinite(number) or number < 0:  # NaN, infinities, negative
         return None
     if number < _SECS_LIMIT:
-        return int(number * 1000)
-    if number < _MS_LIMIT:
-        return int(number)
-    if number < _US_LIMIT:
-        return int(number / 1000)
-    return int(number / 1_000_000)
+        found = int(number * 1000)
+    elif number < _MS_LIMIT:
+        found = int(number)
+    elif number < _US_LIMIT:
+        found = int(number / 1000)
+    else:
+        found = int(number / 1_000_000)
+    return found if found <= MAX_TIME_MS else None
 
 
 def _parse_iso_ms(text: str) -> int | None:
@@ -71,7 +89,11 @@ def _parse_iso_ms(text: str) -> int | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    try:  # exact integer math; an offset can push year 1 / 9999 out of range
+        found = (parsed - _EPOCH) // _ONE_MS
+    except OverflowError:
+        return None
+    return found if MIN_TIME_MS <= found <= MAX_TIME_MS else None
 
 
 class TimeExtractor:
@@ -103,10 +125,19 @@ class TimeExtractor:
         return arrival_ms
 
 
+def _moment(epoch_ms: int) -> datetime:
+    """The UTC datetime of an epoch-ms time, clamped to years 1..9999 (never raises)."""
+    return _EPOCH + timedelta(milliseconds=min(max(epoch_ms, MIN_TIME_MS), MAX_TIME_MS))
+
+
 def format_iso_ms(epoch_ms: int) -> str:
     """`2024-05-01T12:00:00.123Z` — the wire format for times (DESIGN section 4)."""
-    stamp = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    m = _moment(epoch_ms)
+    # not strftime: glibc's %Y does not pad years before 1000 to four digits
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond // 1000:03d}Z"
+    )
 
 
 _DAY_MS = 86_400_000
@@ -122,7 +153,8 @@ def day_of(epoch_ms: int) -> str:
     if text is None:
         if len(_DAY_CACHE) > 4096:
             _DAY_CACHE.clear()
-        text = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%d")
+        m = _moment(day * _DAY_MS)
+        text = f"{m.year:04d}-{m.month:02d}-{m.day:02d}"
         _DAY_CACHE[day] = text
     return text
 
@@ -132,14 +164,53 @@ def date_hour(epoch_ms: int) -> tuple[str, str]:
 
 
 def safe_key_part(value: Any) -> str:
-    """A record-controlled value made safe for a key: no `/`, no `..`, bounded length."""
+    """A record-controlled value made safe for a key: no `/`, never empty, bounded length, and
+    never starting with `.` (so never `..` nor a hidden name like the file store's scratch
+    folder `.s3-batch-tmp`, which the next start empties)."""
     if value is None:
         return MISSING_FIELD_VALUE
     text = value if isinstance(value, str) else str(value)
     text = _UNSAFE_CHARS_RE.sub("_", text)[:FIELD_VALUE_MAX_CHARS]
     if not text or set(text) <= {"."}:
         return MISSING_FIELD_VALUE
+    if text[0] == ".":
+        text = "_" + text[1:]
     return text
+
+
+def key_problem(key: str, *, max_segment_bytes: int | None = None) -> str | None:
+    """Why `key` cannot be an object key in both S3 and a file:// store; None when it can.
+
+    Refused: empty keys, absolute paths, `.` / `..` / empty segments (a file store would leave
+    its folder or merge two keys), segments starting with `.` (hidden names are the stores'
+    scratch space), a trailing `/` (a folder, not an object), control characters, more than
+    1024 bytes (S3), and with `max_segment_bytes` longer file names.
+    """
+    if not key:
+        return "the key is empty"
+    if key.startswith("/"):
+        return "the key starts with '/' (an absolute path)"
+    if key.endswith("/"):
+        return "the key ends with '/' (a folder, not an object)"
+    if _CONTROL_RE.search(key):
+        return "the key contains a control character"
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
+        return f"the key can be {size} bytes, longer than S3's {MAX_KEY_BYTES}"
+    for segment in key.split("/"):
+        if not segment:
+            return "the key has an empty path segment ('//')"
+        if segment in (".", ".."):
+            return f"the key has a {segment!r} path segment (it would leave the store's folder)"
+        if segment[0] == ".":
+            return (
+                f"a path segment starts with '.' ({segment[:40]!r}): hidden names are the stores' scratch "
+                "space (.s3-batch-tmp)"
+            )
+        if max_segment_bytes is not None and len(segment.encode()) > max_segment_bytes:
+            size = len(segment.encode())
+            return f"a path segment can be {size} bytes, longer than a file name may be ({max_segment_bytes})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -174,6 +245,32 @@ class KeyTemplate:
         if template.startswith("/"):
             raise KeyTemplateError("a key must not start with '/'")
         return cls(template, tuple(fields), "date" in names, "hour" in names, "hash" in names)
+
+    def check(self, *, prefixes: Sequence[str], ext: str, file_store: bool) -> None:
+        """Refuse (KeyTemplateError) a template whose keys can be invalid in some destination.
+
+        Keys are rendered with the longest values each placeholder can take (field values are
+        `safe_key_part`s: never `/`, never a leading `.`), so a key that passes here passes for
+        every record. `{hash}` is required: without it two objects can get the same key and the
+        second overwrites the first.
+        """
+        if not self.uses_hash:
+            raise KeyTemplateError("no {hash}: two objects could get the same key and overwrite each other")
+        widest = "9" * 15  # the longest epoch-ms text (year 1 is -62135596800000)
+        for prefix in prefixes:
+            key = self.render(
+                prefix=prefix,
+                first_ms=MAX_TIME_MS,
+                last_ms=MAX_TIME_MS,
+                written_ms=MAX_TIME_MS,
+                sha256_hex="f" * 64,
+                ext=ext,
+                field_values=["x" * FIELD_VALUE_MAX_CHARS] * len(self.field_paths),
+            ).replace(str(MAX_TIME_MS), widest)
+            problem = key_problem(key, max_segment_bytes=MAX_SEGMENT_BYTES if file_store else None)
+            if problem is not None:
+                shown = key if len(key) <= 80 else key[:77] + "..."
+                raise KeyTemplateError(f"{problem}, e.g. {shown!r}")
 
     def partition_of(self, record: Mapping[str, Any], record_ms: int) -> tuple[str, ...]:
         """The values that must be equal for two records to share an object."""

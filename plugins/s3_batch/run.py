@@ -61,6 +61,7 @@ class S3Sink(Processor):
             "retries",
             "backlog_objects",
             "backlog_bytes",
+            "objects_quarantined",
         ):
             self.counters.setdefault(name, 0)
         self.time_of = TimeExtractor(config.time_field)
@@ -84,6 +85,7 @@ class S3Sink(Processor):
         self.uncommitted = False  # records routed since the last commit point
         self.receipts_closed = False
         watch(self, config.max_backlog_age_secs)  # health check and backlog gauges (metrics)
+        self.fatal: tuple[str, PipesError] | None = None  # (destination, error) that ended the run
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -105,6 +107,11 @@ class S3Sink(Processor):
             prefixes={d.name: d.prefix for d in dests},
             wall_ms=self.wall_ms,
         )
+        if self.spool.destinations_error:
+            self.log.warning(
+                f"{self.spool.destinations_error.removeprefix('Error: ')} (`s3-batch status` may not know the "
+                "destination names; delivering the backlog goes on)"
+            )
         limits, spec = self.config.limits, self.config.spec
         self.log.info(
             f"objects are sealed at {limits.max_records} records, {limits.max_bytes} stored bytes or "
@@ -113,6 +120,12 @@ class S3Sink(Processor):
         )
         objects, records = self.spool.recover(self.time_of)
         pending = len(self.spool.entries)
+        for seq, problem in self.spool.damaged:
+            self.counters["objects_quarantined"] += 1
+            self.log.warning(
+                f"spool object {seq} set aside in {self.spool.path / 'quarantine'}: {problem} (its body is kept "
+                "there; `s3-batch status` counts it as damaged)"
+            )
         if pending:
             self.log.info(
                 f"spool {self.spool.path}: {pending} objects waiting from an earlier run"
@@ -132,7 +145,7 @@ class S3Sink(Processor):
             try:
                 self.stores[dest.name].check()
             except PipesError as exc:
-                if getattr(exc, "transient", False):
+                if exc.retryable:
                     self.log.warning(
                         f"destination {dest.name} is unreachable now; spooling until it is back: " + exc.one_line()
                     )
@@ -195,13 +208,39 @@ class S3Sink(Processor):
             self.spool.sync()  # type: ignore[union-attr]
         self.counters["records_accepted"] = self.spool.accepted  # type: ignore[union-attr]
         self._emit_receipts()
+        self._check_fatal()
+
+    def _check_fatal(self) -> None:
+        """A destination failing for a reason only a person can fix ends the run: stop reading,
+        seal and commit everything read (the drain), exit with the error's code (see run()).
+        Destinations refused at start keep the documented spool-then-exit behaviour."""
+        if self.fatal is not None:
+            return
+        self.fatal = self._fatal_failure()
+        if self.fatal is not None:
+            name, error = self.fatal
+            self.log.warning(
+                f"destination {name} failed for good ({error.message}); stopping: everything read so far is "
+                "sealed and stays in the spool"
+            )
+
+    def failure(self) -> PipesError | None:
+        """A destination failing for good ends the input (the runner commits what was read)."""
+        return None if self.fatal is None else self.fatal[1]
+
+    def _fatal_failure(self) -> tuple[str, PipesError] | None:
+        for worker in self.deliverers:
+            error = worker.fatal
+            if error is not None and worker.dest.name not in self.refused:
+                return worker.dest.name, error
+        return None
 
     # -- commit points ------------------------------------------------------------------------
 
     def next_token(self) -> CommitToken:
         return CommitToken(self.spool.spool_id, self.spool.commit_number + 1)  # type: ignore[union-attr]
 
-    def commit_due(self) -> bool:
+    def commit_due(self, at_end: bool = False) -> bool:
         return self.uncommitted or bool(self.to_seal)
 
     def commit(self, positions: dict[str, Position], token: CommitToken) -> None:
@@ -251,6 +290,9 @@ class S3Sink(Processor):
         self.counters["objects"] = sum(w.counters.get("objects", 0) for w in self.deliverers)
         self.counters["bytes_stored"] = sum(w.counters.get("bytes_stored", 0) for w in self.deliverers)
         self.counters["retries"] = sum(w.counters.get("retries", 0) for w in self.deliverers)
+        self.counters["objects_quarantined"] = len(self.spool.damaged if self.spool else ()) + sum(
+            w.counters.get("objects_quarantined", 0) for w in self.deliverers
+        )
         now = self.clock()
         if now - self.backlog_checked >= BACKLOG_REFRESH_SECS and self.spool is not None:
             # objects not yet confirmed, summed over destinations (the progress lines show it too)
@@ -291,7 +333,9 @@ class S3Sink(Processor):
         except OSError as exc:
             raise disk_error(self.config.spool_dir, exc) from None
         deadline = self.clock() + self.config.drain_timeout_secs
-        while self.clock() < deadline and not all(w.idle() or self._still_refused(w) for w in self.deliverers):
+        while self.clock() < deadline and not all(
+            w.idle() or self._still_refused(w) or w.fatal is not None for w in self.deliverers
+        ):
             self._emit_receipts()
             time.sleep(DRAIN_POLL_SECS)
         self._emit_receipts()
@@ -333,6 +377,17 @@ class S3Sink(Processor):
     def close(self) -> int:
         """Stop the workers; the exit code says whether every object reached every destination."""
         rows = self._stop_workers()
+        if self.fatal is None:  # it came while draining at end of input
+            self.fatal = self._fatal_failure()
+        if self.fatal is not None:
+            name, error = self.fatal
+            backlog = next((r for r in rows if r["destination"] == name), None)
+            waiting = f"; {backlog['objects']} objects wait in the spool {self.config.spool_dir}" if backlog else ""
+            raise type(error)(
+                f"destination {name}: {error.message}{waiting}",
+                f"{error.fix or 'fix the destination'}, then run s3-batch again with the same spool",
+                error.exit_code,
+            )
         for worker in self.deliverers:
             refusal = self.refused.get(worker.dest.name)
             if refusal is not None and not worker.delivered:

@@ -9,7 +9,10 @@ Layout of `--spool-dir` (0700, files 0600, locked by the running sink):
     objects/<seq>.json   manifest of a sealed object: keys, sha256, sizes, times — fixed before
                          the first upload attempt, so every retry writes the same key and bytes
     objects/<seq>.body   the sealed body, byte for byte what is uploaded
-    objects/<seq>.done.<dest>   marker: <dest> confirmed this object
+    objects/<seq>.done.<dest>   marker: <dest> confirmed this object (or set it aside, below)
+    quarantine/<seq>.body           an object set aside: byte for byte the sealed body
+    quarantine/<seq>.dest-<dest>.json   why <dest> can never take it (a refused key) + manifest
+    quarantine/<seq>.damaged.json   why its manifest was unusable (+ the damaged manifest's text)
     control.json         paused destinations (written by `s3-batch pause|resume`)
     destinations.json    names and URLs of the running sink's destinations (for status)
 
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import threading
 import time
@@ -54,13 +58,16 @@ from typing import Any
 
 import orjson
 
+from harmony_pipes._core.errors import PipesError
 from harmony_pipes._core.state import StateDir, atomic_write_bytes, ensure_private_dir, fsync_dir, write_all
 
 from .batcher import OpenBatch
 from .body import BodySpec, BodyWriter, read_records
 from .control import CONTROL_FILE, DESTINATIONS_FILE, FORMAT_VERSION, read_control
 from .keys import KeyTemplate, TimeExtractor
+from .manifest import DAMAGED_SUFFIX, QUARANTINE_DIR, manifest_problem, quarantine_name
 
+OWNER = "s3-batch"  # the command a spool directory belongs to (_core.state.claim_dir)
 COMMIT_LOG = "commits.log"
 COMMIT_NUMBER_KEY = "@n"  # in a commit line: the number of a commit point (grows across restarts)
 POSITIONS_KEY = "@p"  # in a commit line: where each upstream stage stood (harmony-pipes chain)
@@ -140,7 +147,7 @@ class Spool:
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         compress_in_thread: bool = True,
     ) -> None:
-        self.state = StateDir(path)
+        self.state = StateDir(path, owner=OWNER)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="compress") if compress_in_thread else None
         self._switch_interval_secs = sys.getswitchinterval()
         if compress_in_thread:
@@ -170,7 +177,14 @@ class Spool:
         self.synced_number = 0  # the newest commit point fsynced (survives a power loss)
         self._positions: dict[str, Any] | None = None  # upstream positions of the newest commit point
         self.resume: tuple[int, dict[str, Any]] | None = None  # what recovery found: (number, positions)
-        self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
+        self.damaged: list[tuple[str, str]] = []  # (seq, why) of objects set aside by recover()
+        # only `status` / `pause` read it (for the names): a full disk must not stop a start that
+        # would deliver the backlog and so free the disk
+        self.destinations_error: str | None = None
+        try:
+            self.state.write_json(DESTINATIONS_FILE, {"destinations": destinations, "pid": os.getpid()}, FORMAT_VERSION)
+        except PipesError as exc:
+            self.destinations_error = exc.one_line()
 
     def _read_spool_id(self) -> str:
         """A random name for this spool, kept for its life: the positions a chain's commit
@@ -182,7 +196,10 @@ class Spool:
             found = ""
         if not found:
             found = os.urandom(8).hex()
-            atomic_write_bytes(path, found.encode())
+            try:
+                atomic_write_bytes(path, found.encode())
+            except PipesError:  # a full disk must not stop the start that would free it
+                pass  # (a chain then resumes its transforms from their own state, never from ours)
         return found
 
     # -- open batches -------------------------------------------------------------------------
@@ -436,13 +453,21 @@ class Spool:
         """Load sealed objects and seal the open bodies a crash left; returns (objects, records)."""
         recovered_records = 0
         names = [p.name.split(".", 1)[0] for p in [*self.objects_dir.iterdir(), *self.open_dir.iterdir()]]
-        self.seq.advance_past(max((n for n in names if n.isdigit()), default="0"))
+        self.seq.advance_past(max((n for n in names if n.isascii() and n.isdigit()), default="0"))
         for manifest_path in sorted(self.objects_dir.glob("*.json")):
             seq = manifest_path.stem
+            if not (seq.isascii() and seq.isdigit()):
+                continue  # `<seq>.done.json`: the marker of a destination named "json"
             try:
                 manifest = orjson.loads(manifest_path.read_bytes())
             except (OSError, orjson.JSONDecodeError):
-                continue  # a torn manifest cannot exist (atomic write); ignore stray temp files
+                manifest = None
+            problem = manifest_problem(manifest) if manifest is not None else "the manifest is not valid JSON"
+            if problem is None and manifest["seq"] != seq:
+                problem = f"the manifest names object {manifest['seq']!r}, not {seq!r}"
+            if problem is not None:  # torn writes cannot happen (atomic): damage or a foreign file
+                self._set_aside_damaged(seq, manifest_path, problem)
+                continue
             body = self.objects_dir / f"{seq}.body"
             if not body.exists():
                 pending = self.open_dir / f"{seq}.body"
@@ -459,6 +484,9 @@ class Spool:
                 entry.manifest["keys"].setdefault(name, render_key(manifest, prefix))
             self._register(entry)
             self._free_if_done(entry)
+        for orphan in sorted(self.objects_dir.glob("*.body")):  # a body never outlives its manifest
+            if orphan.stem not in self.entries:
+                self._set_aside_damaged(orphan.stem, None, "the object's manifest is missing")
         objects = len(self.entries)
         limits = self._recovery_limits()
         for body_path in sorted(self.open_dir.glob("*.body")):
@@ -590,6 +618,67 @@ class Spool:
             "recovered",
         )
         return writer.records
+
+    # -- quarantine ---------------------------------------------------------------------------
+
+    def quarantine_dir(self) -> Path:
+        return ensure_private_dir(self.path / QUARANTINE_DIR)
+
+    def _keep_body(self, body_path: Path, seq: str) -> None:
+        """Put the body into quarantine/ (a hard link: sealed bodies never change; else a copy)."""
+        target = self.quarantine_dir() / f"{seq}.body"
+        if target.exists():
+            return
+        try:
+            os.link(body_path, target)
+        except OSError:
+            shutil.copyfile(body_path, target)
+            os.chmod(target, 0o600)
+        fsync_dir(target.parent)
+
+    def quarantine(self, entry: Entry, dest: str, reason: str) -> None:
+        """Set an object aside for `dest`, which can never take it (a refused key).
+
+        The body and the reason are kept in quarantine/, then `dest` counts the object as done,
+        so the objects behind it flow and the spool frees it once the others confirmed.
+        """
+        self._keep_body(entry.body_path, entry.seq)
+        doc = {
+            "destination": dest,
+            "url": self.destinations.get(dest),
+            "key": entry.manifest["keys"].get(dest),
+            "reason": reason,
+            "quarantined_ms": self.wall_ms(),
+            "manifest": entry.manifest,
+        }
+        atomic_write_bytes(self.quarantine_dir() / quarantine_name(entry.seq, dest), orjson.dumps(doc))
+        self.mark_done(entry, dest)
+
+    def _set_aside_damaged(self, seq: str, manifest_path: Path | None, problem: str) -> None:
+        """An object whose manifest is unusable: keep its body and the manifest's text, stop
+        tracking it (its key and bytes can no longer be trusted)."""
+        body = self.objects_dir / f"{seq}.body"
+        if not body.exists():
+            body = self.open_dir / f"{seq}.body"  # crash between the manifest and the rename
+        text = b""
+        if manifest_path is not None:
+            with contextlib.suppress(OSError):
+                text = manifest_path.read_bytes()[:65536]
+        if body.exists():
+            self._keep_body(body, seq)
+        doc = {
+            "seq": seq,
+            "reason": problem,
+            "body": f"{seq}.body" if body.exists() else None,
+            "manifest_text": text.decode("utf-8", "replace"),
+            "quarantined_ms": self.wall_ms(),
+        }
+        atomic_write_bytes(self.quarantine_dir() / f"{seq}{DAMAGED_SUFFIX}", orjson.dumps(doc))
+        self.damaged.append((seq, problem))
+        for path in (body, manifest_path, *self.objects_dir.glob(f"{seq}.done.*")):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     # -- delivery -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ twice with the same bytes is harmless, which is what makes retries after a crash
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from harmony_pipes._core.errors import ConfigError, PipesError, RuntimeFailure, UnreachableError
+from harmony_pipes._core.errors import ConfigError, ItemRefused, PipesError, RuntimeFailure, UnreachableError
 from harmony_pipes._core.state import fsync_dir
+
+from .keys import MAX_SEGMENT_BYTES, key_problem
 
 DEFAULT_MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
 DEFAULT_MULTIPART_CHUNK_BYTES = 8 * 1024 * 1024
@@ -112,18 +115,25 @@ class FileStore:
                 with contextlib.suppress(OSError):
                     stale.unlink()
         except OSError as exc:
-            error = UnreachableError(
-                f"file store {self.root}: {exc.strerror}", "make the directory writable or fix --dest"
-            )
-            error.transient = True  # type: ignore[attr-defined]
-            raise error from exc
+            raise UnreachableError(
+                f"file store {self.root}: {exc.strerror}", "make the directory writable or fix --dest", retryable=True
+            ) from exc
 
     def put(self, key: str, body_path: Path, meta: ObjectMeta) -> None:
-        if ".." in Path(key).parts or key.startswith("/"):
-            raise ConfigError(f"key {key!r} leaves the store", "fix --key-template")
+        problem = key_problem(key, max_segment_bytes=MAX_SEGMENT_BYTES)
+        if problem is not None:  # e.g. frozen into a manifest by an older version's template
+            raise ItemRefused(f"key {key[:120]!r} cannot be stored in {self.root}: {problem}", "fix --key-template")
         target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (NotADirectoryError, FileExistsError) as exc:
+            if self.root.is_dir():  # the store is fine: a file sits where this key needs a folder
+                raise ItemRefused(
+                    f"key {key[:120]!r} cannot be stored in {self.root}: {exc.strerror} ({exc.filename})",
+                    "fix --key-template (a key must not be a folder of another key)",
+                ) from None
+            raise
         tmp = self.tmp_dir / f"{os.getpid()}-{meta.sha256[:16]}.tmp"
         try:
             try:  # sealed bodies never change: on the same filesystem a hard link is a free copy
@@ -206,10 +216,10 @@ class S3Store:
         """HeadBucket (or, when that is denied, a listing of the prefix) at start.
 
         A refusal (credentials, missing bucket) is reported at once and decides the exit code
-        if it still stands at the end; an unreachable endpoint is only a warning (`transient`).
-        Either way the records are spooled.
+        if it still stands at the end; an unreachable endpoint is only a warning (its error is
+        `retryable`). Either way the records are spooled.
         """
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         from harmony_pipes._core.aws import classify_aws_error
 
@@ -223,14 +233,15 @@ class S3Store:
                 # a least-privilege policy (`s3-batch policy`) limits s3:ListBucket to the prefix,
                 # which refuses HeadBucket; listing the prefix is what that policy allows
                 self.client().list_objects_v2(Bucket=self.dest.bucket, Prefix=self.dest.prefix, MaxKeys=1)
-        except (EndpointConnectionError, ConnectionError) as exc:
-            error = classify_aws_error(exc, what=what, bucket=self.dest.bucket)
-            error.transient = True  # type: ignore[attr-defined]
-            raise error from None
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ConnectionError) as exc:
             raise classify_aws_error(exc, what=what, bucket=self.dest.bucket, service="s3") from None
 
     def put(self, key: str, body_path: Path, meta: ObjectMeta) -> None:
+        problem = key_problem(key)
+        if problem is not None:  # e.g. frozen into a manifest by an older version's template
+            raise ItemRefused(
+                f"key {key[:120]!r} is not written to s3://{self.dest.bucket}: {problem}", "fix --key-template"
+            )
         client = self.client()
         client.upload_file(
             str(body_path),
@@ -241,8 +252,10 @@ class S3Store:
         )
 
 
-def failure_error(exc: BaseException, dest: Destination, key: str) -> PipesError:
-    """A failed upload as our error (its exit code says the kind: auth, unreachable, ...)."""
+def classify_failure(exc: BaseException, dest: Destination, key: str) -> PipesError:
+    """What a failed upload means: S3 failures go through `_core.aws.classify_aws_error` (the
+    one AWS classifier); file store failures are retried (a full or unmounted disk comes back),
+    except a key the store can never hold (`ItemRefused`). Never includes credentials."""
     if isinstance(exc, PipesError):
         return exc
     if dest.scheme == "s3":
@@ -253,8 +266,10 @@ def failure_error(exc: BaseException, dest: Destination, key: str) -> PipesError
         except Exception:  # classification must never hide the failure itself
             pass
     if isinstance(exc, OSError):
-        return RuntimeFailure(f"write {dest.bucket}/{key}: {exc.strerror or exc}")
-    return RuntimeFailure(f"write {dest.url} {key}: {type(exc).__name__}: {exc}")
+        if exc.errno == errno.ENAMETOOLONG:
+            return ItemRefused(f"write {dest.bucket}/{key}: {exc.strerror}", "fix --key-template")
+        return RuntimeFailure(f"write {dest.bucket}/{key}: {exc.strerror or exc}", retryable=True)
+    return RuntimeFailure(f"write {dest.url} {key}: {type(exc).__name__}: {exc}", retryable=True)
 
 
 def make_store(dest: Destination, options: S3Options) -> FileStore | S3Store:

@@ -99,15 +99,43 @@ _CALLER_XML = (
 )
 
 
+_ERROR_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+    "<RequestId>0</RequestId></Error>"
+)
+FAIL_AFTER_MESSAGES = {
+    "ExpiredToken": (400, "The provided token has expired."),
+    "SignatureDoesNotMatch": (403, "The request signature we calculated does not match the signature you provided."),
+    "KeyTooLongError": (400, "Your key is too long"),
+}
+
+
 class S3Double:
     """Every S3 call fails the same way. mode "region": the bucket lives in `bucket_region` (301);
     "slowdown": 503 SlowDown; "expired": 400 ExpiredToken; "flaky": the first `fail_first` calls
-    get 503 SlowDown, later ones succeed (a PUT is stored in `.objects`)."""
+    get 503 SlowDown, later ones succeed (a PUT is stored in `.objects`).
 
-    def __init__(self, mode: str = "region", bucket_region: str = "eu-west-1", fail_first: int = 0) -> None:
+    Situations of a run that starts well (moto cannot turn them on mid-run): mode "fail-after":
+    the first `fail_after` PUTs are stored, every later one gets `fail_code` (ExpiredToken,
+    SignatureDoesNotMatch); mode "refuse-keys": a PUT whose key holds `refuse_marker` gets 400
+    KeyTooLongError (S3's refusal of one key), the others are stored. HEAD answers 200 in both."""
+
+    def __init__(
+        self,
+        mode: str = "region",
+        bucket_region: str = "eu-west-1",
+        fail_first: int = 0,
+        *,
+        fail_after: int = 0,
+        fail_code: str = "ExpiredToken",
+        refuse_marker: str = "refuse",
+    ) -> None:
         self.mode = mode
         self.bucket_region = bucket_region
         self.fail_first = fail_first
+        self.fail_after = fail_after
+        self.fail_code = fail_code
+        self.refuse_marker = refuse_marker
         self.requests: list[str] = []
         self.objects: dict[str, bytes] = {}
         double = self
@@ -132,6 +160,23 @@ class S3Double:
                 body = self.rfile.read(length) if length else b""
                 double.requests.append(f"{self.command} {self.path}")
                 bucket = self.path.lstrip("/").split("/", 1)[0].split("?", 1)[0]
+                if double.mode in ("fail-after", "refuse-keys"):
+                    refused = None
+                    if self.command == "PUT":
+                        if double.mode == "fail-after" and len(double.objects) >= double.fail_after:
+                            refused = double.fail_code
+                        elif double.mode == "refuse-keys" and double.refuse_marker in self.path:
+                            refused = "KeyTooLongError"
+                    if refused is not None:
+                        status, message = FAIL_AFTER_MESSAGES[refused]
+                        xml = _ERROR_XML.format(code=refused, message=message).encode()
+                        self._reply(status, xml, {"Content-Type": "application/xml"})
+                    elif self.command == "PUT":
+                        double.objects[self.path.split("?", 1)[0]] = body
+                        self._reply(200, b"", {"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
+                    else:
+                        self._reply(200, b"")
+                    return
                 if double.mode == "flaky" and len(double.requests) > double.fail_first:
                     if self.command == "PUT":
                         double.objects[self.path.split("?", 1)[0]] = body

@@ -29,6 +29,7 @@ from tests.helpers.discovery import (
     records,
     validate_records,
 )
+from tests.helpers.logs import error_lines
 from tests.helpers.schemas import assert_valid
 
 pytestmark = pytest.mark.integration
@@ -304,18 +305,19 @@ def test_format1_state_is_reported_then_rewritten_as_format2_by_the_next_sync(mo
 def test_no_state_exits_2_with_how_to_run_the_first_sync(tmp_path) -> None:
     result = report(tmp_path / "never")
     assert result.returncode == 2 and result.stdout == b""
-    assert result.stderr == (
-        f"Error: no inventory in {tmp_path / 'never'}: aws-discovery has not synced there yet — run the first "
-        f"sync: aws-discovery --regions <regions> --tags <tags> --site <site> --state-dir {tmp_path / 'never'} --once\n"
-    )
+    assert result.stderr.count("\n") == 1
+    assert error_lines(result.stderr) == [
+        f"no inventory in {tmp_path / 'never'}: aws-discovery has not synced there yet — run the first "
+        f"sync: aws-discovery --regions <regions> --tags <tags> --site <site> --state-dir {tmp_path / 'never'} --once"
+    ]
     assert not (tmp_path / "never").exists()  # the report creates nothing
     before = run_cli(["aws-discovery", "--state-dir", str(tmp_path / "never"), "report"])  # the group's option
-    assert before.returncode == 2 and before.stderr == result.stderr
+    assert before.returncode == 2 and error_lines(before.stderr) == error_lines(result.stderr)
     shared = report(None, env={"HARMONY_PIPES_STATE_DIR": str(tmp_path)})  # the shared root's discovery/
     assert shared.returncode == 2 and f"no inventory in {tmp_path / 'discovery'}:" in shared.stderr
     unset = report(None)
     assert unset.returncode == 2 and unset.stderr.count("\n") == 1
-    assert unset.stderr.startswith("Error: no state directory") and "--state-dir" in unset.stderr
+    assert error_lines(unset.stderr)[0].startswith("no state directory") and "--state-dir" in unset.stderr
 
 
 @pytest.mark.parametrize(
@@ -332,7 +334,7 @@ def test_unreadable_state_exits_1_with_one_line(tmp_path, content: bytes, messag
     for extra in ((), ("--json",)):
         result = report(tmp_path, *extra)
         assert result.returncode == 1 and result.stdout == b""
-        assert result.stderr.startswith(f"Error: state file {tmp_path / 'inventory.json'} ")
+        assert error_lines(result.stderr)[0].startswith(f"state file {tmp_path / 'inventory.json'} ")
         assert message in result.stderr and " — " in result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
@@ -341,7 +343,9 @@ def test_a_state_file_that_cannot_be_read_exits_1(tmp_path) -> None:
     (tmp_path / "inventory.json").mkdir()  # read() fails with an OSError (EISDIR)
     result = report(tmp_path)
     assert result.returncode == 1 and result.stdout == b""
-    assert result.stderr.startswith(f"Error: cannot read state file {tmp_path / 'inventory.json'}: Is a directory — ")
+    assert error_lines(result.stderr)[0].startswith(
+        f"cannot read state file {tmp_path / 'inventory.json'}: Is a directory — "
+    )
     assert result.stderr.count("\n") == 1
 
 

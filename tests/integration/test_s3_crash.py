@@ -46,6 +46,8 @@ TRIAL_ARGS = [
     "900",
     "--max-bytes",
     "24KiB",
+    "--max-line-bytes",  # --max-bytes must hold the longest allowed record alone
+    "16384",
     "--fsync-interval-ms",
     "20",
     "--stats-interval-secs",

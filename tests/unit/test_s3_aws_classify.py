@@ -10,7 +10,7 @@ import pytest
 from botocore import exceptions as bx
 
 from harmony_pipes._core.aws import classify_aws_error
-from harmony_pipes._core.errors import AuthError, ExitCode
+from harmony_pipes._core.errors import AuthError, ExitCode, ItemRefused
 
 
 def client_error(code: str, message: str = "", status: int = 400, operation: str = "PutObject", **headers):
@@ -22,34 +22,43 @@ def client_error(code: str, message: str = "", status: int = 400, operation: str
 
 
 @pytest.mark.parametrize(
-    ("code", "status", "operation", "exit_code", "fix_part"),
+    ("code", "status", "operation", "exit_code", "fix_part", "retryable"),
     [
-        ("InvalidAccessKeyId", 403, "PutObject", ExitCode.AUTH, "AWS_ACCESS_KEY_ID"),
-        ("SignatureDoesNotMatch", 403, "PutObject", ExitCode.AUTH, "secret access key"),
-        ("ExpiredToken", 400, "PutObject", ExitCode.AUTH, "renew the session"),
-        ("ExpiredTokenException", 400, "DescribeInstances", ExitCode.AUTH, "renew the session"),
-        ("UnrecognizedClientException", 400, "GetCallerIdentity", ExitCode.AUTH, "not valid"),
-        ("AuthFailure", 401, "DescribeInstances", ExitCode.AUTH, "could not validate"),
-        ("AccessDenied", 403, "PutObject", ExitCode.AUTH, "grant s3:PutObject on arn:aws:s3:::logs"),
-        ("UnauthorizedOperation", 403, "DescribeVpcs", ExitCode.AUTH, "grant ec2:DescribeVpcs"),
-        ("AccessDenied", 403, "AssumeRole", ExitCode.AUTH, "trust policy"),
-        ("NoSuchBucket", 404, "PutObject", ExitCode.UNREACHABLE, "create it"),
-        ("AuthorizationHeaderMalformed", 400, "PutObject", ExitCode.UNREACHABLE, "--region"),
-        ("SlowDown", 503, "PutObject", ExitCode.TEMPFAIL, "try again later"),
-        ("Throttling", 400, "AssumeRole", ExitCode.TEMPFAIL, "try again later"),
-        ("RequestLimitExceeded", 503, "DescribeInstances", ExitCode.TEMPFAIL, "adaptive"),
-        ("InternalError", 500, "PutObject", ExitCode.TEMPFAIL, "try again later"),
-        ("InvalidArgument", 400, "PutObject", ExitCode.RUNTIME, None),
-        ("EntityTooSmall", 400, "CompleteMultipartUpload", ExitCode.RUNTIME, None),
+        ("InvalidAccessKeyId", 403, "PutObject", ExitCode.AUTH, "AWS_ACCESS_KEY_ID", False),
+        ("SignatureDoesNotMatch", 403, "PutObject", ExitCode.AUTH, "secret access key", False),
+        ("ExpiredToken", 400, "PutObject", ExitCode.AUTH, "renew the session", False),
+        ("ExpiredTokenException", 400, "DescribeInstances", ExitCode.AUTH, "renew the session", False),
+        ("UnrecognizedClientException", 400, "GetCallerIdentity", ExitCode.AUTH, "not valid", False),
+        ("AuthFailure", 401, "DescribeInstances", ExitCode.AUTH, "could not validate", False),
+        ("AccessDenied", 403, "PutObject", ExitCode.AUTH, "grant s3:PutObject on arn:aws:s3:::logs", False),
+        ("UnauthorizedOperation", 403, "DescribeVpcs", ExitCode.AUTH, "grant ec2:DescribeVpcs", False),
+        ("AccessDenied", 403, "AssumeRole", ExitCode.AUTH, "trust policy", False),
+        ("NoSuchBucket", 404, "PutObject", ExitCode.UNREACHABLE, "create it", False),
+        ("AuthorizationHeaderMalformed", 400, "PutObject", ExitCode.UNREACHABLE, "--region", False),
+        ("SlowDown", 503, "PutObject", ExitCode.TEMPFAIL, "try again later", True),
+        ("Throttling", 400, "AssumeRole", ExitCode.TEMPFAIL, "try again later", True),
+        ("RequestLimitExceeded", 503, "DescribeInstances", ExitCode.TEMPFAIL, "adaptive", True),
+        ("InternalError", 500, "PutObject", ExitCode.TEMPFAIL, "try again later", True),
+        ("RequestTimeout", 400, "PutObject", ExitCode.TEMPFAIL, "try again later", True),
+        ("BadGateway", 502, "PutObject", ExitCode.TEMPFAIL, "try again later", True),
+        ("InvalidArgument", 400, "PutObject", ExitCode.USAGE, "--storage-class", False),
+        ("EntityTooSmall", 400, "CompleteMultipartUpload", ExitCode.USAGE, "the request is invalid", False),
+        ("KeyTooLongError", 400, "PutObject", ExitCode.USAGE, "--key-template", False),
     ],
 )
-def test_client_error_table(code, status, operation, exit_code, fix_part):
+def test_client_error_table(code, status, operation, exit_code, fix_part, retryable):
     error = classify_aws_error(client_error(code, "msg", status, operation), what="op", bucket="logs")
     assert error.exit_code == exit_code
+    assert error.retryable is retryable
     assert code in error.message
     if fix_part:
         assert fix_part in error.fix
     assert "\n" not in error.one_line()
+
+
+def test_a_refused_key_is_an_item_refusal_not_a_fatal_error():
+    error = classify_aws_error(client_error("KeyTooLongError", "Your key is too long"), what="w", bucket="b")
+    assert isinstance(error, ItemRefused) and not error.retryable
 
 
 def test_wrong_region_from_header_and_from_message():
@@ -78,25 +87,27 @@ def test_secrets_and_key_ids_are_redacted():
 
 def test_long_messages_are_bounded():
     line = classify_aws_error(client_error("InvalidArgument", "x " * 500), what="w").one_line()
-    assert len(line) < 320
+    assert len(line) < 400  # the server's text is cut at 240 characters, the fix adds < 100
 
 
 @pytest.mark.parametrize(
-    ("exc", "exit_code"),
+    ("exc", "exit_code", "retryable"),
     [
-        (bx.NoCredentialsError(), ExitCode.AUTH),
-        (bx.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"), ExitCode.AUTH),
-        (bx.ProfileNotFound(profile="x"), ExitCode.USAGE),
-        (bx.NoRegionError(), ExitCode.USAGE),
-        (bx.ParamValidationError(report="Invalid bucket name"), ExitCode.USAGE),
-        (bx.EndpointConnectionError(endpoint_url="https://s3.example"), ExitCode.UNREACHABLE),
-        (bx.ConnectTimeoutError(endpoint_url="https://s3.example"), ExitCode.UNREACHABLE),
-        (bx.ReadTimeoutError(endpoint_url="https://s3.example"), ExitCode.TEMPFAIL),
-        (ValueError("odd"), ExitCode.RUNTIME),
+        (bx.NoCredentialsError(), ExitCode.AUTH, False),
+        (bx.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"), ExitCode.AUTH, False),
+        (bx.ProfileNotFound(profile="x"), ExitCode.USAGE, False),
+        (bx.NoRegionError(), ExitCode.USAGE, False),
+        (bx.ParamValidationError(report="Invalid bucket name"), ExitCode.USAGE, False),
+        (bx.EndpointConnectionError(endpoint_url="https://s3.example"), ExitCode.UNREACHABLE, True),
+        (bx.ConnectTimeoutError(endpoint_url="https://s3.example"), ExitCode.UNREACHABLE, True),
+        (bx.ReadTimeoutError(endpoint_url="https://s3.example"), ExitCode.TEMPFAIL, True),
+        (bx.ConnectionClosedError(endpoint_url="https://s3.example"), ExitCode.TEMPFAIL, True),
+        (ValueError("odd"), ExitCode.RUNTIME, True),
     ],
 )
-def test_botocore_exceptions(exc, exit_code):
-    assert classify_aws_error(exc, what="op").exit_code == exit_code
+def test_botocore_exceptions(exc, exit_code, retryable):
+    error = classify_aws_error(exc, what="op")
+    assert (error.exit_code, error.retryable) == (exit_code, retryable)
 
 
 def test_wrapped_errors_use_their_cause_and_pipes_errors_pass_through():

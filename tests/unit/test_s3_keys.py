@@ -10,6 +10,7 @@ from harmony_pipes.s3_batch.keys import (
     KeyTemplateError,
     TimeExtractor,
     format_iso_ms,
+    key_problem,
     parse_time_ms,
     safe_key_part,
 )
@@ -104,3 +105,110 @@ def test_bad_templates_are_refused(bad: str) -> None:
 
 def test_iso_format() -> None:
     assert format_iso_ms(MAY_1 + 7) == "2024-05-01T00:00:00.007Z"
+
+
+# Values a hostile or broken producer can put in a time field (issue 11, case 1). None of them names
+# an instant a key can hold (years 1..9999 UTC), so each falls back to arrival time.
+POISON_TIMES = [
+    1e308,
+    1e25,
+    -1e306,
+    "Infinity",
+    "-Infinity",
+    "NaN",
+    "1e400",
+    "-1e400",
+    99999999999999999999999,
+    -99999999999999999999999,
+    "99999999999999999999999",
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    float("inf"),
+    float("nan"),
+]
+
+
+@pytest.mark.parametrize("value", POISON_TIMES, ids=repr)
+def test_poison_times_fall_back_to_arrival_time(value) -> None:
+    assert parse_time_ms(value) is None
+    assert TimeExtractor()({"timestamp": value}, MAY_1) == MAY_1
+    assert TimeExtractor()({"timestamp": value, "eventCreated": "2024-05-01T00:00:00Z"}, 7) == MAY_1
+
+
+@pytest.mark.parametrize(
+    ("value", "iso"),
+    [
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59.000Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("0999-06-01T10:00:00+00:00", "0999-06-01T10:00:00.000Z"),
+    ],
+)
+def test_the_edges_of_the_time_range_render(value, iso) -> None:
+    ms = parse_time_ms(value)
+    assert ms is not None and format_iso_ms(ms) == iso
+    template = KeyTemplate.parse("{date}/{hour}/{t1}{ext}")
+    key = template.render(prefix="", first_ms=ms, last_ms=ms, written_ms=ms, sha256_hex="0" * 64, ext=".x")
+    assert key.startswith(iso[:10] + "/" + iso[11:13] + "/")
+    assert template.partition_of({}, ms) == (iso[:10], iso[11:13])
+
+
+# Issue 11, case 2: a template that can never give a valid key is refused at start.
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("../escape/{hash}{ext}", "'..'"),
+        ("{prefix}../{hash}{ext}", "'..'"),
+        ("{prefix}a/./{hash}{ext}", "'.'"),
+        ("{prefix}", "{hash}"),
+        ("{prefix}{t3}{ext}", "{hash}"),
+        ("{prefix}.s3-batch-tmp/{hash}{ext}", "starts with '.'"),
+        ("{prefix}.{field:t}/{hash}{ext}", "starts with '.'"),
+        ("{prefix}dt={date}/{ext}{hash}", "starts with '.'"),
+        ("{prefix}a//{hash}{ext}", "empty"),
+        ("{prefix}{hash}/", "ends with '/'"),
+        ("{prefix}a\tb/{hash}{ext}", "control character"),
+        ("{prefix}" + "x" * 1000 + "{hash}{ext}", "1024"),
+    ],
+)
+def test_templates_that_cannot_give_a_valid_key_are_refused(template: str, reason: str) -> None:
+    parsed = KeyTemplate.parse(template)
+    with pytest.raises(KeyTemplateError) as caught:
+        parsed.check(prefixes=["", "logs/"], ext=".ndjson.gz", file_store=False)
+    assert reason in str(caught.value)
+
+
+def test_long_segments_are_refused_only_for_file_stores() -> None:
+    template = KeyTemplate.parse("{prefix}{field:a}{field:b}/{hash}{ext}")  # 2 x 128 characters
+    template.check(prefixes=["p/"], ext=".ndjson.gz", file_store=False)
+    with pytest.raises(KeyTemplateError, match="255"):
+        template.check(prefixes=[""], ext=".ndjson.gz", file_store=True)
+
+
+def test_a_destination_prefix_is_checked_too() -> None:
+    with pytest.raises(KeyTemplateError, match=r"'\.\.'"):
+        KeyTemplate.parse(DEFAULT_KEY_TEMPLATE).check(prefixes=["../up/"], ext=".ndjson", file_store=False)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        DEFAULT_KEY_TEMPLATE,
+        "{prefix}tenant={field:tenantid}/dt={date}/{t1}_{t2}_{t3}_{hash}{ext}",
+        "{prefix}{field:a.b}/{date}/{hour}/{hash}{ext}",
+        "{hash}",
+        "x/{field:t}.{hash}{ext}",
+    ],
+)
+def test_good_templates_pass_the_check(template: str) -> None:
+    KeyTemplate.parse(template).check(prefixes=["", "a/b/"], ext=".json.zst", file_store=True)
+
+
+@pytest.mark.parametrize("value", [".s3-batch-tmp", ".hidden", "..", ".", "...", "..x", ".s3-batch-tmp/x"])
+def test_record_values_never_make_a_hidden_or_dot_segment(value) -> None:
+    part = safe_key_part(value)
+    assert not part.startswith(".") and "/" not in part
+    template = KeyTemplate.parse("{prefix}{field:t}/{hash}{ext}")
+    key = template.render(
+        prefix="", first_ms=MAY_1, last_ms=MAY_1, written_ms=MAY_1, sha256_hex="0" * 64, ext=".x", field_values=[part]
+    )
+    assert key_problem(key) is None
