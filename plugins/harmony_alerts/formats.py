@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .normalize import EPOCH, type_key
+from harmony_pipes._core.hec import EPOCH, type_key
 
 FORMATS = ("native", "ecs", "ocsf")
 

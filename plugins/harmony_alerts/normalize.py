@@ -8,10 +8,9 @@ alert dict; the CLI splices its raw bytes in, which is both faster and byte-exac
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from harmony_pipes.harmony_events.timeparse import event_created_us
+from harmony_pipes._core.hec import SEVERITY_LABELS, SEVERITY_STRINGS, event_time_ms, parse_severity, type_key
 
 MSG_CLASS = "checkpoint_harmony_security_event"
 MSG_ORIGIN = {
@@ -22,73 +21,7 @@ MSG_ORIGIN = {
 DEFAULT_TYPES = ("phishing", "malware", "alert", "dlp")
 DEFAULT_MIN_SEVERITY = 4
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-# the instants an ISO 8601 UTC string can name (years 1..9999): outside them a "timestamp" is
-# malformed input, and would crash ISO formatting (ECS) or the 64-bit JSON encoder
-MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _ONE_MS
-MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // _ONE_MS
-SEVERITY_LABELS = {1: "Very Low", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
-# Names seen on the wire: XSOAR labels, Elastic's severity_enum and the severityChange action.
-_SEVERITY_NAMES = {
-    "very low": 1,
-    "very_low": 1,
-    "lowest": 1,
-    "low": 2,
-    "medium": 3,
-    "high": 4,
-    "critical": 5,
-    "highest": 5,
-}
-_SEVERITY_STRINGS = {str(n): n for n in SEVERITY_LABELS}
 _LABEL_OF: dict[int | None, str] = dict(SEVERITY_LABELS)
-
-
-def parse_severity(value: Any) -> int | None:
-    """ "1".."5", 1..5, or a name (Very Low/Low/Medium/High/Critical/Highest) → 1..5, else None."""
-    found = _SEVERITY_STRINGS.get(value) if type(value) is str else None
-    if found is not None:
-        return found
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = int(value)
-        return number if number == value and 1 <= number <= 5 else None
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _SEVERITY_NAMES:
-            return _SEVERITY_NAMES[text]
-        if text.isdigit() and 1 <= int(text) <= 5:
-            return int(text)
-    return None
-
-
-def event_time_ms(value: Any) -> int | None:
-    """eventCreated (ISO 8601 with or without fraction/offset, naive = UTC) → epoch ms.
-
-    None when missing, unparseable, or outside years 1..9999 UTC.
-    """
-    if type(value) is str:
-        try:  # the C parser, then exact integer math (float timestamps drift past 2255)
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            micros = event_created_us(value)
-            found = None if micros is None else micros // 1000
-        else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            found = (moment - EPOCH) // _ONE_MS
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        # epoch seconds or milliseconds; anything after 1973 in ms is > 1e11
-        found = int(value) if value > 1e11 else int(value * 1000)
-    else:
-        return None
-    return found if found is not None and MIN_MS <= found <= MAX_MS else None
-
-
-def type_key(event_type: str) -> str:
-    """`Suspicious malware` (Elastic's spelling) and `suspicious_malware` (the API's) are one type."""
-    return "_".join(event_type.lower().split())
 
 
 class KeepPolicy:
@@ -156,7 +89,7 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
     """
     get = event.get
     raw_severity = get("severity")
-    severity = _SEVERITY_STRINGS.get(raw_severity) if type(raw_severity) is str else None
+    severity = SEVERITY_STRINGS.get(raw_severity) if type(raw_severity) is str else None
     if severity is None and raw_severity is not None:
         severity = parse_severity(raw_severity)
     event_type = get("type")

@@ -17,13 +17,14 @@ from typing import Any
 import orjson
 
 from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError, UnreachableError
+from harmony_pipes._core.hec import event_time_us
 from harmony_pipes._core.options import Runtime
 
 from .classify import InvalidScroll
 from .client import HecClient, Stopped
 from .cursor import CursorState, CursorStore
 from .paginate import END_LOOP, ScrollPaginator
-from .timeparse import US_PER_SEC, event_created_us, format_api_time
+from .timeparse import US_PER_SEC, format_api_time
 from .windows import Window, WindowPlan, split_range
 
 MAX_SCROLL_RESTARTS_PER_WINDOW = 5
@@ -197,7 +198,7 @@ class Collector:
                 if key in seen:
                     counters["duplicates_skipped"] += 1
                     continue
-                created = event_created_us(event.get("eventCreated"))
+                created = event_time_us(event.get("eventCreated"))
                 seen[key] = window.end_us if created is None else created
                 write(dumps(event))
                 result.emitted += 1

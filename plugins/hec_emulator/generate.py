@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from harmony_pipes._core import hec
+
 US_PER_SEC = 1_000_000
 
 # (type, weight, confidence indicators, severities, entity_type inside `data`)
@@ -35,8 +37,8 @@ TYPES: list[tuple[str, int, tuple[str, ...], tuple[str, ...], str]] = [
     ("suspicious_phishing", 8, ("suspicious_phishing",), ("3",), "ms_defender_scan"),
     ("graymail", 8, ("detected",), ("1", "2"), "avanan_ap_scan"),
 ]
-STATES = ("new", "detected", "pending", "remediated", "dismissed", "exception")
-STATE_WEIGHTS = (30, 25, 8, 20, 12, 5)
+STATES = hec.STATES  # new, detected, in_progress, pending, remediated, dismissed, exception
+STATE_WEIGHTS = (30, 25, 3, 8, 20, 12, 5)
 SAAS = ("office365_emails", "google_mail", "ms_teams", "slack", "office365_onedrive", "office365_sharepoint", "box")
 SAAS_WEIGHTS = (55, 30, 5, 3, 3, 2, 2)
 MAIL_ENTITY = {"office365_emails": "office365_emails_email", "google_mail": "google_mail_email"}

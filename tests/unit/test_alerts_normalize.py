@@ -7,9 +7,10 @@ import os
 import pytest
 
 from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.hec import event_time_ms, parse_severity
 from harmony_pipes.harmony_alerts.dedupe import DedupeLog, DigestSet, key_digest
 from harmony_pipes.harmony_alerts.formats import iso_ms
-from harmony_pipes.harmony_alerts.normalize import KeepPolicy, build_alert, event_time_ms, parse_severity
+from harmony_pipes.harmony_alerts.normalize import KeepPolicy, build_alert
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from harmony_pipes._core.errors import (
     TempFailError,
     UnreachableError,
 )
+from harmony_pipes._core.hec import event_time_us
 from harmony_pipes.harmony_events.classify import (
     InvalidScroll,
     TokenRejected,
@@ -43,7 +44,6 @@ from harmony_pipes.harmony_events.settings import (
 from harmony_pipes.harmony_events.timeparse import (
     US_PER_SEC,
     TimeParseError,
-    event_created_us,
     format_api_time,
     parse_iso_us,
     parse_time_option,
@@ -81,9 +81,9 @@ def test_now_and_bad_times():
     assert parse_time_option("now", NOW) == NOW
     with pytest.raises(TimeParseError):
         parse_time_option("yesterday", NOW)
-    assert event_created_us("not a time") is None
-    assert event_created_us(None) is None
-    assert event_created_us("2025-06-29T21:37:45+00:00") == parse_iso_us("2025-06-29T21:37:45Z")
+    assert event_time_us("not a time") is None
+    assert event_time_us(None) is None
+    assert event_time_us("2025-06-29T21:37:45+00:00") == parse_iso_us("2025-06-29T21:37:45Z")
 
 
 # -- windows ----------------------------------------------------------------------------------
