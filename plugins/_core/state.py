@@ -122,6 +122,12 @@ class StateDir:
 
         A file from a newer format is refused (exit 2) rather than silently misread.
         """
+        found = self.read_json_any(name, (format_version,))
+        return None if found is None else found[1]
+
+    def read_json_any(self, name: str, format_versions: tuple[int, ...]) -> tuple[int, Any] | None:
+        """(format_version, data) of a state file written in one of `format_versions` (so the
+        caller can migrate an older one), or None when there is none yet."""
         path = self.file(name)
         try:
             raw = path.read_bytes()
@@ -134,12 +140,12 @@ class StateDir:
                 f"state file {path} is corrupt", "move it away to start fresh (state will be rebuilt)"
             ) from exc
         found = doc.get("format_version") if isinstance(doc, dict) else None
-        if found != format_version:
+        if found not in format_versions:
             raise ConfigError(
-                f"state file {path} has format version {found}, this version reads {format_version}",
+                f"state file {path} has format version {found}, this version reads {max(format_versions)}",
                 "use the matching harmony-pipes version or move the file away",
             )
-        return doc.get("data")
+        return found, doc.get("data")
 
     def write_json(self, name: str, data: Any, format_version: int) -> None:
         payload = orjson.dumps({"format_version": format_version, "data": data})

@@ -9,7 +9,6 @@ the window's start (the eventIds already delivered are saved, so they are not re
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +21,10 @@ from harmony_pipes._core.options import Runtime
 
 from .classify import InvalidScroll
 from .client import HecClient, Stopped
-from .cursor import CursorState, CursorStore
+from .cursor import CursorState, CursorStore, event_identity
 from .paginate import END_LOOP, ScrollPaginator
 from .timeparse import US_PER_SEC, format_api_time
-from .windows import Window, WindowPlan, split_range
+from .windows import Window, WindowPlan, complete_before, next_density, observed_density, plan_length_us
 
 MAX_SCROLL_RESTARTS_PER_WINDOW = 5
 
@@ -43,19 +42,15 @@ class CollectConfig:
     filters: dict[str, Any] = field(default_factory=dict)
 
 
-def event_key(event: dict[str, Any]) -> str:
-    """The dedupe key: the eventId, or a digest of the content for an event without one."""
-    event_id = event.get("eventId")
-    if isinstance(event_id, str) and event_id:
-        return event_id
-    return "sha1:" + hashlib.sha1(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 @dataclass
 class WindowResult:
     received: int = 0
     emitted: int = 0
     truncated: bool = False
+    # the events came oldest first (eventCreated never went down, every one parseable), and the
+    # last one's eventCreated: where a capped window was read in full up to
+    ordered: bool = True
+    last_created_us: int | None = None
 
 
 class Collector:
@@ -79,6 +74,11 @@ class Collector:
         loaded = store.load(source)
         if loaded is None:
             loaded = CursorState(cursor_us=config.start_us, source=source, origin_us=config.start_us)
+        elif store.migrated_from is not None:
+            self.log.info(
+                f"cursor file format {store.migrated_from} migrated: the {len(loaded.legacy_seen)} eventIds it "
+                "remembered still count as emitted until they leave the overlap"
+            )
         self.state = loaded
         for name in (
             "requests",
@@ -117,29 +117,42 @@ class Collector:
         return 0
 
     def cycle(self) -> None:
-        """Read `[cursor - overlap, now]` window by window."""
+        """Read `[cursor - overlap, now]` window by window, each sized from the density seen so far."""
         self.stats.add("cycles")
         now_us = self.now_us()
         end_us = now_us if self.config.end_us is None else min(now_us, self.config.end_us)
         start_us = max(self.state.cycle_start_us(self.config.overlap_us), self.state.origin_us)
-        plan = WindowPlan(split_range(start_us, end_us, self.config.window_us))
+        config = self.config
+
+        def length_us() -> int:
+            return plan_length_us(self.state.density_per_sec, config.max_records_per_window, config.window_us)
+
+        plan = WindowPlan(start_us, end_us, length_us)
         try:
             while plan and not self.runtime.stop():
                 window = plan.next()
                 self.stats.add("windows")
                 result = self.read_window(window)
                 if result.truncated:
+                    where = f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)}"
+                    complete_to = complete_before(result.ordered, result.last_created_us, window)
+                    if complete_to is not None:
+                        # read in full up to its last event: only the rest is read again
+                        self.learn_density(result.received, complete_to - window.start_us)
+                        plan.split_at(window, complete_to)
+                        self.stats.add("windows_split")
+                        self.log.debug(f"{where} returned {result.received} events: split at the last one")
+                        self.checkpoint(advance_to=complete_to)
+                        continue
                     if plan.split(window):
                         self.stats.add("windows_split")
-                        self.log.debug(
-                            f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)} "
-                            f"returned {result.received} events: split in half"
-                        )
+                        self.log.debug(f"{where} returned {result.received} events: split in half")
                         continue
                     self.log.warning(
-                        f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)} "
-                        f"still returns {result.received} events at its shortest; some may be missing",
+                        f"{where} still returns {result.received} events at its shortest; some may be missing"
                     )
+                else:
+                    self.learn_density(result.received, window.length_us)
                 self.checkpoint(advance_to=window.end_us)
         except (PipesError, Stopped):
             self.checkpoint_quietly()
@@ -147,6 +160,9 @@ class Collector:
         if self.runtime.stop():
             self.checkpoint_quietly()
             raise Stopped()
+
+    def learn_density(self, events: int, span_us: int) -> None:
+        self.state.density_per_sec = next_density(self.state.density_per_sec, observed_density(events, span_us))
 
     # -- one window ----------------------------------------------------------------------------
 
@@ -176,6 +192,10 @@ class Collector:
         result = WindowResult()
         state = self.state
         seen = state.seen
+        legacy = state.legacy_seen
+        identity = event_identity
+        last_created = -(1 << 62)
+        ordered = True
         write = self.writer.write
         dumps = orjson.dumps
         counters = self.stats.counters
@@ -192,13 +212,16 @@ class Collector:
                 if type(event) is not dict:
                     counters["bad_records"] += 1
                     continue
-                event_id = event.get("eventId")
-                key = event_id if type(event_id) is str and event_id else event_key(event)
+                key = identity(event)
                 keys.append(key)
-                if key in seen:
+                created = event_time_us(event.get("eventCreated"))
+                if created is None or created < last_created:
+                    ordered = False
+                else:
+                    last_created = created
+                if key in seen or (legacy and legacy.get(event.get("eventId")) == created):
                     counters["duplicates_skipped"] += 1
                     continue
-                created = event_time_us(event.get("eventCreated"))
                 seen[key] = window.end_us if created is None else created
                 write(dumps(event))
                 result.emitted += 1
@@ -216,6 +239,8 @@ class Collector:
                 break
             if self.runtime.stop():
                 raise Stopped()  # the window is unfinished: the cursor must not pass it
+        result.ordered = ordered
+        result.last_created_us = last_created if result.received else None
         return result
 
     # -- persistence ---------------------------------------------------------------------------

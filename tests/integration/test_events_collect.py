@@ -13,7 +13,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -228,6 +228,52 @@ def test_a_truncating_gateway_above_the_window_cap_would_lose_events(events_file
         result = collect(emu.url, "--max-records-per-window", "10000")
     assert result.returncode == 0
     assert len(ids_of(result.stdout)) < len(EVENTS)
+
+
+# -- distinct events that share an eventId ------------------------------------------------------------
+
+
+def test_two_detections_sharing_an_event_id_both_come_out_and_a_re_read_repeats_neither(tmp_path) -> None:
+    """The public fixture's shape: one email, a spam event (severity 2) and a Microsoft
+    suspicious_phishing event (severity 3) created apart, one eventId (== entityId). Both are
+    distinct events; a second run re-reading them all (an overlap of an hour) emits nothing twice."""
+    now = datetime.now(UTC)
+    pair_id = "4134abcdefabcdefabcdef120123456789de"
+    spam = {
+        "eventId": pair_id, "customerId": "exampletest", "saas": "office365_emails", "entityId": pair_id,
+        "state": "remediated", "type": "spam", "confidenceIndicator": "malicious",
+        "eventCreated": (now - timedelta(minutes=50)).isoformat(), "severity": "2",
+        "description": "Spam attempt detected in an email from external@example.com - 'Re: In vino veritas' "
+        "(user@example.com's mailbox)",
+        "data": "", "additionalData": None, "availableEventActions": None, "actions": [],
+        "senderAddress": "external@example.com", "entityLink": "https://portal.checkpoint.com/x",
+    }  # fmt: skip
+    microsoft = dict(
+        spam,
+        type="suspicious_phishing",
+        confidenceIndicator="suspicious_phishing",
+        eventCreated=(now - timedelta(minutes=20)).isoformat(),
+        severity="3",
+        description="Microsoft has detected suspicious_phishing in an email from example.com - 'In vino veritas' "
+        "(user@example.com's mailbox)",
+        senderAddress="example.com",
+    )
+    events = [*make_events(300, span_secs=3000, seed=11, end=now - timedelta(seconds=2)), spam, microsoft]
+    events_file = write_events(tmp_path / "events.ndjson", events)
+    state = tmp_path / "state"
+    with start_emulator("--events", str(events_file)) as emu:
+        first = collect(emu.url, "--state-dir", str(state), "--overlap-secs", "3600")
+        served_first = emu.stats()["events_served"]
+        again = collect(emu.url, "--state-dir", str(state), "--overlap-secs", "3600")
+        served_again = emu.stats()["events_served"] - served_first
+    assert first.returncode == 0, first.stderr
+    written = [orjson.loads(line) for line in first.stdout.splitlines()]
+    pair = sorted((e["type"], e["severity"]) for e in written if e["eventId"] == pair_id)
+    assert pair == [("spam", "2"), ("suspicious_phishing", "3")]
+    assert len(written) == len(events) and first.stats["duplicates_skipped"] == 0
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == b""  # the overlap re-read everything and wrote none of it again
+    assert served_again >= len(events) and again.stats["duplicates_skipped"] == served_again
 
 
 # -- late events and the overlap -------------------------------------------------------------------
