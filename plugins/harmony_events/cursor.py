@@ -42,15 +42,18 @@ SEEN_MARGIN_US = 1_000_000
 _SEP = "\x1f"  # cannot appear in the API's ids or timestamps
 
 
+def identity_key(event_id: str, event_type: Any, created: Any, customer_id: Any, entity_id: Any) -> str:
+    """The identity of an event with an eventId, from its fields (see the module docstring)."""
+    text = f"{event_id}{_SEP}{event_type}{_SEP}{created}{_SEP}{customer_id}{_SEP}{entity_id}"
+    return xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+
+
 def event_identity(event: dict[str, Any]) -> str:
     """The overlap de-duplication key of one event (see the module docstring for the choice)."""
     event_id = event.get("eventId")
     if type(event_id) is str and event_id:
         get = event.get
-        text = _SEP.join(
-            (event_id, str(get("type")), str(get("eventCreated")), str(get("customerId")), str(get("entityId")))
-        )
-        return xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+        return identity_key(event_id, get("type"), get("eventCreated"), get("customerId"), get("entityId"))
     return "sha1:" + hashlib.sha1(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
