@@ -222,6 +222,39 @@ def test_a_truncating_gateway_loses_nothing(events_file) -> None:
     assert result.stats["windows_split"] > 0 and served["truncated_queries"] > 0
 
 
+def test_a_dense_tenant_is_read_about_once(tmp_path) -> None:
+    """6,000 events in the last hour, a 500-event cap at the gateway and per window: the first
+    window hits the cap, is split at its last event (the events came oldest first), and the rest
+    is read in windows sized from the density: every event read about once, none lost. A second
+    run starts from the density remembered in the cursor and hits the cap no more."""
+    now = datetime.now(UTC)
+    events = make_events(6000, span_secs=3500, seed=21, end=now - timedelta(seconds=2))
+    events_file = write_events(tmp_path / "events.ndjson", events)
+    state = tmp_path / "state"
+    args = ["--page-size", "50", "--max-records-per-query", "500"]
+    with start_emulator("--events", str(events_file), *args) as emu:
+        result = collect(emu.url, "--max-records-per-window", "500", "--state-dir", str(state))
+        served = emu.stats()
+        cursor = orjson.loads((state / "harmony-events.cursor.json").read_bytes())["data"]
+        later = events_after(now, 60, seed=22)
+        emu.add_events(later)
+        again = collect(emu.url, "--max-records-per-window", "500", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    assert_each_once(result.stdout, [e["eventId"] for e in events])
+    assert served["events_served"] <= 1.10 * len(events), served
+    assert served["truncated_queries"] == 1 and result.stats["windows_split"] == 1
+    assert 1.0 < cursor["density_per_sec"] < 4.0  # ~1.7 events/s
+    assert again.returncode == 0, again.stderr
+    assert_each_once(again.stdout, [e["eventId"] for e in later])
+    assert again.stats["windows_split"] == 0  # planned from the remembered density
+
+
+def events_after(moment: datetime, count: int, seed: int) -> list[dict]:
+    """`count` events created in the seconds after `moment` (but before now)."""
+    span = max(1.0, (datetime.now(UTC) - moment).total_seconds() - 1)
+    return make_events(count, span_secs=span, seed=seed, end=moment + timedelta(seconds=span))
+
+
 def test_a_truncating_gateway_above_the_window_cap_would_lose_events(events_file) -> None:
     """The control for the test above: a window cap above the gateway's cap cannot see truncation."""
     with start_emulator("--events", str(events_file), "--max-records-per-query", "200") as emu:

@@ -16,6 +16,7 @@ from harmony_pipes._core.errors import (
     UnreachableError,
 )
 from harmony_pipes._core.hec import event_time_us
+from harmony_pipes._core.state import StateDir
 from harmony_pipes.harmony_events.classify import (
     InvalidScroll,
     TokenRejected,
@@ -26,6 +27,7 @@ from harmony_pipes.harmony_events.classify import (
     retries_exhausted,
 )
 from harmony_pipes.harmony_events.cursor import SEEN_MARGIN_US, CursorState, CursorStore, event_identity
+from harmony_pipes.harmony_events.page import ONE_LINE, BadEvent, decode_page, event_line, identity_fields
 from harmony_pipes.harmony_events.paginate import (
     END_EMPTY_PAGE,
     END_LOOP,
@@ -239,8 +241,6 @@ def test_event_identity_falls_back_to_content():
 
 def test_a_format_1_cursor_is_migrated(tmp_path):
     """Format 1 remembered eventId -> eventCreated: those stay emitted (matched on both)."""
-    from harmony_pipes._core.state import StateDir
-
     created = NOW - 10 * US_PER_SEC
     old = {"cursor_us": NOW, "origin_us": NOW - 3600 * US_PER_SEC, "source": "s", "seen": {"abc": created}}
     (tmp_path / "harmony-events.cursor.json").write_bytes(orjson.dumps({"format_version": 1, "data": old}))
@@ -260,8 +260,6 @@ def test_a_format_1_cursor_is_migrated(tmp_path):
 
 
 def test_a_newer_cursor_format_is_refused(tmp_path):
-    from harmony_pipes._core.state import StateDir
-
     (tmp_path / "harmony-events.cursor.json").write_bytes(b'{"format_version": 3, "data": {}}')
     with StateDir(str(tmp_path)) as state_dir, pytest.raises(ConfigError) as err:
         CursorStore(state_dir).load("s")
@@ -348,3 +346,40 @@ def test_retries_exhausted_is_a_temporary_failure():
     err = retries_exhausted("event query", 6, "HTTP 429 from u")
     assert isinstance(err, TempFailError) and err.exit_code == 75
     assert "retry later" in err.one_line()
+
+
+# -- page decoding ----------------------------------------------------------------------------
+
+
+def test_a_page_keeps_each_event_as_the_server_sent_it():
+    body = (
+        b'{"responseEnvelope":{"responseCode":200,"scrollId":"s1"},"responseData":'
+        b'[{"eventId":"a","type":"spam","eventCreated":"2025-01-01T00:00:00+00:00","x":{"eventId":"nested"}},'
+        b'{"eventId":"b","severity":"4"},17]}'
+    )
+    page = decode_page(body)
+    assert page["responseEnvelope"] == {"responseCode": 200, "scrollId": "s1"} and page[ONE_LINE]
+    raw_a, raw_b, raw_bad = page["responseData"]
+    assert bytes(raw_a).startswith(b'{"eventId":"a"') and bytes(raw_a).endswith(b'"nested"}}')
+    fields = identity_fields(raw_a)
+    assert (fields.eventId, fields.type, fields.customerId) == ("a", "spam", None)  # the top-level eventId
+    assert event_line(raw_b) == b'{"eventId":"b","severity":"4"}'
+    with pytest.raises(BadEvent):
+        identity_fields(raw_bad)
+
+
+def test_a_pretty_printed_page_gives_one_line_per_event():
+    body = (
+        b'{\n  "responseEnvelope": {"scrollId": null},\n  "responseData": [\n    {\n      "eventId": "a"\n    }\n  ]\n}'
+    )
+    page = decode_page(body)
+    assert not page[ONE_LINE] and event_line(page["responseData"][0]) == b'{"eventId":"a"}'
+
+
+def test_other_bodies_reach_the_envelope_checks_as_parsed():
+    assert decode_page(b'{"responseEnvelope": {"responseCode": 422}, "responseData": "oops"}') == {
+        "responseEnvelope": {"responseCode": 422},
+        "responseData": "oops",
+    }
+    assert decode_page(b"[1, 2]") == [1, 2]
+    assert decode_page(b"<html>") is None
