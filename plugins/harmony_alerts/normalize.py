@@ -1,4 +1,6 @@
-"""Pure event → alert mapping: severity scale, timestamps, the keep policy, alert reasons.
+"""Pure event → alert mapping: severity scale, timestamps, the keep policy, alert reasons, and
+the facts of the event's `data` sentence (`details`, see entities.py; only for events whose
+`data` holds a `#{` placeholder or that carry an `attachmentMd5`).
 
 No I/O and no clock: the CLI feeds parsed events in and gets dicts (or None) back, so every rule
 here is tested with plain data and golden fixtures. The original event is *not* copied into the
@@ -11,6 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from harmony_pipes._core.hec import SEVERITY_LABELS, SEVERITY_STRINGS, event_time_ms, parse_severity, type_key
+
+from .entities import parse_data
 
 MSG_CLASS = "checkpoint_harmony_security_event"
 MSG_ORIGIN = {
@@ -140,6 +144,13 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
         tenant_id, event_id = alert["tenantid"], alert["event_id"]
     if event_id is not None:
         alert["dedupe_key"] = f"{tenant_id or ''}:{event_id}"
+    data = get("data")
+    md5 = get("attachmentMd5")
+    if (type(data) is str and "#{" in data) or md5:  # most events have neither: no parse, no key
+        details = parse_data(data).to_json() if type(data) is str and "#{" in data else {"shape": None}
+        if type(md5) is str and md5:
+            details["attachment_md5"] = md5
+        alert["details"] = details
     return alert
 
 
