@@ -198,7 +198,7 @@ class AlertsRun:
                     pending_append((digest, seen_at))
             counters["alerts"] += 1
             if shape is not None:
-                alert = shape(alert, event, now_secs[0] * 1000) if ocsf else shape(alert, event)
+                alert = shape(alert, event, now_secs[0] * 1000)
             # the original event, byte-exact, without serializing it a second time
             if ocsf:
                 alert["unmapped"] = {"checkpoint_harmony": fragment(raw.strip())}

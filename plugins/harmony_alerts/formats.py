@@ -79,7 +79,9 @@ def _append_unique(items: list[str], value: str | None) -> None:
 # -- ECS -----------------------------------------------------------------------------------------
 
 
-def to_ecs(alert: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+def to_ecs(alert: dict[str, Any], event: dict[str, Any], now_ms: int = 0) -> dict[str, Any]:
+    """The ECS record. `@timestamp` is the event's creation time; for an event whose eventCreated
+    is unreadable, `now_ms` (an Elasticsearch data stream refuses a document without one)."""
     event_type = type_key(alert["event_type"] or "")
     categories = ["email"]
     if event_type in MALWARE_TYPES:  # Elastic tests 'suspicious malware' (a space); the API sends _
@@ -105,7 +107,7 @@ def to_ecs(alert: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     )
     md5 = details.get("attachment_md5")
     record: dict[str, Any] = {
-        "@timestamp": when,
+        "@timestamp": when or iso_ms(now_ms),
         "ecs": {"version": ECS_VERSION},
         "message": alert["description"],
         "event": {

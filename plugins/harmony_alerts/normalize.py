@@ -146,9 +146,11 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
         alert["dedupe_key"] = f"{tenant_id or ''}:{event_id}"
     data = get("data")
     md5 = get("attachmentMd5")
-    if (type(data) is str and "#{" in data) or md5:  # most events have neither: no parse, no key
-        details = parse_data(data).to_json() if type(data) is str and "#{" in data else {"shape": None}
-        if type(md5) is str and md5:
+    facts = parse_data(data) if type(data) is str and "#{" in data else None  # most events: no parse
+    has_md5 = type(md5) is str and md5
+    if facts or has_md5:
+        details = facts.to_json() if facts else {"shape": None}
+        if has_md5:
             details["attachment_md5"] = md5
         alert["details"] = details
     return alert

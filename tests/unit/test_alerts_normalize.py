@@ -9,7 +9,7 @@ import pytest
 from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.hec import event_time_ms, parse_severity
 from harmony_pipes.harmony_alerts.dedupe import DedupeLog, DigestSet, key_digest
-from harmony_pipes.harmony_alerts.formats import iso_ms
+from harmony_pipes.harmony_alerts.formats import iso_ms, to_ecs
 from harmony_pipes.harmony_alerts.normalize import KeepPolicy, build_alert
 
 
@@ -221,8 +221,7 @@ def test_key_log_short_writes_are_completed(tmp_path, monkeypatch) -> None:
 
 
 def test_a_type_spelled_with_a_space_is_the_same_type_in_ecs() -> None:
-    from harmony_pipes.harmony_alerts.formats import to_ecs
-
-    spaced = build_alert({"eventId": "x", "type": "Suspicious malware", "severity": "5"}, None, KeepPolicy())
+    event = {"eventId": "x", "type": "Suspicious malware", "severity": "5"}
+    spaced = build_alert(event, None, KeepPolicy())
     assert spaced["event_type"] == "Suspicious malware"  # the event's own spelling is kept
-    assert to_ecs(spaced)["event"]["category"] == ["email", "malware"]
+    assert to_ecs(spaced, event)["event"]["category"] == ["email", "malware"]
