@@ -22,7 +22,15 @@ from harmony_pipes._core.stream import run_transform
 
 from .dedupe import DedupeLog, DigestSet
 from .formats import FORMATS, to_ecs, to_ocsf
-from .normalize import DEFAULT_MIN_SEVERITY, DEFAULT_TYPES, KeepPolicy, build_alert
+from .normalize import (
+    DEDUPE_FIELDS,
+    DEFAULT_DEDUPE_KEY,
+    DEFAULT_MIN_SEVERITY,
+    DEFAULT_TYPES,
+    DedupeKey,
+    KeepPolicy,
+    build_alert,
+)
 
 COMMAND = "harmony-alerts"
 FSYNC_INTERVAL_SECS = 1.0
@@ -95,6 +103,18 @@ FSYNC_INTERVAL_SECS = 1.0
     help="Forget a key this long after it was first seen.",
 )
 @click.option(
+    "--dedupe-key",
+    "dedupe_key",
+    default=DEFAULT_DEDUPE_KEY,
+    show_default=True,
+    envvar="HARMONY_ALERTS_DEDUPE_KEY",
+    show_envvar=True,
+    metavar="FIELDS",
+    callback=lambda _ctx, _param, value: _dedupe_key(value),
+    help="What makes two alerts duplicates: comma-separated, `tenant` plus event fields by their API names "
+    f"({', '.join(DEDUPE_FIELDS)}).",
+)
+@click.option(
     "--no-dedupe",
     is_flag=True,
     envvar="HARMONY_ALERTS_NO_DEDUPE",
@@ -108,11 +128,18 @@ def cli(**options: Any) -> None:
     """Normalize HEC security events (stdin, NDJSON) into alerts (stdout, NDJSON).
 
     An event is kept when its type is in --types OR its severity is >= --min-severity; alerts
-    are deduplicated on tenantid + eventId (first occurrence wins).
+    are deduplicated on --dedupe-key, tenantid + eventId by default (first occurrence wins).
     """
     stream_config = StreamConfig.pop_from(options)
     runtime = Runtime.from_options(COMMAND, options)
     AlertsRun(runtime, stream_config, **options).run()
+
+
+def _dedupe_key(value: str) -> DedupeKey:
+    try:
+        return DedupeKey.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; use tenant and some of {', '.join(DEDUPE_FIELDS)}") from None
 
 
 class AlertsRun:
@@ -128,6 +155,7 @@ class AlertsRun:
         output_format: str,
         dedupe_max_keys: int,
         dedupe_ttl_secs: int,
+        dedupe_key: DedupeKey,
         no_dedupe: bool,
         state_dir: str | None,
     ) -> None:
@@ -137,6 +165,7 @@ class AlertsRun:
         self.tenant = tenant or None
         self.output_format = output_format
         self.dedupe = not no_dedupe
+        self.dedupe_key = dedupe_key
         self.digests = DigestSet(dedupe_max_keys, dedupe_ttl_secs)
         self.pending_keys: list[tuple[int, int]] = []
         self.state: StateDir | None = None
@@ -170,6 +199,7 @@ class AlertsRun:
         counters = self.runtime.stats.counters
         policy = self.policy
         tenant = self.tenant
+        dedupe_key = self.dedupe_key
         dedupe = self.dedupe
         digests_add = self.digests.add
         # keys wait here for the flush that makes them persistable; without a state dir there is
@@ -184,11 +214,11 @@ class AlertsRun:
         xxh3 = xxh3_64_intdigest
 
         def on_record(event: dict[str, Any], raw: bytes) -> bytes | None:
-            alert = build_alert(event, tenant, policy)
+            alert = build_alert(event, tenant, policy, dedupe_key)
             if alert is None:
                 counters["filtered"] += 1
                 return None
-            if dedupe and alert["event_id"] is not None:
+            if dedupe and alert["dedupe_key"] is not None:
                 digest = xxh3(alert["dedupe_key"].encode()) or 1  # = key_digest, inlined (hot path)
                 seen_at = now_secs[0]
                 if not digests_add(digest, seen_at):

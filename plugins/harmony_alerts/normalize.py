@@ -84,7 +84,50 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -> dict[str, Any] | None:
+# --dedupe-key: `tenant` (the alert's tenantid) plus the event's own fields, by their API names.
+DEFAULT_DEDUPE_KEY = "tenant,eventId"
+DEDUPE_FIELDS = (
+    "eventId", "customerId", "saas", "entityId", "state", "type", "confidenceIndicator", "eventCreated", "severity",
+    "description", "data", "senderAddress", "entityLink", "attachmentMd5",
+)  # fmt: skip
+
+
+class DedupeKey:
+    """What makes two alerts the same for `--dedupe-key`: `tenant` plus event fields.
+
+    The key text is `<tenantid>:<value>` with several event fields' values joined by U+001F, so
+    the default `tenant,eventId` gives the seed's `<tenantid>:<eventId>` (and the keys a state dir
+    already holds stay valid). An event that has none of the event fields is never deduplicated.
+    """
+
+    __slots__ = ("default", "event_fields", "with_tenant")
+
+    def __init__(self, fields: Iterable[str]) -> None:
+        names = [f.strip() for f in fields if f.strip()]
+        unknown = [n for n in names if n != "tenant" and n not in DEDUPE_FIELDS]
+        if unknown or not names:
+            raise ValueError(f"unknown --dedupe-key field {unknown[0]!r}" if unknown else "--dedupe-key names no field")
+        self.with_tenant = "tenant" in names
+        self.event_fields = tuple(dict.fromkeys(n for n in names if n != "tenant"))
+        self.default = self.with_tenant and self.event_fields == ("eventId",)
+        if not self.event_fields:
+            raise ValueError("--dedupe-key needs at least one event field (tenant alone would merge every alert)")
+
+    @classmethod
+    def parse(cls, text: str) -> DedupeKey:
+        return cls(text.split(","))
+
+    def key(self, event: dict[str, Any], tenant_id: str | None) -> str | None:
+        values = [event.get(name) for name in self.event_fields]
+        if all(v is None for v in values):
+            return None
+        text = "\x1f".join(v if type(v) is str else "" if v is None else _text(v) for v in values)
+        return f"{(tenant_id or '') if self.with_tenant else ''}:{text}"
+
+
+def build_alert(
+    event: dict[str, Any], tenant: str | None, policy: KeepPolicy, dedupe_key: DedupeKey | None = None
+) -> dict[str, Any] | None:
     """The native alert (DESIGN section 4) without `checkpoint_harmony`, or None when dropped.
 
     This is the hot path (one call per event): fields are read with plain `get`, the keep
@@ -142,7 +185,9 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
     ):
         _stringify(alert)
         tenant_id, event_id = alert["tenantid"], alert["event_id"]
-    if event_id is not None:
+    if dedupe_key is not None and not dedupe_key.default:
+        alert["dedupe_key"] = dedupe_key.key(event, tenant_id)
+    elif event_id is not None:
         alert["dedupe_key"] = f"{tenant_id or ''}:{event_id}"
     data = get("data")
     md5 = get("attachmentMd5")
