@@ -16,8 +16,8 @@ are those Elastic's `checkpoint_email` ingest pipeline recognises (its grok patt
 ECS fields equal its values on the same event) plus the ones it leaves unparsed: geo-suspicious
 logins, shadow IT and DLP leaks.
 
-Pure and total: any string in, a `DataFacts` out (empty when nothing is recognised); malformed
-placeholders never raise. Callers run it only when `data` contains `#{` (the hot path stays flat).
+Pure and total: any string in, a `DataFacts` out (None when no known sentence is recognised);
+malformed placeholders never raise. Callers run it only when `data` contains `#{` (the hot path stays flat).
 """
 
 from __future__ import annotations
@@ -25,26 +25,32 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 MARK = "\ue000"  # stands for one entity in the sentence skeleton (private use: never in real text)
 UNKNOWN_LABEL = "<Unknown>"  # HEC's label for an unresolved mailbox; Elastic ignores it, so do we
 
 _decoder = json.JSONDecoder()
 _raw_decode = _decoder.raw_decode
+# The API's usual placeholder, with no escape in any string: read by this one regex (C speed);
+# any other form (escapes, extra keys such as tooltip_fields, other key order) by the JSON parser.
+_PLAIN = re.compile(
+    r'#\{"entity_id": (?:null|"([^"\\]*)"), "entity_type": "([^"\\]*)", (?:"disable_link": (?:true|false), )?'
+    r'"label": "([^"\\]*)"\}'
+)
+_plain_match = _PLAIN.match
 
 
-@dataclass(frozen=True, slots=True)
-class Entity:
-    """One `#{…}` placeholder: the SaaS object it links to and the text shown for it."""
+class Entity(NamedTuple):
+    """One `#{…}` placeholder: the SaaS object it links to and the text shown for it.
+    (A NamedTuple, not a frozen dataclass: built once per placeholder on the alerts hot path.)"""
 
     entity_id: str | None
     entity_type: str | None
     label: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Login:
+class Login(NamedTuple):
     """A login named by a geo event: what happened, from which country, from which address."""
 
     action: str | None
@@ -59,9 +65,9 @@ class Login:
 
 @dataclass(slots=True)
 class DataFacts:
-    """What a `data` sentence says, by role. `shape` names the sentence form (None: unknown)."""
+    """What a `data` sentence says, by role; `shape` names the sentence form."""
 
-    shape: str | None = None
+    shape: str
     scan: Entity | None = None  # the verdict and the engine that gave it (avanan_ap_scan, ...)
     sender: str | None = None  # the sender as the sentence shows it (address or domain)
     subject: str | None = None
@@ -76,9 +82,6 @@ class DataFacts:
     logins: list[Login] = field(default_factory=list)
     app: str | None = None  # the shadow-IT application
     leak: str | None = None  # what a DLP engine found (PII, ...)
-
-    def __bool__(self) -> bool:
-        return self.shape is not None
 
     def to_json(self) -> dict[str, Any]:
         """The native alert's `details` object: the facts found, absent keys left out."""
@@ -125,6 +128,13 @@ def split_data(data: str) -> tuple[str, list[Entity]]:
         at = find("#{", pos)
         if at < 0:
             break
+        plain = _plain_match(data, at)
+        if plain is not None:
+            parts.append(data[pos:at])
+            parts.append(MARK)
+            entities.append(Entity(*plain.groups()))
+            pos = plain.end()
+            continue
         try:
             value, end = _raw_decode(data, at + 1)
         except (ValueError, RecursionError):  # not a JSON object from here: keep it as text
@@ -147,35 +157,51 @@ def split_data(data: str) -> tuple[str, list[Entity]]:
 
 _M = MARK
 _MAIL_TAIL = rf" in an email from {_M} - '{_M}' \({_M}'s mailbox\)$"
-# (name, pattern over the skeleton, roles of the entities in order). Names 1-5 follow Elastic's
-# grok patterns in order; the first that matches wins, as in grok.
-SHAPES: list[tuple[str, re.Pattern[str], tuple[str, ...]]] = [
-    ("email_threat", re.compile(rf"^{_M} attempt detected{_MAIL_TAIL}", re.S), ("scan", "sender", "subject", "to")),
+# (name, a phrase the sentence must contain, pattern over the skeleton, roles of the entities in
+# order). Names 1-5 follow Elastic's grok patterns in order; the first that matches wins, as in
+# grok. The phrase is a cheap test that spares the regex for most sentences.
+SHAPES: list[tuple[str, str, re.Pattern[str], tuple[str, ...]]] = [
     (
         "email_threat",
+        " in an email from ",
+        re.compile(rf"^{_M} attempt detected{_MAIL_TAIL}", re.S),
+        ("scan", "sender", "subject", "to"),
+    ),
+    (
+        "email_threat",
+        " in an email from ",
         re.compile(rf"^(?P<pre>.*?)(?:A user|has detected) {_M}{_MAIL_TAIL}", re.S),
         ("scan", "sender", "subject", "to"),
     ),
     (
         "malicious_attachment",
+        "malicious attachment(s)",
         re.compile(rf"^(?P<pre>.*?) has detected malicious attachment\(s\) in '{_M}' \({_M}'s mailbox\)$", re.S),
         ("subject", "to"),
     ),
-    ("user_report", re.compile(rf"^User {_M} reported a phishing email {_M}$", re.S), ("to", "subject")),
+    (
+        "user_report",
+        " reported a phishing email ",
+        re.compile(rf"^User {_M} reported a phishing email {_M}$", re.S),
+        ("to", "subject"),
+    ),
     (
         "geo_first_login",
+        "Unusual geo activity for ",
         re.compile(rf"^Unusual geo activity for {_M}: {_M} for the first time from (?P<country>.*?)$", re.S),
         ("user", "action"),
     ),
     # beyond Elastic's patterns
     (
         "geo_suspicious",
+        " performed geo-suspicious events: ",
         re.compile(rf"^{_M} performed geo-suspicious events: (?P<logins>.*)$", re.S),
         ("user",),
     ),
-    ("shadow_it", re.compile(rf"^{_M} - {_M} is using {_M}$", re.S), ("kind", "user", "app")),
+    ("shadow_it", " is using ", re.compile(rf"^{_M} - {_M} is using {_M}$", re.S), ("kind", "user", "app")),
     (
         "dlp_leak",
+        " leak in '",
         re.compile(rf"^{_M} has detected {_M} leak in '{_M}' \({_M}'s mailbox\)$", re.S),
         ("scan", "leak", "subject", "user"),
     ),
@@ -188,16 +214,25 @@ def _known(label: str | None) -> str | None:
     return None if label is None or label == UNKNOWN_LABEL or label == "" else label
 
 
-def parse_data(data: str) -> DataFacts:
-    """The facts of one `data` sentence (an empty `DataFacts` when its shape is not known)."""
+# any known sentence's phrase, searched once in C before anything else
+_ANY_PHRASE = re.compile("|".join(re.escape(p) for p in dict.fromkeys(phrase for _, phrase, _, _ in SHAPES)))
+_any_phrase = _ANY_PHRASE.search
+
+
+def parse_data(data: str) -> DataFacts | None:
+    """The facts of one `data` sentence, or None when it is not a sentence shape we know."""
+    if _any_phrase(data) is None:  # no known sentence: nothing to split
+        return None
     skeleton, entities = split_data(data)
-    facts = DataFacts()
     if not entities:
-        return facts
-    for name, pattern, roles in SHAPES:
+        return None
+    for name, phrase, pattern, roles in SHAPES:
+        if phrase not in skeleton:
+            continue
         match = pattern.match(skeleton)
         if match is None:
             continue
+        facts = DataFacts(name)
         if name == "geo_suspicious":
             return _geo_suspicious(facts, match, entities)
         # entities inside a free-text part before the known words (Elastic's leading %{DATA})
@@ -206,13 +241,12 @@ def parse_data(data: str) -> DataFacts:
         named = entities[offset : offset + len(roles)]
         if len(named) != len(roles):
             continue
-        facts.shape = name
         for role, entity in zip(roles, named, strict=True):
             _assign(facts, role, entity)
         if name == "geo_first_login":
             facts.country = match.group("country").strip() or None
         return facts
-    return facts
+    return None
 
 
 def _assign(facts: DataFacts, role: str, entity: Entity) -> None:
@@ -249,7 +283,6 @@ def _geo_suspicious(facts: DataFacts, match: re.Match[str], entities: list[Entit
         entity = entities[index]
         country, ip = found.group("country").strip() or None, found.group("ip").strip() or None
         logins.append(Login(entity.label or None, country, ip, entity.entity_id or None))
-    facts.shape = "geo_suspicious"
     _assign(facts, "user", entities[0])
     facts.logins = logins
     if logins:

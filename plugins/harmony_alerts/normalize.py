@@ -193,8 +193,8 @@ def build_alert(
     md5 = get("attachmentMd5")
     facts = parse_data(data) if type(data) is str and "#{" in data else None  # most events: no parse
     has_md5 = type(md5) is str and md5
-    if facts or has_md5:
-        details = facts.to_json() if facts else {"shape": None}
+    if facts is not None or has_md5:
+        details = facts.to_json() if facts is not None else {"shape": None}
         if has_md5:
             details["attachment_md5"] = md5
         alert["details"] = details
