@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, NamedTuple
 
 MARK = "\ue000"  # stands for one entity in the sentence skeleton (private use: never in real text)
@@ -34,11 +35,10 @@ _decoder = json.JSONDecoder()
 _raw_decode = _decoder.raw_decode
 # The API's usual placeholder, with no escape in any string: read by this one regex (C speed);
 # any other form (escapes, extra keys such as tooltip_fields, other key order) by the JSON parser.
-_PLAIN = re.compile(
+_PLAIN = (
     r'#\{"entity_id": (?:null|"([^"\\]*)"), "entity_type": "([^"\\]*)", (?:"disable_link": (?:true|false), )?'
     r'"label": "([^"\\]*)"\}'
 )
-_plain_match = _PLAIN.match
 
 
 class Entity(NamedTuple):
@@ -124,11 +124,12 @@ def split_data(data: str) -> tuple[str, list[Entity]]:
     entities: list[Entity] = []
     pos = 0
     find = data.find
+    plain_match = _regexes().plain.match
     while True:
         at = find("#{", pos)
         if at < 0:
             break
-        plain = _plain_match(data, at)
+        plain = plain_match(data, at)
         if plain is not None:
             parts.append(data[pos:at])
             parts.append(MARK)
@@ -160,73 +161,88 @@ _MAIL_TAIL = rf" in an email from {_M} - '{_M}' \({_M}'s mailbox\)$"
 # (name, a phrase the sentence must contain, pattern over the skeleton, roles of the entities in
 # order). Names 1-5 follow Elastic's grok patterns in order; the first that matches wins, as in
 # grok. The phrase is a cheap test that spares the regex for most sentences.
-SHAPES: list[tuple[str, str, re.Pattern[str], tuple[str, ...]]] = [
+SHAPES: list[tuple[str, str, str, tuple[str, ...]]] = [
     (
         "email_threat",
         " in an email from ",
-        re.compile(rf"^{_M} attempt detected{_MAIL_TAIL}", re.S),
+        rf"^{_M} attempt detected{_MAIL_TAIL}",
         ("scan", "sender", "subject", "to"),
     ),
     (
         "email_threat",
         " in an email from ",
-        re.compile(rf"^(?P<pre>.*?)(?:A user|has detected) {_M}{_MAIL_TAIL}", re.S),
+        rf"^(?P<pre>.*?)(?:A user|has detected) {_M}{_MAIL_TAIL}",
         ("scan", "sender", "subject", "to"),
     ),
     (
         "malicious_attachment",
         "malicious attachment(s)",
-        re.compile(rf"^(?P<pre>.*?) has detected malicious attachment\(s\) in '{_M}' \({_M}'s mailbox\)$", re.S),
+        rf"^(?P<pre>.*?) has detected malicious attachment\(s\) in '{_M}' \({_M}'s mailbox\)$",
         ("subject", "to"),
     ),
     (
         "user_report",
         " reported a phishing email ",
-        re.compile(rf"^User {_M} reported a phishing email {_M}$", re.S),
+        rf"^User {_M} reported a phishing email {_M}$",
         ("to", "subject"),
     ),
     (
         "geo_first_login",
         "Unusual geo activity for ",
-        re.compile(rf"^Unusual geo activity for {_M}: {_M} for the first time from (?P<country>.*?)$", re.S),
+        rf"^Unusual geo activity for {_M}: {_M} for the first time from (?P<country>.*?)$",
         ("user", "action"),
     ),
     # beyond Elastic's patterns
     (
         "geo_suspicious",
         " performed geo-suspicious events: ",
-        re.compile(rf"^{_M} performed geo-suspicious events: (?P<logins>.*)$", re.S),
+        rf"^{_M} performed geo-suspicious events: (?P<logins>.*)$",
         ("user",),
     ),
-    ("shadow_it", " is using ", re.compile(rf"^{_M} - {_M} is using {_M}$", re.S), ("kind", "user", "app")),
+    ("shadow_it", " is using ", rf"^{_M} - {_M} is using {_M}$", ("kind", "user", "app")),
     (
         "dlp_leak",
         " leak in '",
-        re.compile(rf"^{_M} has detected {_M} leak in '{_M}' \({_M}'s mailbox\)$", re.S),
+        rf"^{_M} has detected {_M} leak in '{_M}' \({_M}'s mailbox\)$",
         ("scan", "leak", "subject", "user"),
     ),
 ]
 # one login of a geo-suspicious sentence: `#{login} from India (89.160.20.112)`
-_LOGIN = re.compile(rf"{_M} from (?P<country>[^{_M}]*?) \((?P<ip>[^()]*)\)")
+_LOGIN = rf"{_M} from (?P<country>[^{_M}]*?) \((?P<ip>[^()]*)\)"
 
 
 def _known(label: str | None) -> str | None:
     return None if label is None or label == UNKNOWN_LABEL or label == "" else label
 
 
-# any known sentence's phrase, searched once in C before anything else
-_ANY_PHRASE = re.compile("|".join(re.escape(p) for p in dict.fromkeys(phrase for _, phrase, _, _ in SHAPES)))
-_any_phrase = _ANY_PHRASE.search
+class _Regexes(NamedTuple):
+    plain: re.Pattern[str]
+    any_phrase: re.Pattern[str]  # any known sentence's phrase, searched once in C before anything else
+    shapes: list[tuple[str, str, re.Pattern[str], tuple[str, ...]]]
+    login: re.Pattern[str]
+
+
+@cache
+def _regexes() -> _Regexes:
+    """Compiled on first use, not at import: start-up stays cheap for runs that never parse."""
+    phrases = dict.fromkeys(phrase for _, phrase, _, _ in SHAPES)
+    return _Regexes(
+        re.compile(_PLAIN),
+        re.compile("|".join(re.escape(p) for p in phrases)),
+        [(name, phrase, re.compile(pattern, re.S), roles) for name, phrase, pattern, roles in SHAPES],
+        re.compile(_LOGIN),
+    )
 
 
 def parse_data(data: str) -> DataFacts | None:
     """The facts of one `data` sentence, or None when it is not a sentence shape we know."""
-    if _any_phrase(data) is None:  # no known sentence: nothing to split
+    regexes = _regexes()
+    if regexes.any_phrase.search(data) is None:  # no known sentence: nothing to split
         return None
     skeleton, entities = split_data(data)
     if not entities:
         return None
-    for name, phrase, pattern, roles in SHAPES:
+    for name, phrase, pattern, roles in regexes.shapes:
         if phrase not in skeleton:
             continue
         match = pattern.match(skeleton)
@@ -277,7 +293,7 @@ def _geo_suspicious(facts: DataFacts, match: re.Match[str], entities: list[Entit
     #{login} from United States (5.6.7.8)`: each login in order; the last one is the event's."""
     tail = match.group("logins")
     logins = []
-    for index, found in enumerate(_LOGIN.finditer(tail), start=1):
+    for index, found in enumerate(_regexes().login.finditer(tail), start=1):
         if index >= len(entities):
             break
         entity = entities[index]
