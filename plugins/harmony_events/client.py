@@ -62,9 +62,10 @@ class HecClient:
         wall_clock: Callable[[], float] = time.time,
         on_retry: Callable[[str, float], None] | None = None,
     ) -> None:
-        import urllib3  # lazily: `--help` must not pay for it
-        from requests.certs import where as default_ca_bundle
-        from requests.utils import get_environ_proxies
+        import urllib.request  # lazily, like urllib3 and certifi: `--help` must not pay for them
+
+        import certifi
+        import urllib3
 
         self._urllib3 = urllib3
         self.base_url = base_url.rstrip("/")
@@ -78,16 +79,18 @@ class HecClient:
         self.wall_clock = wall_clock
         self.on_retry = on_retry
         # urllib3's pool directly, the environment (HTTPS_PROXY / NO_PROXY, REQUESTS_CA_BUNDLE /
-        # CURL_CA_BUNDLE, read as requests reads them) read once here: requests' per-request work
+        # CURL_CA_BUNDLE, as requests reads them) read once here: requests' per-request work
         # (environment scan, request preparation, cookies) cost ~1 ms of CPU per page, as much as
         # writing the page's 100 events (measured against hec-emulator, 1,000 pages).
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or default_ca_bundle()
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
         tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": ca_bundle} if verify_tls else {}
         if not verify_tls:
             tls = {"cert_reqs": "CERT_NONE"}
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.verify_tls = verify_tls
-        proxy = get_environ_proxies(self.base_url).get(self.base_url.split(":", 1)[0])
+        scheme, _, rest = self.base_url.partition("://")
+        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+        proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(scheme)
         headers = {"Accept": "application/json", "User-Agent": "harmony-pipes/harmony-events"}
         if proxy:
             self.pool: Any = urllib3.ProxyManager(proxy, headers=headers, retries=False, **tls)
