@@ -194,7 +194,7 @@ def build_alert(
     facts = parse_data(data) if type(data) is str and "#{" in data else None  # most events: no parse
     has_md5 = type(md5) is str and md5
     if facts is not None or has_md5:
-        details = facts.to_json() if facts is not None else {"shape": None}
+        details = facts.to_json() if facts is not None else {}
         if has_md5:
             details["attachment_md5"] = md5
         alert["details"] = details

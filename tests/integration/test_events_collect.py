@@ -250,9 +250,9 @@ def test_a_dense_tenant_is_read_about_once(tmp_path) -> None:
 
 
 def events_after(moment: datetime, count: int, seed: int) -> list[dict]:
-    """`count` events created in the seconds after `moment` (but before now)."""
-    span = max(1.0, (datetime.now(UTC) - moment).total_seconds() - 1)
-    return make_events(count, span_secs=span, seed=seed, end=moment + timedelta(seconds=span))
+    """`count` late events: created in the second before `moment - 0.5 s` (after the events that
+    end at `moment - 2 s`, before any collection that starts after `moment`), added later."""
+    return make_events(count, span_secs=1.0, seed=seed, end=moment - timedelta(seconds=0.5))
 
 
 def test_a_truncating_gateway_above_the_window_cap_would_lose_events(events_file) -> None:
