@@ -80,6 +80,8 @@ class Collector:
                 "remembered still count as emitted until they leave the overlap"
             )
         self.state = loaded
+        self._saver: ThreadPoolExecutor | None = None
+        self._saving: Future[None] | None = None
         for name in (
             "requests",
             "pages",
@@ -98,6 +100,12 @@ class Collector:
 
     def run(self) -> int:
         """--once / --end: one pass up to now (or --end). Otherwise a cycle every interval."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> int:
         if self.config.once or self.config.end_us is not None:
             self.cycle()
             return 0
@@ -157,6 +165,7 @@ class Collector:
         except (PipesError, Stopped):
             self.checkpoint_quietly()
             raise
+        self.wait_for_saves()
         if self.runtime.stop():
             self.checkpoint_quietly()
             raise Stopped()
@@ -280,20 +289,48 @@ class Collector:
 
     # -- persistence ---------------------------------------------------------------------------
 
-    def checkpoint(self, advance_to: int | None = None) -> None:
-        """Flush stdout, then persist: the state on disk never gets ahead of delivered output."""
+    def checkpoint(self, advance_to: int | None = None, wait: bool = False) -> None:
+        """Flush stdout, then persist: the state on disk never gets ahead of delivered output.
+
+        The file is written (and fsync'ed) on a helper thread while the next window is read: a
+        snapshot of the state taken after the flush, saves strictly in order (each waits for the
+        one before, whose error surfaces here), and `wait` (end of a cycle, a stop, an error)
+        returns only once it is on disk.
+        """
         self.writer.flush()
         self.stats.counters["records_out"] = self.writer.lines_written
         if advance_to is not None:
             self.state.advance(advance_to, self.config.overlap_us)
-        self.store.save(self.state)
+        snapshot = self.state.to_json()
+        self.wait_for_saves()
+        if wait or not self.store.persistent:
+            self.store.save_json(snapshot)
+            return
+        if self._saver is None:
+            self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cursor-save")
+        self._saving = self._saver.submit(self.store.save_json, snapshot)
+
+    def wait_for_saves(self) -> None:
+        """Until the cursor save in flight (if any) is on disk; its failure is raised here."""
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            saving.result()
+
+    def close(self) -> None:
+        """The last save on disk, the helper thread gone."""
+        try:
+            self.wait_for_saves()
+        finally:
+            if self._saver is not None:
+                self._saver.shutdown()
+                self._saver = None
 
     def checkpoint_quietly(self) -> None:
         """On the way out after an error or a stop: persist what was delivered, if stdout works."""
         try:
-            self.checkpoint()
+            self.checkpoint(wait=True)
         except OutputClosed:
-            pass  # undelivered ids must not be saved: the state on disk stays at the last checkpoint
+            self.wait_for_saves()  # undelivered ids must not be saved: the file stays at the last checkpoint
 
 
 def _wait_quietly(future: Future[Any]) -> None:

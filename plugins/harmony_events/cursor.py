@@ -96,15 +96,16 @@ class CursorState:
             self.legacy_seen = {key: created for key, created in self.legacy_seen.items() if created >= horizon}
 
     def to_json(self) -> dict[str, Any]:
+        """A snapshot (the maps copied): it may be written while the state moves on."""
         data: dict[str, Any] = {
             "cursor_us": self.cursor_us,
             "origin_us": self.origin_us,
             "source": self.source,
-            "seen": self.seen,
+            "seen": dict(self.seen),
             "density_per_sec": self.density_per_sec,
         }
         if self.legacy_seen:
-            data["legacy_seen"] = self.legacy_seen
+            data["legacy_seen"] = dict(self.legacy_seen)
         return data
 
     @classmethod
@@ -160,6 +161,10 @@ class CursorStore:
         return state
 
     def save(self, state: CursorState) -> None:
+        self.save_json(state.to_json())
+
+    def save_json(self, data: dict[str, Any]) -> None:
+        """Write a `CursorState.to_json()` snapshot (atomic, fsync'ed)."""
         if self.state_dir is not None:
-            self.state_dir.write_json(STATE_FILE, state.to_json(), FORMAT_VERSION)
+            self.state_dir.write_json(STATE_FILE, data, FORMAT_VERSION)
             self.saves += 1
