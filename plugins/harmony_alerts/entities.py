@@ -124,7 +124,7 @@ def split_data(data: str) -> tuple[str, list[Entity]]:
     entities: list[Entity] = []
     pos = 0
     find = data.find
-    plain_match = _regexes().plain.match
+    plain_match = _regexes().plain.match  # (measured: faster than one sub + findall pass in C)
     while True:
         at = find("#{", pos)
         if at < 0:
@@ -133,7 +133,8 @@ def split_data(data: str) -> tuple[str, list[Entity]]:
         if plain is not None:
             parts.append(data[pos:at])
             parts.append(MARK)
-            entities.append(Entity(*plain.groups()))
+            entity_id, entity_type, label = plain.groups()
+            entities.append(Entity(entity_id or None, entity_type, label))
             pos = plain.end()
             continue
         try:
@@ -149,7 +150,7 @@ def split_data(data: str) -> tuple[str, list[Entity]]:
         parts.append(data[pos:at])
         parts.append(MARK)
         entities.append(
-            Entity(_text(value.get("entity_id")), _text(value.get("entity_type")), _text(value.get("label")))
+            Entity(_text(value.get("entity_id")) or None, _text(value.get("entity_type")), _text(value.get("label")))
         )
         pos = end
     parts.append(data[pos:])
