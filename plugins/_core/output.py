@@ -50,6 +50,13 @@ class BatchWriter:
         if self._size >= self.max_buffer_bytes:
             self.flush()
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        """`write` for many lines at once (any bytes-like objects): one call per page, not per record."""
+        self._lines.extend(lines)
+        self._size += sum(map(len, lines)) + len(lines)
+        if self._size >= self.max_buffer_bytes:
+            self.flush()
+
     def flush(self) -> None:
         self.last_flush_at = self.clock()
         if not self._lines:

@@ -251,6 +251,21 @@ class StateDir:
         that migrates older formats itself instead of refusing them."""
         return read_versioned_file(self.file(name))
 
+    def read_json_any(self, name: str, format_versions: tuple[int, ...]) -> tuple[int, Any] | None:
+        """(format_version, data) of a state file written in one of `format_versions` (so the
+        caller can migrate an older one), or None when there is none yet; any other version is
+        refused (exit 2) rather than misread."""
+        found = self.read_versioned(name)
+        if found is None:
+            return None
+        version, data = found
+        if version not in format_versions:
+            raise ConfigError(
+                f"state file {self.file(name)} has format version {version}, this version reads {max(format_versions)}",
+                "use the matching harmony-pipes version or move the file away",
+            )
+        return version, data
+
     def write_json(self, name: str, data: Any, format_version: int) -> None:
         payload = orjson.dumps({"format_version": format_version, "data": data})
         atomic_write_bytes(self.file(name), payload)

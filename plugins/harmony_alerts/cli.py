@@ -45,7 +45,7 @@ def cli(**params: Any) -> int:
     """Normalize HEC security events (stdin, NDJSON) into alerts (stdout, NDJSON).
 
     An event is kept when its type is in --types OR its severity is >= --min-severity; alerts
-    are deduplicated on tenantid + eventId (first occurrence wins).
+    are deduplicated on --dedupe-key, tenantid + eventId by default (first occurrence wins).
     """
     runtime = Runtime.from_options(COMMAND, params)
     return run_command(build(params, runtime))

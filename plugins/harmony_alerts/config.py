@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
@@ -11,7 +11,7 @@ import click
 from harmony_pipes._core.options import apply_options, env_options, log_options, state_option, stream_options
 
 from .formats import FORMATS
-from .normalize import DEFAULT_MIN_SEVERITY, DEFAULT_TYPES
+from .normalize import DEDUPE_FIELDS, DEFAULT_DEDUPE_KEY, DEFAULT_MIN_SEVERITY, DEFAULT_TYPES, DedupeKey
 
 F = TypeVar("F", bound=Callable[..., Any])
 COMMAND = "harmony-alerts"
@@ -28,6 +28,7 @@ class AlertsConfig:
     dedupe_max_keys: int = 1_000_000
     dedupe_ttl_secs: int = 30 * 86400
     dedupe: bool = True
+    dedupe_key: DedupeKey = field(default_factory=lambda: DedupeKey.parse(DEFAULT_DEDUPE_KEY))
     state_dir: str | None = None
 
     @classmethod
@@ -42,6 +43,7 @@ class AlertsConfig:
             dedupe_max_keys=params["dedupe_max_keys"],
             dedupe_ttl_secs=params["dedupe_ttl_secs"],
             dedupe=not params["no_dedupe"],
+            dedupe_key=params["dedupe_key"],
             state_dir=params["state_dir"],
         )
 
@@ -99,9 +101,29 @@ def options(f: F) -> F:
                 show_default=True,
                 help="Forget a key this long after it was first seen.",
             ),
+            _opt(
+                "--dedupe-key",
+                "dedupe_key",
+                env="DEDUPE_KEY",
+                default=DEFAULT_DEDUPE_KEY,
+                show_default=True,
+                metavar="FIELDS",
+                callback=lambda _ctx, _param, value: _dedupe_key(value),
+                help="What makes two alerts duplicates: comma-separated, `tenant` plus event fields by their API "
+                f"names ({', '.join(DEDUPE_FIELDS)}).",
+            ),
             _opt("--no-dedupe", env="NO_DEDUPE", is_flag=True, help="Emit every alert, duplicates included."),
             state_option("HARMONY_ALERTS_STATE_DIR", "alerts"),
             stream_options,
             log_options,
         ],
     )
+
+
+def _dedupe_key(value: str | DedupeKey) -> DedupeKey:
+    if isinstance(value, DedupeKey):
+        return value
+    try:
+        return DedupeKey.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; use tenant and some of {', '.join(DEDUPE_FIELDS)}") from None

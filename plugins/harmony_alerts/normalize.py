@@ -1,4 +1,6 @@
-"""Pure event → alert mapping: severity scale, timestamps, the keep policy, alert reasons.
+"""Pure event → alert mapping: severity scale, timestamps, the keep policy, alert reasons, and
+the facts of the event's `data` sentence (`details`, see entities.py; only for events whose
+`data` holds a `#{` placeholder or that carry an `attachmentMd5`).
 
 No I/O and no clock: the CLI feeds parsed events in and gets dicts (or None) back, so every rule
 here is tested with plain data and golden fixtures. The original event is *not* copied into the
@@ -8,10 +10,11 @@ alert dict; the CLI splices its raw bytes in, which is both faster and byte-exac
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from harmony_pipes.harmony_events.timeparse import event_created_us
+from harmony_pipes._core.hec import SEVERITY_LABELS, SEVERITY_STRINGS, event_time_ms, parse_severity, type_key
+
+from .entities import parse_data
 
 MSG_CLASS = "checkpoint_harmony_security_event"
 MSG_ORIGIN = {
@@ -22,75 +25,7 @@ MSG_ORIGIN = {
 DEFAULT_TYPES = ("phishing", "malware", "alert", "dlp")
 DEFAULT_MIN_SEVERITY = 4
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-# the instants an ISO 8601 UTC string can name (years 1..9999): outside them a "timestamp" is
-# malformed input, and would crash ISO formatting (ECS) or the 64-bit JSON encoder
-MIN_MS = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _ONE_MS
-MAX_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // _ONE_MS
-SEVERITY_LABELS = {1: "Very Low", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
-# Names seen on the wire: XSOAR labels, Elastic's severity_enum and the severityChange action.
-_SEVERITY_NAMES = {
-    "very low": 1,
-    "very_low": 1,
-    "lowest": 1,
-    "low": 2,
-    "medium": 3,
-    "high": 4,
-    "critical": 5,
-    "highest": 5,
-}
-_SEVERITY_STRINGS = {str(n): n for n in SEVERITY_LABELS}
 _LABEL_OF: dict[int | None, str] = dict(SEVERITY_LABELS)
-
-
-def parse_severity(value: Any) -> int | None:
-    """ "1".."5", 1..5, or a name (Very Low/Low/Medium/High/Critical/Highest) → 1..5, else None."""
-    found = _SEVERITY_STRINGS.get(value) if type(value) is str else None
-    if found is not None:
-        return found
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = int(value)
-        return number if number == value and 1 <= number <= 5 else None
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _SEVERITY_NAMES:
-            return _SEVERITY_NAMES[text]
-        if text.isascii() and text.isdigit() and 1 <= int(text) <= 5:  # "²".isdigit() is True
-            return int(text)
-    return None
-
-
-def event_time_ms(value: Any) -> int | None:
-    """eventCreated (ISO 8601 with or without fraction/offset, naive = UTC) → epoch ms.
-
-    None when missing, unparseable, or outside years 1..9999 UTC.
-    """
-    if type(value) is str:
-        try:  # the C parser, then exact integer math (float timestamps drift past 2255)
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            micros = event_created_us(value)
-            found = None if micros is None else micros // 1000
-        else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            found = (moment - EPOCH) // _ONE_MS
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        if not MIN_MS <= value <= MAX_MS:  # also NaN, ±inf, -1e306 (whose * 1000 is -inf)
-            return None
-        # epoch seconds or milliseconds; anything after 1973 in ms is > 1e11
-        found = int(value) if value > 1e11 else int(value * 1000)
-    else:
-        return None
-    return found if found is not None and MIN_MS <= found <= MAX_MS else None
-
-
-def type_key(event_type: str) -> str:
-    """`Suspicious malware` (Elastic's spelling) and `suspicious_malware` (the API's) are one type."""
-    return "_".join(event_type.lower().split())
 
 
 class KeepPolicy:
@@ -149,7 +84,50 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -> dict[str, Any] | None:
+# --dedupe-key: `tenant` (the alert's tenantid) plus the event's own fields, by their API names.
+DEFAULT_DEDUPE_KEY = "tenant,eventId"
+DEDUPE_FIELDS = (
+    "eventId", "customerId", "saas", "entityId", "state", "type", "confidenceIndicator", "eventCreated", "severity",
+    "description", "data", "senderAddress", "entityLink", "attachmentMd5",
+)  # fmt: skip
+
+
+class DedupeKey:
+    """What makes two alerts the same for `--dedupe-key`: `tenant` plus event fields.
+
+    The key text is `<tenantid>:<value>` with several event fields' values joined by U+001F, so
+    the default `tenant,eventId` gives the seed's `<tenantid>:<eventId>` (and the keys a state dir
+    already holds stay valid). An event that has none of the event fields is never deduplicated.
+    """
+
+    __slots__ = ("default", "event_fields", "with_tenant")
+
+    def __init__(self, fields: Iterable[str]) -> None:
+        names = [f.strip() for f in fields if f.strip()]
+        unknown = [n for n in names if n != "tenant" and n not in DEDUPE_FIELDS]
+        if unknown or not names:
+            raise ValueError(f"unknown --dedupe-key field {unknown[0]!r}" if unknown else "--dedupe-key names no field")
+        self.with_tenant = "tenant" in names
+        self.event_fields = tuple(dict.fromkeys(n for n in names if n != "tenant"))
+        self.default = self.with_tenant and self.event_fields == ("eventId",)
+        if not self.event_fields:
+            raise ValueError("--dedupe-key needs at least one event field (tenant alone would merge every alert)")
+
+    @classmethod
+    def parse(cls, text: str) -> DedupeKey:
+        return cls(text.split(","))
+
+    def key(self, event: dict[str, Any], tenant_id: str | None) -> str | None:
+        values = [event.get(name) for name in self.event_fields]
+        if all(v is None for v in values):
+            return None
+        text = "\x1f".join(v if type(v) is str else "" if v is None else _text(v) for v in values)
+        return f"{(tenant_id or '') if self.with_tenant else ''}:{text}"
+
+
+def build_alert(
+    event: dict[str, Any], tenant: str | None, policy: KeepPolicy, dedupe_key: DedupeKey | None = None
+) -> dict[str, Any] | None:
     """The native alert (DESIGN section 4) without `checkpoint_harmony`, or None when dropped.
 
     This is the hot path (one call per event): fields are read with plain `get`, the keep
@@ -158,7 +136,7 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
     """
     get = event.get
     raw_severity = get("severity")
-    severity = _SEVERITY_STRINGS.get(raw_severity) if type(raw_severity) is str else None
+    severity = SEVERITY_STRINGS.get(raw_severity) if type(raw_severity) is str else None
     if severity is None and raw_severity is not None:
         severity = parse_severity(raw_severity)
     event_type = get("type")
@@ -207,8 +185,19 @@ def build_alert(event: dict[str, Any], tenant: str | None, policy: KeepPolicy) -
     ):
         _stringify(alert)
         tenant_id, event_id = alert["tenantid"], alert["event_id"]
-    if event_id is not None:
+    if dedupe_key is not None and not dedupe_key.default:
+        alert["dedupe_key"] = dedupe_key.key(event, tenant_id)
+    elif event_id is not None:
         alert["dedupe_key"] = f"{tenant_id or ''}:{event_id}"
+    data = get("data")
+    md5 = get("attachmentMd5")
+    facts = parse_data(data) if type(data) is str and "#{" in data else None  # most events: no parse
+    has_md5 = type(md5) is str and md5
+    if facts is not None or has_md5:
+        details = facts.to_json() if facts is not None else {}
+        if has_md5:
+            details["attachment_md5"] = md5
+        alert["details"] = details
     return alert
 
 

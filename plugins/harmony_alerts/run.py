@@ -87,6 +87,7 @@ class AlertsProcessor(Processor):
         counters = self.runtime.stats.counters
         policy = self.policy
         tenant = self.config.tenant
+        dedupe_key = self.config.dedupe_key
         dedupe = self.config.dedupe
         digests_add = self.digests.add
         # keys wait for the commit that makes them persistable; without a state dir there is
@@ -102,11 +103,11 @@ class AlertsProcessor(Processor):
         emit = self.emit
 
         def on_record(event: dict[str, Any], raw: bytes) -> None:
-            alert = build_alert(event, tenant, policy)
+            alert = build_alert(event, tenant, policy, dedupe_key)
             if alert is None:
                 counters["filtered"] += 1
                 return
-            if dedupe and alert["event_id"] is not None:
+            if dedupe and alert["dedupe_key"] is not None:
                 digest = xxh3(alert["dedupe_key"].encode()) or 1  # = key_digest, inlined (hot path)
                 seen_at = now_secs[0]
                 if not digests_add(digest, seen_at):
@@ -116,7 +117,7 @@ class AlertsProcessor(Processor):
                     pending_append((digest, seen_at))
             counters["alerts"] += 1
             if shape is not None:
-                alert = shape(alert)
+                alert = shape(alert, event, now_secs[0] * 1000)
             # the original event, byte-exact, without serializing it a second time
             if ocsf:
                 alert["unmapped"] = {"checkpoint_harmony": fragment(raw.strip())}

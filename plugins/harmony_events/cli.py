@@ -169,7 +169,7 @@ def cli() -> None:
     type=click.IntRange(min=1),
     default=10_000,
     show_default=True,
-    help="A window returning this many events is halved and re-read.",
+    help="Windows are planned to hold half this many events; one returning this many is split.",
 )
 @_opt("--tenant", envvar="HARMONY_TENANT", help="Tenant name for log and stats lines (events stay untouched).")
 @_opt(

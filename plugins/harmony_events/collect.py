@@ -9,24 +9,24 @@ the window's start (the eventIds already delivered are saved, so they are not re
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError, UnreachableError
+from harmony_pipes._core.hec import event_time_us
 from harmony_pipes._core.metrics import Gauge
 from harmony_pipes._core.options import Runtime
 
 from .classify import InvalidScroll
 from .client import HecClient, Stopped
-from .cursor import CursorState, CursorStore
+from .cursor import CursorState, CursorStore, event_identity, identity_key
+from .page import ONE_LINE, BadEvent, event_dict, event_line, identity_fields
 from .paginate import END_LOOP, ScrollPaginator
-from .timeparse import US_PER_SEC, event_created_us, format_api_time
-from .windows import Window, WindowPlan, split_range
+from .timeparse import US_PER_SEC, format_api_time
+from .windows import Window, WindowPlan, complete_before, next_density, observed_density, plan_length_us
 
 MAX_SCROLL_RESTARTS_PER_WINDOW = 5
 
@@ -44,19 +44,15 @@ class CollectConfig:
     filters: dict[str, Any] = field(default_factory=dict)
 
 
-def event_key(event: dict[str, Any]) -> str:
-    """The dedupe key: the eventId, or a digest of the content for an event without one."""
-    event_id = event.get("eventId")
-    if isinstance(event_id, str) and event_id:
-        return event_id
-    return "sha1:" + hashlib.sha1(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
 @dataclass
 class WindowResult:
     received: int = 0
     emitted: int = 0
     truncated: bool = False
+    # the events came oldest first (eventCreated never went down, every one parseable), and the
+    # last one's eventCreated: where a capped window was read in full up to
+    ordered: bool = True
+    last_created_us: int | None = None
 
 
 class Collector:
@@ -80,7 +76,14 @@ class Collector:
         loaded = store.load(source)
         if loaded is None:
             loaded = CursorState(cursor_us=config.start_us, source=source, origin_us=config.start_us)
+        elif store.migrated_from is not None:
+            self.log.info(
+                f"cursor file format {store.migrated_from} migrated: the {len(loaded.legacy_seen)} eventIds it "
+                "remembered still count as emitted until they leave the overlap"
+            )
         self.state = loaded
+        self._saver: ThreadPoolExecutor | None = None
+        self._saving: Future[None] | None = None
         for name in (
             "requests",
             "pages",
@@ -110,6 +113,12 @@ class Collector:
 
     def run(self) -> int:
         """--once / --end: one pass up to now (or --end). Otherwise a cycle every interval."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> int:
         if self.config.once or self.config.end_us is not None:
             self.cycle()
             self.health.cycle_ok()
@@ -139,36 +148,53 @@ class Collector:
         return 0
 
     def cycle(self) -> None:
-        """Read `[cursor - overlap, now]` window by window."""
+        """Read `[cursor - overlap, now]` window by window, each sized from the density seen so far."""
         self.stats.add("cycles")
         now_us = self.now_us()
         end_us = now_us if self.config.end_us is None else min(now_us, self.config.end_us)
         start_us = max(self.state.cycle_start_us(self.config.overlap_us), self.state.origin_us)
-        plan = WindowPlan(split_range(start_us, end_us, self.config.window_us))
+        config = self.config
+
+        def length_us() -> int:
+            return plan_length_us(self.state.density_per_sec, config.max_records_per_window, config.window_us)
+
+        plan = WindowPlan(start_us, end_us, length_us)
         try:
             while plan and not self.runtime.stop():
                 window = plan.next()
                 self.stats.add("windows")
                 result = self.read_window(window)
                 if result.truncated:
+                    where = f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)}"
+                    complete_to = complete_before(result.ordered, result.last_created_us, window)
+                    if complete_to is not None:
+                        # read in full up to its last event: only the rest is read again
+                        self.learn_density(result.received, complete_to - window.start_us)
+                        plan.split_at(window, complete_to)
+                        self.stats.add("windows_split")
+                        self.log.debug(f"{where} returned {result.received} events: split at the last one")
+                        self.checkpoint(advance_to=complete_to)
+                        continue
                     if plan.split(window):
                         self.stats.add("windows_split")
-                        self.log.debug(
-                            f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)} "
-                            f"returned {result.received} events: split in half"
-                        )
+                        self.log.debug(f"{where} returned {result.received} events: split in half")
                         continue
                     self.log.warning(
-                        f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)} "
-                        f"still returns {result.received} events at its shortest; some may be missing",
+                        f"{where} still returns {result.received} events at its shortest; some may be missing"
                     )
+                else:
+                    self.learn_density(result.received, window.length_us)
                 self.checkpoint(advance_to=window.end_us)
         except (PipesError, Stopped):
             self.checkpoint_quietly()
             raise
+        self.wait_for_saves()
         if self.runtime.stop():
             self.checkpoint_quietly()
             raise Stopped()
+
+    def learn_density(self, events: int, span_us: int) -> None:
+        self.state.density_per_sec = next_density(self.state.density_per_sec, observed_density(events, span_us))
 
     # -- one window ----------------------------------------------------------------------------
 
@@ -189,6 +215,13 @@ class Collector:
                 self.log.debug(f"scroll lost ({exc}): restarting the window from its start")
 
     def _scroll(self, window: Window) -> WindowResult:
+        """One scroll over `window`. The next page is requested (on a helper thread) as soon as
+        this page's scrollId is known, and this page's events are written meanwhile: the server's
+        time and ours overlap instead of adding up. Only one request is ever in flight."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hec-next-page") as pool:
+            return self._scroll_pages(window, pool)
+
+    def _scroll_pages(self, window: Window, pool: ThreadPoolExecutor) -> WindowResult:
         request = {
             "startDate": format_api_time(window.start_us),
             "endDate": format_api_time(window.end_us),
@@ -198,61 +231,134 @@ class Collector:
         result = WindowResult()
         state = self.state
         seen = state.seen
-        write = self.writer.write
-        dumps = orjson.dumps
+        legacy = state.legacy_seen
+        identity = identity_key
+        decode_fields = identity_fields
+        line_of = event_line
+        last_created = -(1 << 62)
+        ordered = True
+        write_lines = self.writer.write_lines
         counters = self.stats.counters
         cap = self.config.max_records_per_window
-        scroll_id: str | None = None
+        query = self.client.query_events
+        doc = query({"requestData": request})
         while True:
-            body = {"requestData": request if scroll_id is None else {**request, "scrollId": scroll_id}}
-            doc = self.client.query_events(body)
             counters["pages"] += 1
             events = doc.get("responseData") or []
+            one_line = doc.get(ONE_LINE, False)
+            lines: list[Any] = []
             envelope = doc.get("responseEnvelope")
-            keys: list[str] = []
-            for event in events:
-                if type(event) is not dict:
-                    counters["bad_records"] += 1
-                    continue
-                event_id = event.get("eventId")
-                key = event_id if type(event_id) is str and event_id else event_key(event)
-                keys.append(key)
-                if key in seen:
-                    counters["duplicates_skipped"] += 1
-                    continue
-                created = event_created_us(event.get("eventCreated"))
-                seen[key] = window.end_us if created is None else created
-                write(dumps(event))
-                result.emitted += 1
-                counters["events"] += 1
-            result.received += len(keys)
-            self.stats.tick()
-            scroll_id = pager.next_scroll_id(envelope.get("scrollId") if isinstance(envelope, dict) else None, keys)
-            if result.received >= cap:
-                result.truncated = True
-                break
-            if scroll_id is None:
-                result.truncated = pager.incomplete
-                if pager.ended_by == END_LOOP:
-                    self.log.warning_once("scroll-loop", "the server repeated a page of the scroll; stopping it")
-                break
-            if self.runtime.stop():
-                raise Stopped()  # the window is unfinished: the cursor must not pass it
+            offered = envelope.get("scrollId") if isinstance(envelope, dict) else None
+            prefetch: Future[dict[str, Any]] | None = None
+            if (
+                events
+                and type(offered) is str
+                and offered
+                and result.received + len(events) < cap
+                and pager.pages + 1 < pager.max_pages
+                and not self.runtime.stop()
+            ):
+                prefetch = pool.submit(query, {"requestData": {**request, "scrollId": offered}})
+            try:
+                keys: list[str] = []
+                for raw in events:
+                    try:
+                        fields = decode_fields(raw)
+                    except BadEvent:
+                        counters["bad_records"] += 1
+                        continue
+                    event_id = fields.eventId
+                    if type(event_id) is str and event_id:
+                        key = identity(event_id, fields.type, fields.eventCreated, fields.customerId, fields.entityId)
+                    else:
+                        key = event_identity(event_dict(raw))
+                    keys.append(key)
+                    created = event_time_us(fields.eventCreated)
+                    if created is None or created < last_created:
+                        ordered = False
+                    else:
+                        last_created = created
+                    if key in seen or (legacy and legacy.get(event_id) == created):
+                        counters["duplicates_skipped"] += 1
+                        continue
+                    seen[key] = window.end_us if created is None else created
+                    lines.append(raw if one_line else line_of(raw))
+                result.received += len(keys)
+                if lines:
+                    write_lines(lines)
+                    result.emitted += len(lines)
+                    counters["events"] += len(lines)
+                self.stats.tick()
+                scroll_id = pager.next_scroll_id(offered, keys)
+                if result.received >= cap:
+                    result.truncated = True
+                    break
+                if scroll_id is None:
+                    result.truncated = pager.incomplete
+                    if pager.ended_by == END_LOOP:
+                        self.log.warning_once("scroll-loop", "the server repeated a page of the scroll; stopping it")
+                    break
+                if self.runtime.stop():
+                    raise Stopped()  # the window is unfinished: the cursor must not pass it
+                if prefetch is None:  # (cannot happen: the same tests chose to prefetch)
+                    prefetch = pool.submit(query, {"requestData": {**request, "scrollId": scroll_id}})
+                doc, prefetch = prefetch.result(), None
+            finally:
+                if prefetch is not None and not prefetch.cancel():  # asked for, not wanted: let it end
+                    _wait_quietly(prefetch)
+        result.ordered = ordered
+        result.last_created_us = last_created if result.received else None
         return result
 
     # -- persistence ---------------------------------------------------------------------------
 
-    def checkpoint(self, advance_to: int | None = None) -> None:
-        """Flush stdout, then persist: the state on disk never gets ahead of delivered output."""
+    def checkpoint(self, advance_to: int | None = None, wait: bool = False) -> None:
+        """Flush stdout, then persist: the state on disk never gets ahead of delivered output.
+
+        The file is written (and fsync'ed) on a helper thread while the next window is read: a
+        snapshot of the state taken after the flush, saves strictly in order (each waits for the
+        one before, whose error surfaces here), and `wait` (end of a cycle, a stop, an error)
+        returns only once it is on disk.
+        """
         self.writer.flush()
         self.stats.counters["records_out"] = self.writer.lines_written
         if advance_to is not None:
             self.state.advance(advance_to, self.config.overlap_us)
-        self.store.save(self.state)
+        snapshot = self.state.to_json()
+        self.wait_for_saves()
+        if wait or not self.store.persistent:
+            self.store.save_json(snapshot)
+            return
+        if self._saver is None:
+            self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cursor-save")
+        self._saving = self._saver.submit(self.store.save_json, snapshot)
+
+    def wait_for_saves(self) -> None:
+        """Until the cursor save in flight (if any) is on disk; its failure is raised here."""
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            saving.result()
+
+    def close(self) -> None:
+        """The last save on disk, the helper thread gone."""
+        try:
+            self.wait_for_saves()
+        finally:
+            if self._saver is not None:
+                self._saver.shutdown()
+                self._saver = None
 
     def checkpoint_quietly(self) -> None:
         """On the way out after an error or a stop: persist what was delivered, if stdout works."""
         try:
-            self.checkpoint()
+            self.checkpoint(wait=True)
         except OutputClosed:
-            pass  # undelivered ids must not be saved: the state on disk stays at the last checkpoint
+            self.wait_for_saves()  # undelivered ids must not be saved: the file stays at the last checkpoint
+
+
+def _wait_quietly(future: Future[Any]) -> None:
+    """Wait for a request nobody will read (the session is not shared between two requests)."""
+    try:
+        future.result()
+    except BaseException:
+        pass

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.hec import STATES, parse_severity, token
 
 DEFAULT_BASE_URL = "https://cloudinfra-gw-us.portal.checkpoint.com"
 REGION_GATEWAYS = {
@@ -22,18 +23,6 @@ REGION_GATEWAYS = {
     "uk": "https://cloudinfra-gw.uk.portal.checkpoint.com",
     "me": "https://cloudinfra-gw.me.portal.checkpoint.com",
     "in": "https://cloudinfra-gw.in.portal.checkpoint.com",
-}
-STATES = ("new", "detected", "pending", "remediated", "dismissed", "exception", "in_progress")
-SEVERITY_NAMES = {
-    "very_low": 1,
-    "very-low": 1,
-    "verylow": 1,
-    "lowest": 1,
-    "low": 2,
-    "medium": 3,
-    "high": 4,
-    "critical": 5,
-    "highest": 5,
 }
 ACCESS_KEY_ENV = "HARMONY_ACCESS_KEY"
 # scheme://userinfo@ — greedy up to the last '@' of the authority: a raw '@' in a password
@@ -102,35 +91,30 @@ def split_list(value: str | None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _token(value: str) -> str:
-    return "_".join(value.lower().replace("-", " ").split())
-
-
 def build_filters(types: str | None, states: str | None, severities: str | None, saas: str | None) -> dict[str, Any]:
     """The `requestData` filter keys; omitted filters mean "all" (as Elastic and Sentinel rely on)."""
     filters: dict[str, Any] = {}
-    type_list = [_token(t) for t in split_list(types)]
+    type_list = [token(t) for t in split_list(types)]
     if type_list:
         filters["eventTypes"] = type_list
-    state_list = [_token(s) for s in split_list(states)]
+    state_list = [token(s) for s in split_list(states)]
     unknown = [s for s in state_list if s not in STATES]
     if unknown:
-        raise ConfigError(f"unknown --states value(s): {', '.join(unknown)}", f"use {', '.join(STATES[:6])}")
+        raise ConfigError(f"unknown --states value(s): {', '.join(unknown)}", f"use {', '.join(STATES)}")
     if state_list:
         filters["eventStates"] = state_list
     severity_list = []
     for item in split_list(severities):
-        if item.isascii() and item.isdigit() and 1 <= int(item) <= 5:
-            severity_list.append(int(item))
-        elif _token(item) in SEVERITY_NAMES:
-            severity_list.append(SEVERITY_NAMES[_token(item)])
+        number = parse_severity(item)
+        if number is not None:
+            severity_list.append(number)
         else:
             raise ConfigError(
                 f"unknown --severities value {item!r}", "use 1-5 or very_low, low, medium, high, critical"
             )
     if severity_list:
         filters["severities"] = sorted(set(severity_list))
-    saas_list = [_token(s) for s in split_list(saas)]
+    saas_list = [token(s) for s in split_list(saas)]
     if saas_list:
         filters["saas"] = saas_list
     return filters

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-US_PER_SEC = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from harmony_pipes._core import hec
+
+US_PER_SEC = hec.US_PER_SEC
+_EPOCH = hec.EPOCH
 _ONE_US = timedelta(microseconds=1)
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -22,16 +24,10 @@ class TimeParseError(ValueError):
 
 def parse_iso_us(text: str) -> int:
     """ISO 8601 (with `Z`, an offset, or naive = UTC) as epoch microseconds."""
-    value = text.strip()
-    if value.endswith(("z", "Z")):
-        value = value[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(value)
+        return hec.parse_iso_us(text)
     except ValueError as exc:
         raise TimeParseError(f"not an ISO 8601 time: {text!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return to_us(parsed)
 
 
 def to_us(moment: datetime) -> int:
@@ -61,19 +57,3 @@ def format_api_time(epoch_us: int) -> str:
     secs, micros = divmod(epoch_us, US_PER_SEC)
     moment = datetime.fromtimestamp(secs, tz=UTC).replace(microsecond=micros)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def event_created_us(value: object) -> int | None:
-    """An event's `eventCreated` as epoch microseconds; None when missing or unparseable."""
-    if type(value) is not str:
-        return None
-    try:  # fast path: the API's usual `2024-10-14T07:02:11.229935+00:00`
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            return parse_iso_us(value)
-        except TimeParseError:
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // _ONE_US

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from harmony_pipes._core import hec
+
 US_PER_SEC = 1_000_000
 
 # (type, weight, confidence indicators, severities, entity_type inside `data`)
@@ -35,8 +37,8 @@ TYPES: list[tuple[str, int, tuple[str, ...], tuple[str, ...], str]] = [
     ("suspicious_phishing", 8, ("suspicious_phishing",), ("3",), "ms_defender_scan"),
     ("graymail", 8, ("detected",), ("1", "2"), "avanan_ap_scan"),
 ]
-STATES = ("new", "detected", "pending", "remediated", "dismissed", "exception")
-STATE_WEIGHTS = (30, 25, 8, 20, 12, 5)
+STATES = hec.STATES  # new, detected, in_progress, pending, remediated, dismissed, exception
+STATE_WEIGHTS = (30, 25, 3, 8, 20, 12, 5)
 SAAS = ("office365_emails", "google_mail", "ms_teams", "slack", "office365_onedrive", "office365_sharepoint", "box")
 SAAS_WEIGHTS = (55, 30, 5, 3, 3, 2, 2)
 MAIL_ENTITY = {"office365_emails": "office365_emails_email", "google_mail": "google_mail_email"}
@@ -66,14 +68,20 @@ _SUBJECTS = (
     "Meeting notes", "DHL delivery failed", "Q3 figures", "Password expires today",
 )  # fmt: skip
 _COUNTRIES = ("New Zealand", "Brazil", "Nigeria", "Vietnam", "Romania", "Peru")
-_APPS = ("wetransfer", "mega.nz", "dropbox personal", "telegram web")
+# (domain, label shown for it): the shadow-IT application entity
+_APPS = (
+    ("wetransfer.com", "wetransfer.com (File Sharing)"), ("mega.nz", "mega.nz (File Sharing)"),
+    ("dropbox.com", "dropbox.com (Cloud Storage)"), ("web.telegram.org", "web.telegram.org (Messaging)"),
+)  # fmt: skip
+# the verdict label of the Check Point scan entity, per type
 _LABELS = {
+    "phishing": "Phishing",
     "spam": "Spam",
     "graymail": "Graymail",
     "malware": "Malware",
     "suspicious_malware": "Suspected malware",
-    "suspicious_phishing": "Suspected phishing",
 }
+_LEAKS = ("PII", "PCI", "HIPAA", "Source code")
 
 
 @lru_cache(maxsize=4096)
@@ -95,6 +103,15 @@ def _placeholder(entity_id: str | None, entity_type: str, label: str, disable_li
     ident = "null" if entity_id is None else f'"{entity_id}"'
     link = '"disable_link": true, ' if disable_link else ""
     return f'#{{"entity_id": {ident}, "entity_type": "{entity_type}", {link}"label": {orjson.dumps(label).decode()}}}'
+
+
+def _reporter(entity_id: str, entity_type: str, address: str) -> str:
+    """The reporting user of a user-reported phishing event: the API's richer placeholder form."""
+    tip = f'{{"type": "text", "value": "{address}", "key": "Email address"}}'
+    return (
+        f'#{{"display": "embedded-entity", "entity_id": "{entity_id}", "label": "{address}", '
+        f'"entity_type": "{entity_type}", "tooltip_fields": [{tip}]}}'
+    )
 
 
 def _entity_link(entity_type: str, entity_id: str) -> str:
@@ -134,52 +151,85 @@ class EventGenerator:
         mail_type = MAIL_ENTITY.get(saas, "office365_emails_email")
         user_type = USER_ENTITY.get(saas, "office365_emails_user")
         with_fraction = self._random() >= 0.05
-        user_ph = _placeholder(None, user_type, user)
+        google = saas == "google_mail"
+        user_id = str(rng.getrandbits(68)) if google else str(uuid.UUID(int=rng.getrandbits(128)))
+        user_ph = _placeholder(user_id, user_type, user)
+        # The sentences as the API writes `data` (reference §6.4, Elastic's test events): the
+        # scan verdict, the sender, the subject and the mailbox each a placeholder.
         if etype == "anomaly":
             entity_id = str(uuid.UUID(int=rng.getrandbits(128)))
             sender = None
             country = pick(_COUNTRIES)
             with_fraction = self._random() >= 0.5
-            description = f"Unusual geo activity for {user}: logged in for the first time from {country}"
-            data = f"Unusual geo activity for {user_ph}: logged in for the first time from {country}"
-            link_type = "office365_mgmnt_event"
+            if google and self._random() < 0.6:  # Google: two logins far apart in a short time
+                first, minutes = pick(_COUNTRIES), rng.randint(2, 30)
+                ip1, ip2 = f"203.0.113.{rng.randint(1, 254)}", f"198.51.100.{rng.randint(1, 254)}"
+                action = "performed activity (login_success)"
+                login1 = _placeholder(self._hex(), "google_event_login", action)
+                login2 = _placeholder(entity_id, "google_event_login", action)
+                description = (
+                    f"{user} performed geo-suspicious events: {action} from {first} ({ip1}) and after {minutes} "
+                    f"minutes {action} from {country} ({ip2})"
+                )
+                data = (
+                    f"{user_ph} performed geo-suspicious events: {login1} from {first} ({ip1}) and after {minutes} "
+                    f"minutes {login2} from {country} ({ip2})"
+                )
+                link_type = "google_event_login"
+            else:
+                description = f"Unusual geo activity for {user}: logged in for the first time from {country}"
+                login = _placeholder(entity_id, "office365_mgmnt_event", "logged in")
+                data = f"Unusual geo activity for {user_ph}: {login} for the first time from {country}"
+                link_type = "office365_mgmnt_event"
         elif etype == "alert":  # user-reported phishing: no sender, eventId == entityId
             entity_id = event_id
             sender = None
             description = f"User {user} reported a phishing email {subject}"
-            data = f"User {user_ph} reported a phishing email {_placeholder(entity_id, mail_type, subject)}"
+            data = f"User {_reporter(user_id, user_type, user)} reported a phishing email " + _placeholder(
+                entity_id, mail_type, subject
+            )
             link_type = mail_type
         elif etype == "dlp":
-            description = f"DLP Engine has detected a leak in \u2018{subject}\u2019 from {user}"
-            data = ""
-            if self._random() < 0.5:
+            leak = pick(_LEAKS)
+            description = f"SmartDLP has detected {leak} leak in '{subject}' ({user}'s mailbox)"
+            data = ""  # as in one real fixture line: some events carry no placeholders at all
+            if self._random() < 0.8:
                 data = (
-                    f"{_placeholder(scan_id, scan_type, 'DLP Engine')} has detected a leak in "
-                    f"\u2018{_placeholder(entity_id, mail_type, subject)}\u2019 from {user}"
+                    f"{_placeholder(scan_id, scan_type, 'SmartDLP', True)} has detected "
+                    f"{_placeholder(scan_id, scan_type, leak, True)} leak in "
+                    f"'{_placeholder(entity_id, mail_type, subject)}' ({user_ph}'s mailbox)"
                 )
+            sender = user
             link_type = mail_type
         elif etype == "shadow_it":
-            app = pick(_APPS)
-            sender = None
-            description = f"Shadow IT: {user} used the unsanctioned application {app}"
-            data = f"Shadow IT: {user_ph} used the unsanctioned application {app}"
+            domain, app = pick(_APPS)
+            sender = "google-workspace-alerts-noreply@google.com" if google else None
+            description = f"Shadow IT - {user} is using {app}"
+            data = (
+                f"{_placeholder(event_id, mail_type, 'Shadow IT')} - {user_ph} is using "
+                f"{_placeholder(domain, 'av_dns_info', app)}"
+            )
             link_type = user_type
         else:
-            if etype == "suspicious_phishing":
-                sender = pick(_BAD_DOMAINS)  # Microsoft verdicts carry only the domain
-            if etype in ("malicious_url", "malicious_url_click"):
-                head, head_ph = (
-                    "A user clicked a malicious URL",
-                    f"A user clicked a {_placeholder(scan_id, scan_type, 'malicious URL')}",
-                )
+            sender_id = None if google else f"ext:{sender}"
+            if etype == "suspicious_phishing":  # Microsoft's verdict: the sender is only a domain
+                sender = pick(_BAD_DOMAINS)
+                sender_id = None
+                head = "Microsoft has detected suspicious_phishing"
+                head_ph = f"Microsoft has detected {_placeholder(scan_id, 'ms_defender_scan', 'suspicious_phishing')}"
+            elif etype in ("malicious_url", "malicious_url_click"):
+                head = "A user clicked a malicious URL"
+                head_ph = f"A user {_placeholder(scan_id, scan_type, 'clicked a malicious URL')}"
             else:
                 label = _LABELS.get(etype, "Phishing")
-                what = "attempt detected" if label == "Phishing" else "detected"
-                head, head_ph = f"{label} {what}", f"{_placeholder(scan_id, scan_type, label)} {what}"
-            description = f"{head} in an email from {sender} - '{subject}' ({user}'s mailbox)"
+                head = f"{label} attempt detected"
+                head_ph = f"{_placeholder(scan_id, scan_type, label)} attempt detected"
+            mailbox_ph = user_ph if self._random() >= 0.02 else _placeholder("", user_type, "<Unknown>")
+            mailbox = user if mailbox_ph is user_ph else "<Unknown>"
+            description = f"{head} in an email from {sender} - '{subject}' ({mailbox}'s mailbox)"
             data = (
-                f"{head_ph} in an email from {_placeholder(None, user_type, sender or '', True)} - "
-                f"'{_placeholder(entity_id, mail_type, subject)}' ({user_ph}'s mailbox)"
+                f"{head_ph} in an email from {_placeholder(sender_id, user_type, sender or '', True)} - "
+                f"'{_placeholder(entity_id, mail_type, subject)}' ({mailbox_ph}'s mailbox)"
             )
             link_type = mail_type
         state = pick(self._states)

@@ -20,21 +20,13 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-US_PER_SEC = 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from harmony_pipes._core import hec
 
-SEVERITY_NAMES = {
-    "very low": 1, "very_low": 1, "lowest": 1, "informational": 1, "info": 1,
-    "low": 2,
-    "medium": 3,
-    "high": 4,
-    "critical": 5, "highest": 5, "very high": 5, "very_high": 5,
-}  # fmt: skip
+US_PER_SEC = hec.US_PER_SEC
 
 SCROLL_NULL = "null"
 SCROLL_CONSTANT = "constant-empty-page"
@@ -48,37 +40,23 @@ def parse_time_us(value: Any) -> int:
     """ISO 8601 with `Z`, an offset, or naive (= UTC), as epoch microseconds."""
     if not isinstance(value, str) or not value.strip():
         raise QueryError(f"invalid date-time: {value!r}")
-    text = value.strip()
-    if text[-1] in "zZ":
-        text = text[:-1] + "+00:00"
     try:
-        moment = datetime.fromisoformat(text)
+        return hec.parse_iso_us(value)
     except ValueError:
         raise QueryError(f"invalid date-time: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * US_PER_SEC + delta.microseconds
 
 
 def normalize_type(value: Any) -> str:
     """`Suspicious malware` / `Shadow IT` / `DLP` → the wire spelling `suspicious_malware` ..."""
-    return "_".join(str(value).strip().lower().split())
+    return hec.type_key(str(value))
 
 
 def normalize_severity(value: Any) -> str:
     """Ints, numeric strings and names (`low`, `Critical`, `very low`) → "1".."5"."""
-    if isinstance(value, bool):
+    number = hec.parse_severity(value)
+    if number is None:
         raise QueryError(f"invalid severity: {value!r}")
-    if isinstance(value, int | float) and int(value) == value and 1 <= int(value) <= 5:
-        return str(int(value))
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text.isascii() and text.isdigit() and 1 <= int(text) <= 5:  # "²".isdigit() is True
-            return str(int(text))
-        if text in SEVERITY_NAMES:
-            return str(SEVERITY_NAMES[text])
-    raise QueryError(f"invalid severity: {value!r}")
+    return str(number)
 
 
 def _string_set(request: dict[str, Any], key: str, norm: Callable[[Any], str] = str) -> frozenset[str] | None:

@@ -38,6 +38,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS harmony_alerts (
   severity_label     string,
   alert_reasons      array<string> COMMENT 'why it was kept, e.g. type:phishing, severity>=4',
   dedupe_key         string        COMMENT '<tenantid>:<eventId>',
+  -- The facts harmony-alerts parsed out of the event's `data` sentence (docs/harmony-alerts.md);
+  -- NULL for events without #{...} placeholders and without an attachmentMd5.
+  details            struct<shape:string, scan:struct<engine:string, verdict:string, id:string>, sender:string, subject:string, email_id:string, recipient:string, recipient_id:string, `user`:string, user_id:string, action:string, country:string, ip:string, logins:array<struct<action:string, country:string, ip:string, entity_id:string>>, app:string, leak:string, attachment_md5:string>,
   -- The original HEC event, untouched. Its shape varies by event type (data, additionalData,
   -- actions...), so it stays JSON text: json_extract_scalar(checkpoint_harmony, '$.entityId').
   checkpoint_harmony string

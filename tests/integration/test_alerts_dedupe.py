@@ -94,3 +94,21 @@ def test_two_instances_cannot_share_a_state_dir(tmp_path) -> None:
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)
+
+
+def test_dedupe_key_option_keeps_two_detections_of_one_email(tmp_path) -> None:
+    """A spam and a suspicious_phishing event share an eventId: the default key (tenant, eventId)
+    keeps the first; `--dedupe-key tenant,eventId,type,eventCreated` keeps both, and still drops an
+    identical copy."""
+    spam = {"eventId": "4134ab", "customerId": "c", "type": "spam", "severity": "4", "entityId": "4134ab",
+            "eventCreated": "2025-09-04T00:01:57.002329+00:00"}  # fmt: skip
+    microsoft = dict(spam, type="suspicious_phishing", eventCreated="2025-08-30T15:55:30.899631+00:00")
+    data = b"".join(orjson.dumps(e) + b"\n" for e in (spam, microsoft, spam))
+    default = run_cli(["harmony-alerts", "--all"], data)
+    assert default.returncode == 0 and len(default.stdout_lines) == 1 and default.stats["duplicates"] == 2
+    wider = run_cli(["harmony-alerts", "--all", "--dedupe-key", "tenant,eventId,type,eventCreated"], data)
+    assert wider.returncode == 0, wider.stderr
+    assert [orjson.loads(line)["event_type"] for line in wider.stdout_lines] == ["spam", "suspicious_phishing"]
+    assert wider.stats["duplicates"] == 1
+    bad = run_cli(["harmony-alerts", "--dedupe-key", "tenant,eventid"], data)
+    assert bad.returncode == 2 and "eventid" in bad.stderr and bad.stdout == b""

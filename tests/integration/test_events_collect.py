@@ -13,7 +13,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -223,12 +223,91 @@ def test_a_truncating_gateway_loses_nothing(events_file) -> None:
     assert result.stats["windows_split"] > 0 and served["truncated_queries"] > 0
 
 
+def test_a_dense_tenant_is_read_about_once(tmp_path) -> None:
+    """6,000 events in the last hour, a 500-event cap at the gateway and per window: the first
+    window hits the cap, is split at its last event (the events came oldest first), and the rest
+    is read in windows sized from the density: every event read about once, none lost. A second
+    run starts from the density remembered in the cursor and hits the cap no more."""
+    now = datetime.now(UTC)
+    events = make_events(6000, span_secs=3500, seed=21, end=now - timedelta(seconds=2))
+    events_file = write_events(tmp_path / "events.ndjson", events)
+    state = tmp_path / "state"
+    args = ["--page-size", "50", "--max-records-per-query", "500"]
+    with start_emulator("--events", str(events_file), *args) as emu:
+        result = collect(emu.url, "--max-records-per-window", "500", "--state-dir", str(state))
+        served = emu.stats()
+        cursor = orjson.loads((state / "harmony-events.cursor.json").read_bytes())["data"]
+        later = events_after(now, 60, seed=22)
+        emu.add_events(later)
+        again = collect(emu.url, "--max-records-per-window", "500", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    assert_each_once(result.stdout, [e["eventId"] for e in events])
+    assert served["events_served"] <= 1.10 * len(events), served
+    assert served["truncated_queries"] == 1 and result.stats["windows_split"] == 1
+    assert 1.0 < cursor["density_per_sec"] < 4.0  # ~1.7 events/s
+    assert again.returncode == 0, again.stderr
+    assert_each_once(again.stdout, [e["eventId"] for e in later])
+    assert again.stats["windows_split"] == 0  # planned from the remembered density
+
+
+def events_after(moment: datetime, count: int, seed: int) -> list[dict]:
+    """`count` late events: created in the second before `moment - 0.5 s` (after the events that
+    end at `moment - 2 s`, before any collection that starts after `moment`), added later."""
+    return make_events(count, span_secs=1.0, seed=seed, end=moment - timedelta(seconds=0.5))
+
+
 def test_a_truncating_gateway_above_the_window_cap_would_lose_events(events_file) -> None:
     """The control for the test above: a window cap above the gateway's cap cannot see truncation."""
     with start_emulator("--events", str(events_file), "--max-records-per-query", "200") as emu:
         result = collect(emu.url, "--max-records-per-window", "10000")
     assert result.returncode == 0
     assert len(ids_of(result.stdout)) < len(EVENTS)
+
+
+# -- distinct events that share an eventId ------------------------------------------------------------
+
+
+def test_two_detections_sharing_an_event_id_both_come_out_and_a_re_read_repeats_neither(tmp_path) -> None:
+    """The public fixture's shape: one email, a spam event (severity 2) and a Microsoft
+    suspicious_phishing event (severity 3) created apart, one eventId (== entityId). Both are
+    distinct events; a second run re-reading them all (an overlap of an hour) emits nothing twice."""
+    now = datetime.now(UTC)
+    pair_id = "4134abcdefabcdefabcdef120123456789de"
+    spam = {
+        "eventId": pair_id, "customerId": "exampletest", "saas": "office365_emails", "entityId": pair_id,
+        "state": "remediated", "type": "spam", "confidenceIndicator": "malicious",
+        "eventCreated": (now - timedelta(minutes=50)).isoformat(), "severity": "2",
+        "description": "Spam attempt detected in an email from external@example.com - 'Re: In vino veritas' "
+        "(user@example.com's mailbox)",
+        "data": "", "additionalData": None, "availableEventActions": None, "actions": [],
+        "senderAddress": "external@example.com", "entityLink": "https://portal.checkpoint.com/x",
+    }  # fmt: skip
+    microsoft = dict(
+        spam,
+        type="suspicious_phishing",
+        confidenceIndicator="suspicious_phishing",
+        eventCreated=(now - timedelta(minutes=20)).isoformat(),
+        severity="3",
+        description="Microsoft has detected suspicious_phishing in an email from example.com - 'In vino veritas' "
+        "(user@example.com's mailbox)",
+        senderAddress="example.com",
+    )
+    events = [*make_events(300, span_secs=3000, seed=11, end=now - timedelta(seconds=2)), spam, microsoft]
+    events_file = write_events(tmp_path / "events.ndjson", events)
+    state = tmp_path / "state"
+    with start_emulator("--events", str(events_file)) as emu:
+        first = collect(emu.url, "--state-dir", str(state), "--overlap-secs", "3600")
+        served_first = emu.stats()["events_served"]
+        again = collect(emu.url, "--state-dir", str(state), "--overlap-secs", "3600")
+        served_again = emu.stats()["events_served"] - served_first
+    assert first.returncode == 0, first.stderr
+    written = [orjson.loads(line) for line in first.stdout.splitlines()]
+    pair = sorted((e["type"], e["severity"]) for e in written if e["eventId"] == pair_id)
+    assert pair == [("spam", "2"), ("suspicious_phishing", "3")]
+    assert len(written) == len(events) and first.stats["duplicates_skipped"] == 0
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == b""  # the overlap re-read everything and wrote none of it again
+    assert served_again >= len(events) and again.stats["duplicates_skipped"] == served_again
 
 
 # -- late events and the overlap -------------------------------------------------------------------

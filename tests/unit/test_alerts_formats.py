@@ -69,14 +69,17 @@ CASES = [
     # values of the wrong JSON type where text belongs
     ({"eventId": 12345, "customerId": 7, "type": "anomaly", "state": ["x"], "severity": "3", "entityId": 99,
       "senderAddress": {"a": 1}, "description": 1.5}, None, None, 3, "Medium"),
-    # states OCSF maps, and one it does not know
+    # states OCSF maps (in_progress once fell to 99 Other), and one it does not know
     ({"eventId": "st-pending", "type": "shadow_it", "state": "pending", "severity": "3"}, None, None, 3, "Medium"),
-    ({"eventId": "st-unknown", "type": "shadow_it", "state": "in_progress", "severity": "3"}, None, None, 3, "Medium"),
+    ({"eventId": "st-in-progress", "type": "shadow_it", "state": "in_progress", "severity": "3"}, None, None, 3,
+     "Medium"),
+    ({"eventId": "st-unknown", "type": "shadow_it", "state": "escalated", "severity": "3"}, None, None, 3, "Medium"),
 ]  # fmt: skip
 
 OCSF_STATUS = {
     "dismissed": (3, "Suppressed"),
     "pending": (2, "In Progress"),
+    "in_progress": (2, "In Progress"),
     "remediated": (4, "Resolved"),
     "new": (1, "New"),
 }
@@ -110,42 +113,60 @@ def ocsf_records() -> list[dict]:
 IDS = [f"{i}-{c[0].get('eventId', 'no-id')}" for i, c in enumerate(CASES)]
 
 
+TYPE_LABELS = {"dlp": "DLP", "phishing": "Phishing", "malware": "Malware", "spam": "Spam", "alert": "Alert",
+               "anomaly": "Anomaly", "shadow_it": "Shadow IT"}  # fmt: skip
+OCSF_CONFIDENCE = {"malicious": (3, "High"), None: (0, "Unknown")}
+
+
 @pytest.mark.parametrize("index", range(len(CASES)), ids=IDS)
 def test_ecs_of_incomplete_events(ecs_records, index) -> None:
+    """Absent or null values are left out (as Elastic's pipeline drops them)."""
     event, _ms, iso, severity, label = CASES[index]
     record = ecs_records[index]
     assert_valid("alert-ecs", record)
     assert record["checkpoint_harmony"] == event
-    assert record["@timestamp"] == iso and record["event"]["created"] == iso
-    assert iso is None or ECS_TIME.match(iso)
-    assert record["event"]["severity"] == severity
-    assert record["labels"]["severity_label"] == label
-    assert record["event"]["id"] == text(event.get("eventId"))
-    assert record["organization"]["id"] == text(event.get("customerId"))
-    assert record["event"]["action"] == text(event.get("state"))
-    assert record["event"]["provider"] == event.get("saas")
-    assert record["event"]["url"] == event.get("entityLink")
-    assert record["message"] == text(event.get("description"))
-    assert record["rule"] == {"name": text(event.get("type")), "category": event.get("confidenceIndicator")}
+    event_part = record["event"]
+    if iso is None:  # unreadable eventCreated: @timestamp is when harmony-alerts read it
+        assert ECS_TIME.match(record["@timestamp"]) and "created" not in event_part
+    else:
+        assert record["@timestamp"] == iso and event_part["created"] == iso and ECS_TIME.match(iso)
+    assert event_part.get("severity") == severity
+    assert record["labels"].get("severity_label") == label
+    assert event_part.get("id") == text(event.get("eventId"))
+    customer = event.get("customerId")
+    assert record.get("organization", {}) == {
+        k: v for k, v in (("name", customer if isinstance(customer, str) else None), ("id", text(customer))) if v
+    }
+    assert event_part.get("action") == text(event.get("state"))
+    assert event_part.get("provider") == event.get("saas")
+    assert event_part.get("url") == event.get("entityLink")
+    assert record.get("message") == text(event.get("description"))
+    event_type = text(event.get("type"))
+    rule = {"name": TYPE_LABELS.get(event_type, event_type), "category": event_type}
+    assert record.get("rule", {}) == {k: v for k, v in rule.items() if v}
+    assert record["labels"].get("confidence_indicator") == event.get("confidenceIndicator")
     sender = text(event.get("senderAddress"))
-    assert record["email"] == ({"sender": {"address": sender}} if sender else {})
-    event_type = event.get("type")
+    if sender:
+        assert record["email"] == {"sender": {"address": sender}}
+        assert record["source"]["user"]["email"] == sender and record["related"] == {"user": [sender]}
+    else:
+        assert "email" not in record and "source" not in record and "related" not in record
     expected_category = {
         "malware": ["email", "malware"],
         "anomaly": ["email", "threat"],
         "shadow_it": ["email", "threat"],
     }
-    assert record["event"]["category"] == expected_category.get(event_type, ["email"])
-    assert record["event"]["type"] == (["info", "indicator"] if event_type in ("anomaly", "shadow_it") else ["info"])
+    assert event_part["category"] == expected_category.get(event_type, ["email"])
+    assert event_part["type"] == (["info", "indicator"] if event_type in ("anomaly", "shadow_it") else ["info"])
     reasons = []
     if event_type in ("phishing", "malware", "alert", "dlp"):
         reasons.append(f"type:{event_type}")
     if severity is not None and severity >= 4:
         reasons.append("severity>=4")
-    assert record["event"]["reason"] == ", ".join(reasons or ["all"])
+    assert event_part["reason"] == ", ".join(reasons or ["all"])
     event_id = text(event.get("eventId"))
-    customer = text(event.get("customerId")) or ""
-    assert record["labels"]["dedupe_key"] == (None if event_id is None else f"{customer}:{event_id}")
+    customer_text = text(event.get("customerId")) or ""
+    assert record["labels"].get("dedupe_key") == (None if event_id is None else f"{customer_text}:{event_id}")
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=IDS)
@@ -155,23 +176,39 @@ def test_ocsf_of_incomplete_events(ocsf_records, index) -> None:
     assert_valid("alert-ocsf", record)
     assert record["unmapped"]["checkpoint_harmony"] == event
     assert (record["class_uid"], record["type_uid"], record["category_uid"]) == (2004, 200401, 2)
-    assert record["time"] == ms and record["finding_info"]["created_time"] == ms
+    if ms is None:  # unreadable eventCreated: `time` (required) is when harmony-alerts read it
+        assert record["time"] > 1_700_000_000_000 and "created_time" not in record["finding_info"]
+    else:
+        assert record["time"] == ms and record["finding_info"]["created_time"] == ms
     assert record["severity_id"] == (0 if severity is None else severity)  # 0 = Unknown in OCSF
-    assert record["severity"] == (label or "Unknown")
+    assert record["severity"] == {None: "Unknown", "Very Low": "Informational"}.get(label, label)
     state = text(event.get("state"))
-    assert (record["status_id"], record["status"]) == OCSF_STATUS.get(state, (99, "Other"))
-    assert record["status_detail"] == state
-    assert record["metadata"]["uid"] == text(event.get("eventId"))
-    assert record["metadata"]["tenant_uid"] == text(event.get("customerId"))
+    expected_status = (0, "Unknown") if state is None else OCSF_STATUS.get(state, (99, state))
+    assert (record["status_id"], record["status"]) == expected_status
+    assert record.get("status_detail") == state
+    assert (record["confidence_id"], record["confidence"]) == OCSF_CONFIDENCE[event.get("confidenceIndicator")]
+    assert record["metadata"].get("uid") == text(event.get("eventId"))
+    assert record["metadata"].get("tenant_uid") == text(event.get("customerId"))
     event_type = text(event.get("type"))
     description = text(event.get("description"))
     assert record["finding_info"]["title"] == (description or event_type or "Harmony security event")
     assert record["finding_info"]["types"] == ([event_type] if event_type else [])
     entity = text(event.get("entityId"))
-    assert record["resources"] == ([{"uid": entity, "type": event.get("saas")}] if entity else [])
+    resource = {k: v for k, v in (("uid", entity), ("type", event.get("saas"))) if v}
+    assert record["resources"] == ([resource] if entity else [])
     sender = text(event.get("senderAddress"))
-    expected_observables = [{"name": "sender", "type_id": 5, "type": "Email Address", "value": sender}]
-    assert record["observables"] == (expected_observables if sender else [])
+    observables = record["observables"]
+    if sender and "@" in sender:
+        assert observables[0] == {
+            "name": "evidences.actor.user.email_addr", "type_id": 5, "type": "Email Address", "value": sender
+        }  # fmt: skip
+        assert record["evidences"] == [{"actor": {"user": {"name": sender, "email_addr": sender}}}]
+    elif sender:
+        assert record["evidences"] == [{"actor": {"user": {"name": sender}}}]
+    else:
+        assert "evidences" not in record
+    if entity:
+        assert observables[-1] == {"name": "resources.uid", "type_id": 10, "type": "Resource UID", "value": entity}
     assert record["metadata"]["labels"]  # why it was kept, never empty
 
 
@@ -183,7 +220,7 @@ def test_formats_keep_the_default_policy_on_incomplete_events() -> None:
         assert result.returncode == 0, result.stderr
         kept = [orjson.loads(line) for line in result.stdout_lines]
         ids = [
-            (r["event"]["id"] if output_format == "ecs" else r["metadata"]["uid"]) for r in kept
+            (r["event"].get("id") if output_format == "ecs" else r["metadata"].get("uid")) for r in kept
         ]  # the two no-id phishing events both come out (never deduplicated)
         expected = [
             text(e.get("eventId"))

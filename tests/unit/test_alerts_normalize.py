@@ -7,9 +7,10 @@ import os
 import pytest
 
 from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.hec import event_time_ms, parse_severity
 from harmony_pipes.harmony_alerts.dedupe import DedupeLog, DigestSet, key_digest
-from harmony_pipes.harmony_alerts.formats import iso_ms
-from harmony_pipes.harmony_alerts.normalize import KeepPolicy, build_alert, event_time_ms, parse_severity
+from harmony_pipes.harmony_alerts.formats import iso_ms, to_ecs
+from harmony_pipes.harmony_alerts.normalize import DEFAULT_DEDUPE_KEY, DedupeKey, KeepPolicy, build_alert
 
 
 @pytest.mark.parametrize(
@@ -220,8 +221,40 @@ def test_key_log_short_writes_are_completed(tmp_path, monkeypatch) -> None:
 
 
 def test_a_type_spelled_with_a_space_is_the_same_type_in_ecs() -> None:
-    from harmony_pipes.harmony_alerts.formats import to_ecs
-
-    spaced = build_alert({"eventId": "x", "type": "Suspicious malware", "severity": "5"}, None, KeepPolicy())
+    event = {"eventId": "x", "type": "Suspicious malware", "severity": "5"}
+    spaced = build_alert(event, None, KeepPolicy())
     assert spaced["event_type"] == "Suspicious malware"  # the event's own spelling is kept
-    assert to_ecs(spaced)["event"]["category"] == ["email", "malware"]
+    assert to_ecs(spaced, event)["event"]["category"] == ["email", "malware"]
+
+
+# -- --dedupe-key -------------------------------------------------------------------------------
+
+PAIR = [
+    {"eventId": "4134ab", "customerId": "c", "type": "spam", "severity": "4", "entityId": "4134ab",
+     "eventCreated": "2025-09-04T00:01:57.002329+00:00"},
+    {"eventId": "4134ab", "customerId": "c", "type": "suspicious_phishing", "severity": "4", "entityId": "4134ab",
+     "eventCreated": "2025-08-30T15:55:30.899631+00:00"},
+]  # fmt: skip
+
+
+def test_the_default_dedupe_key_is_tenant_and_event_id() -> None:
+    key = DedupeKey.parse(DEFAULT_DEDUPE_KEY)
+    assert key.default
+    keys = [build_alert(e, None, KeepPolicy(), key)["dedupe_key"] for e in PAIR]
+    assert keys == ["c:4134ab", "c:4134ab"] == [build_alert(e, None, KeepPolicy())["dedupe_key"] for e in PAIR]
+
+
+def test_a_wider_dedupe_key_tells_the_pair_apart() -> None:
+    key = DedupeKey.parse("tenant, eventId,type,eventCreated")
+    first, second = (build_alert(e, "t", KeepPolicy(), key)["dedupe_key"] for e in PAIR)
+    assert first == "t:4134ab\x1fspam\x1f2025-09-04T00:01:57.002329+00:00" and first != second
+    without_tenant = DedupeKey.parse("eventId")
+    assert build_alert(PAIR[0], "t", KeepPolicy(), without_tenant)["dedupe_key"] == ":4134ab"
+    assert build_alert({"type": "spam", "severity": "5"}, "t", KeepPolicy(), key)["dedupe_key"] == "t:\x1fspam\x1f"
+    assert build_alert({"severity": "5"}, "t", KeepPolicy(), DedupeKey.parse("tenant,entityId"))["dedupe_key"] is None
+
+
+@pytest.mark.parametrize("bad", ["", "tenant", "tenant,eventid", "eventId,severity_label", " , "])
+def test_a_dedupe_key_names_known_fields(bad: str) -> None:
+    with pytest.raises(ValueError):
+        DedupeKey.parse(bad)

@@ -9,6 +9,7 @@ from collections import Counter
 import orjson
 import pytest
 
+from harmony_pipes.harmony_alerts.entities import parse_data
 from harmony_pipes.hec_emulator.generate import STATES, TYPES, format_created, generate_events
 from harmony_pipes.hec_emulator.store import (
     SCROLL_CONSTANT,
@@ -291,3 +292,17 @@ def test_every_nth_scroll_is_invalidated_at_its_first_continuation() -> None:
         outcomes.append(reg.next_page(sid) is None)
     assert outcomes == [False, False, True, False, False, True]
     assert Counter(outcomes)[True] == 2
+
+
+def test_generated_data_sentences_parse_for_every_type(events: list[dict]) -> None:
+    """The emulator speaks the real sentence shapes, so the demo and benchmarks exercise the parser."""
+    shapes: dict[str, set] = {}
+    for e in events:
+        data = e.get("data") or ""
+        if "#{" in data:
+            facts = parse_data(data)
+            shapes.setdefault(e["type"], set()).add(None if facts is None else facts.shape)
+    assert set(shapes) == {t[0] for t in TYPES}
+    assert all(None not in found for found in shapes.values()), shapes
+    assert shapes["anomaly"] == {"geo_first_login", "geo_suspicious"}
+    assert shapes["alert"] == {"user_report"} and shapes["dlp"] == {"dlp_leak"} and shapes["shadow_it"] == {"shadow_it"}
