@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,8 +82,18 @@ class TimeExtractor:
             self.paths: tuple[tuple[str, ...], ...] = (tuple(time_field.split(".")),)
         else:
             self.paths = tuple((name,) for name in DEFAULT_TIME_FIELDS)
+        self._first_key = self.paths[0][0] if len(self.paths[0]) == 1 else None
 
     def __call__(self, record: Mapping[str, Any], arrival_ms: int) -> int:
+        # per record on the sink's hot path: the common case (first field, epoch ms) first
+        key = self._first_key
+        if key is not None:
+            value = record.get(key)
+            if type(value) is int and _SECS_LIMIT <= value < _MS_LIMIT:
+                return value
+        return self._search(record, arrival_ms)
+
+    def _search(self, record: Mapping[str, Any], arrival_ms: int) -> int:
         for path in self.paths:
             if len(path) == 1:
                 value: Any = record.get(path[0])
@@ -113,6 +123,7 @@ _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
 _DAY_CACHE: dict[int, str] = {}
 _HOURS = tuple(f"{h:02d}" for h in range(24))
+_DAY_PARTITIONS: dict[int, tuple[str]] = {}
 
 
 def day_of(epoch_ms: int) -> str:
@@ -151,6 +162,7 @@ class KeyTemplate:
     uses_date: bool
     uses_hour: bool
     uses_hash: bool
+    _date_only: bool = field(init=False, repr=False, compare=False, default=False)  # the default template
 
     @classmethod
     def parse(cls, template: str) -> KeyTemplate:
@@ -175,8 +187,19 @@ class KeyTemplate:
             raise KeyTemplateError("a key must not start with '/'")
         return cls(template, tuple(fields), "date" in names, "hour" in names, "hash" in names)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_date_only", self.uses_date and not self.field_paths and not self.uses_hour)
+
     def partition_of(self, record: Mapping[str, Any], record_ms: int) -> tuple[str, ...]:
         """The values that must be equal for two records to share an object."""
+        if self._date_only:  # the default template: per record on the sink's hot path
+            day = record_ms // _DAY_MS
+            part = _DAY_PARTITIONS.get(day)
+            if part is None:
+                if len(_DAY_PARTITIONS) > 4096:
+                    _DAY_PARTITIONS.clear()
+                part = _DAY_PARTITIONS[day] = (day_of(record_ms),)
+            return part
         if not self.field_paths and not self.uses_hour:
             return (day_of(record_ms),) if self.uses_date else ()
         parts: list[str] = []

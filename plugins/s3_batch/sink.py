@@ -10,8 +10,11 @@ until destinations catch up.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import queue
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +35,20 @@ from .stores import Destination, S3Options, make_store
 
 DRAIN_POLL_SECS = 0.02
 BACKLOG_REFRESH_SECS = 0.5
+# s3-batch commits after every chunk it reads (before reading the next); from a 64 KiB pipe the
+# chunks are too small for the compressor thread to overlap with parsing. A 1 MiB pipe (Linux's
+# default limit for unprivileged processes) gives 1 MiB chunks whenever the writer is ahead.
+STDIN_PIPE_BYTES = 1 << 20
+
+
+def grow_pipe(fd: int, size_bytes: int) -> None:
+    """Ask for a larger pipe buffer on `fd` if it is a pipe (best effort: Linux only, limits apply)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    try:
+        if setpipe is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, setpipe, size_bytes)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size or the user's pipe quota: keep the default
 
 
 @dataclass
@@ -291,6 +308,7 @@ class Sink:
 
     def run(self, stream_config: StreamConfig) -> None:
         self.start()
+        grow_pipe(0, STDIN_PIPE_BYTES)
         try:
             run_transform(
                 self.runtime,
