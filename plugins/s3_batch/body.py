@@ -1,9 +1,11 @@
 """Object bodies streamed to a file: NDJSON or one JSON array, gzip / zstd / none.
 
-Records go through the compressor in ~128 KiB slices and straight to disk, so memory does not
+Records go through the compressor in 256 KiB slices and straight to disk, so memory does not
 grow with the object size. The writer knows the bytes actually written plus an upper bound for
 what the compressor still holds; near `--max-bytes` it forces a sync flush so the limit is
 checked on exact stored bytes (objects end within one record of the limit, never above it).
+gzip is zlib-ng (ISA-L at level 1), written as one gzip member of independent segments (see
+`_GzipSegments`) so that two threads can compress one body; zstd is one stream.
 
 Layout, chosen so a body cut anywhere by a crash can be read back record by record: every record
 ends with a newline. NDJSON is `rec\\n rec\\n ...`; a JSON array is `[rec\\n,rec\\n,rec\\n]` (valid
