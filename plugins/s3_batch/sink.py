@@ -39,6 +39,7 @@ BACKLOG_REFRESH_SECS = 0.5
 # chunks are too small for the compressor thread to overlap with parsing. A 1 MiB pipe (Linux's
 # default limit for unprivileged processes) gives 1 MiB chunks whenever the writer is ahead.
 STDIN_PIPE_BYTES = 1 << 20
+DEFAULT_PIPE_BYTES = 64 * 1024
 
 
 def grow_pipe(fd: int, size_bytes: int) -> None:
@@ -308,7 +309,8 @@ class Sink:
 
     def run(self, stream_config: StreamConfig) -> None:
         self.start()
-        grow_pipe(0, STDIN_PIPE_BYTES)
+        # a chunk read can overshoot --max-spool-bytes: keep the pipe (the chunk) small beside it
+        grow_pipe(0, min(STDIN_PIPE_BYTES, max(DEFAULT_PIPE_BYTES, self.config.max_spool_bytes // 8)))
         try:
             run_transform(
                 self.runtime,
