@@ -108,7 +108,7 @@ class _GzipSegments:
     """One gzip member built from independently compressed segments (the layout pigz writes).
 
     Each segment is raw deflate primed with the 32 KiB of input before it (so matches reach
-    back as in one stream: the ratio is within 0.1 % of a single stream) and ends with a sync
+    back as in one stream: the ratio is within 0.2 % of a single stream) and ends with a sync
     flush (byte-aligned, so segments concatenate, and a body cut after any segment decodes up to
     it). Segments do not depend on each other's compressor state, so the caller can compress
     the last one of an input chunk itself while the worker thread still finishes the ones
