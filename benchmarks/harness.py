@@ -38,6 +38,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 MB = 1_000_000
 MIB = 2**20
 GIB = 2**30
+TREE_SCAN_SECS = 0.25
 
 
 def bench_scale() -> float:
@@ -126,7 +127,8 @@ class BenchContext:
         """Run a command (argv list, or a bash string for pipes) and measure it.
 
         Peak RSS (MB = 10^6 bytes) is the sum over the process tree of each process's VmHWM (its
-        own high-water mark, which the kernel resets at exec), polled every 10 ms; for a single
+        own high-water mark, which the kernel resets at exec), polled every 10 ms (the tree is
+        re-read every TREE_SCAN_SECS); for a single
         process that is its exact peak (VmHWM only grows; only growth in the last poll interval
         before exit can be missed), for a pipe an upper bound of the concurrent peak. (ru_maxrss
         is useless here: it inherits the forking Python's RSS.)
@@ -151,6 +153,8 @@ class BenchContext:
             root = psutil.Process(proc.pid)
             wall = 0.0
             cpu = 0.0
+            tree = [proc.pid]
+            next_scan = 0.0
             while True:
                 try:
                     pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -161,14 +165,18 @@ class BenchContext:
                     cpu = usage.ru_utime + usage.ru_stime
                     proc.returncode = os.waitstatus_to_exitcode(status)
                     break
-                try:
-                    tree = [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    tree = [root]
-                for process in tree:
-                    hwm = _vm_hwm_kb(process.pid)
+                now = time.perf_counter()
+                if now >= next_scan:  # finding the children reads all of /proc (~3 ms): not every poll,
+                    # or the poller takes a quarter of a core from a multi-threaded command
+                    next_scan = now + TREE_SCAN_SECS
+                    try:
+                        tree = [proc.pid, *(child.pid for child in root.children(recursive=True))]
+                    except psutil.Error:
+                        tree = [proc.pid]
+                for member in tree:
+                    hwm = _vm_hwm_kb(member)
                     if hwm is not None:
-                        hwm_kb[process.pid] = max(hwm, hwm_kb.get(process.pid, 0))
+                        hwm_kb[member] = max(hwm, hwm_kb.get(member, 0))
                 time.sleep(0.01)
         tail = stderr_path.read_text(errors="replace")[-4000:]
         stderr_path.unlink(missing_ok=True)

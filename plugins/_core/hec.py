@@ -159,6 +159,8 @@ def event_time_ms(value: Any) -> int | None:
                 moment = moment.replace(tzinfo=UTC)
             found = (moment - EPOCH) // _ONE_MS
     elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not MIN_MS <= value <= MAX_MS:  # also NaN, ±inf, -1e306 (whose * 1000 is -inf)
+            return None
         # epoch seconds or milliseconds; anything after 1973 in ms is > 1e11
         found = int(value) if value > 1e11 else int(value * 1000)
     else:

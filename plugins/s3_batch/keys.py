@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,8 +104,18 @@ class TimeExtractor:
             self.paths: tuple[tuple[str, ...], ...] = (tuple(time_field.split(".")),)
         else:
             self.paths = tuple((name,) for name in DEFAULT_TIME_FIELDS)
+        self._first_key = self.paths[0][0] if len(self.paths[0]) == 1 else None
 
     def __call__(self, record: Mapping[str, Any], arrival_ms: int) -> int:
+        # per record on the sink's hot path: the common case (first field, epoch ms) first
+        key = self._first_key
+        if key is not None:
+            value = record.get(key)
+            if type(value) is int and _SECS_LIMIT <= value < _MS_LIMIT:
+                return value
+        return self._search(record, arrival_ms)
+
+    def _search(self, record: Mapping[str, Any], arrival_ms: int) -> int:
         for path in self.paths:
             if len(path) == 1:
                 value: Any = record.get(path[0])
@@ -144,6 +154,7 @@ _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
 _DAY_CACHE: dict[int, str] = {}
 _HOURS = tuple(f"{h:02d}" for h in range(24))
+_DAY_PARTITIONS: dict[int, tuple[str]] = {}
 
 
 def day_of(epoch_ms: int) -> str:
@@ -222,6 +233,7 @@ class KeyTemplate:
     uses_date: bool
     uses_hour: bool
     uses_hash: bool
+    _date_only: bool = field(init=False, repr=False, compare=False, default=False)  # the default template
 
     @classmethod
     def parse(cls, template: str) -> KeyTemplate:
@@ -272,8 +284,19 @@ class KeyTemplate:
                 shown = key if len(key) <= 80 else key[:77] + "..."
                 raise KeyTemplateError(f"{problem}, e.g. {shown!r}")
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_date_only", self.uses_date and not self.field_paths and not self.uses_hour)
+
     def partition_of(self, record: Mapping[str, Any], record_ms: int) -> tuple[str, ...]:
         """The values that must be equal for two records to share an object."""
+        if self._date_only:  # the default template: per record on the sink's hot path
+            day = record_ms // _DAY_MS
+            part = _DAY_PARTITIONS.get(day)
+            if part is None:
+                if len(_DAY_PARTITIONS) > 4096:
+                    _DAY_PARTITIONS.clear()
+                part = _DAY_PARTITIONS[day] = (day_of(record_ms),)
+            return part
         if not self.field_paths and not self.uses_hour:
             return (day_of(record_ms),) if self.uses_date else ()
         parts: list[str] = []

@@ -11,8 +11,11 @@ thread per destination uploads (see `deliver.py`). When the spool holds `--max-s
 
 from __future__ import annotations
 
+import fcntl
+import os
 import queue
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +35,21 @@ from .stores import make_store
 
 DRAIN_POLL_SECS = 0.02
 BACKLOG_REFRESH_SECS = 0.5
+# s3-batch commits after every chunk it reads (before reading the next); from a 64 KiB pipe the
+# chunks are too small for the compressor thread to overlap with parsing. A 1 MiB pipe (Linux's
+# default limit for unprivileged processes) gives 1 MiB chunks whenever the writer is ahead.
+STDIN_PIPE_BYTES = 1 << 20
+DEFAULT_PIPE_BYTES = 64 * 1024
+
+
+def grow_pipe(fd: int, size_bytes: int) -> None:
+    """Ask for a larger pipe buffer on `fd` if it is a pipe (best effort: Linux only, limits apply)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    try:
+        if setpipe is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, setpipe, size_bytes)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size or the user's pipe quota: keep the default
 
 
 class S3Sink(Processor):
@@ -90,6 +108,9 @@ class S3Sink(Processor):
     # -- start-up -----------------------------------------------------------------------------
 
     def open(self, resume: Any = None) -> None:
+        # when stdin is a pipe (s3-batch alone): a chunk read can overshoot --max-spool-bytes, so
+        # the pipe (the chunk) stays small beside it
+        grow_pipe(0, min(STDIN_PIPE_BYTES, max(DEFAULT_PIPE_BYTES, self.config.max_spool_bytes // 8)))
         try:
             self._start()
         except OSError as exc:  # the spool disk is full or gone

@@ -232,7 +232,7 @@ class Spool:
         changed = [b for b in self.open_bodies.values() if b is not sealing and b.records != b.committed_records]
         if not changed:
             return 0
-        for body in changed:  # queue every flush before waiting for the first: the worker runs them back to back
+        for body in changed:  # start every flush before waiting for any: the worker goes on meanwhile
             body.begin_flush()
         for body in changed:
             body.end_flush()

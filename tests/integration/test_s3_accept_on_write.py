@@ -29,6 +29,7 @@ from tests.helpers.s3 import (
     sequence_numbers,
     sigkill,
     start_sink,
+    wait_until,
 )
 
 FORMATS = [("ndjson", "gzip"), ("json-array", "zstd"), ("ndjson", "none"), ("json-array", "gzip")]
@@ -111,3 +112,26 @@ def test_kill9_after_read_keeps_every_record_read_moto(moto_server: str, tmp_pat
     objects = read_bucket(moto_server, bucket)
     assert objects and all(key.startswith("aw/") for key in objects)
     assert sequence_numbers(objects) == list(range(records)), "every record read, each once"
+
+
+@pytest.mark.parametrize(("max_spool", "pipe_bytes"), [("2GiB", 1 << 20), ("40KiB", 64 * 1024)])
+def test_stdin_pipe_is_grown_for_chunks_the_compressor_can_overlap(
+    tmp_path: Path, max_spool: str, pipe_bytes: int
+) -> None:
+    """Commits follow read chunks, so s3-batch asks for a 1 MiB stdin pipe (1/8 of a small
+    --max-spool-bytes at most: a chunk may overshoot the spool bound)."""
+    import fcntl
+
+    proc = start_sink(["--dest", f"file://{tmp_path}/store/", "--spool-dir", str(tmp_path / "spool"),
+                       "--max-spool-bytes", max_spool, "--stats-interval-secs", "0.02"])  # fmt: skip
+    watch = SinkWatch(proc, None)
+    try:
+        proc.stdin.write(make_records(10))  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        wait_until(lambda: watch.counters["records_in"] == 10, 30, "10 records read")  # after the pipe is set
+        assert fcntl.fcntl(proc.stdin.fileno(), fcntl.F_GETPIPE_SZ) == pipe_bytes  # type: ignore[union-attr]
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(30)
+        watch.join()
+    assert proc.returncode == 0
