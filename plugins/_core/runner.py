@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from .errors import ExitCode, OutputClosed, PipesError
 from .log import Log
 from .processor import SINK, SOURCE, CommitToken, Emit, Position, Processor, Resume, SkipRecord, StageFailed
@@ -109,11 +111,14 @@ class Runner:
         out_counters = sender.runtime.stats.counters
         in_counters = stage.runtime.stats.counters
         bad = self.bad_records.get(id(stage))
+        loads = orjson.loads
 
-        def emit(record: dict[str, Any], raw: bytes) -> None:
+        def emit(record: dict[str, Any] | None, raw: bytes) -> None:
             out_counters["records_out"] += 1
             in_counters["records_in"] += 1
             try:
+                if record is None:  # a source handing on bytes only (events as the API sent them)
+                    record = loads(raw)
                 handler(record, raw)
             except SkipRecord as exc:
                 if bad is None:

@@ -1,28 +1,31 @@
-"""The collection loop: windows → scroll pages → events on stdout → cursor on disk.
+"""The collection loop as steps: windows → scroll pages → events handed on → safe points.
 
-Order of effects per window (the no-loss guarantee): read every page, write each new event,
-flush stdout, then persist the cursor and the overlap's eventIds. A crash before the persist
-repeats (at most) that window's events; it never skips one. The cursor never moves past a
-window that was not fully read: retries exhausted, a stop signal or a closed stdout leave it at
-the window's start (the eventIds already delivered are saved, so they are not repeated).
+`Collector.steps()` is a generator the source processor (run.py) advances one step per `poll`:
+a step is one scroll page (its new events emitted), one finished window (the cursor advanced: a
+safe point), or one nap between cycles. The cursor never moves past a window that was not fully
+read: retries exhausted, a stop signal or an error leave it at the window's start, with the
+identities of the events already handed on remembered, so they are not repeated — that state is
+a safe point too. Persisting it is the processor's business, once downstream made the events
+durable (DESIGN 3a).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError, UnreachableError
+from harmony_pipes._core.errors import PipesError, TempFailError, UnreachableError
 from harmony_pipes._core.hec import event_time_us
 from harmony_pipes._core.metrics import Gauge
 from harmony_pipes._core.options import Runtime
 
 from .classify import InvalidScroll
 from .client import HecClient, Stopped
-from .cursor import CursorState, CursorStore, event_identity, identity_key
+from .config import CollectConfig
+from .cursor import CursorState, event_identity, identity_key
 from .page import ONE_LINE, BadEvent, event_dict, event_line, identity_fields
 from .paginate import END_LOOP, ScrollPaginator
 from .timeparse import US_PER_SEC, format_api_time
@@ -31,17 +34,7 @@ from .windows import Window, WindowPlan, complete_before, next_density, observed
 MAX_SCROLL_RESTARTS_PER_WINDOW = 5
 
 
-@dataclass(frozen=True)
-class CollectConfig:
-    start_us: int  # where a brand-new cursor starts
-    end_us: int | None = None  # stop here (implies a single pass)
-    once: bool = False
-    interval_secs: float = 60.0
-    window_us: int = 3600 * US_PER_SEC
-    overlap_us: int = 300 * US_PER_SEC
-    max_records_per_window: int = 10_000
-    max_pages_per_window: int = 5_000
-    filters: dict[str, Any] = field(default_factory=dict)
+NAP_SECS = 0.2  # the wait between cycles is cut into naps, so the runner's timers and signals run
 
 
 @dataclass
@@ -56,34 +49,27 @@ class WindowResult:
 
 
 class Collector:
+    """Reads windows of events with `client` into `emit`, keeping `state` (the cursor)."""
+
     def __init__(
         self,
         client: HecClient,
         runtime: Runtime,
-        store: CursorStore,
+        state: CursorState,
         config: CollectConfig,
-        source: str,
         now_us: Callable[[], int],
+        emit: Callable[[bytes], None],
     ) -> None:
         self.client = client
         self.runtime = runtime
-        self.store = store
+        self.state = state
         self.config = config
         self.now_us = now_us
+        self.emit = emit
         self.log = runtime.log
         self.stats = runtime.stats
-        self.writer = runtime.writer
-        loaded = store.load(source)
-        if loaded is None:
-            loaded = CursorState(cursor_us=config.start_us, source=source, origin_us=config.start_us)
-        elif store.migrated_from is not None:
-            self.log.info(
-                f"cursor file format {store.migrated_from} migrated: the {len(loaded.legacy_seen)} eventIds it "
-                "remembered still count as emitted until they leave the overlap"
-            )
-        self.state = loaded
-        self._saver: ThreadPoolExecutor | None = None
-        self._saving: Future[None] | None = None
+        self.safe = True  # everything emitted is covered by `state` (no window half read)
+        self.progress = 0  # grows whenever `state` moves
         for name in (
             "requests",
             "pages",
@@ -111,22 +97,19 @@ class Collector:
 
     # -- cycles --------------------------------------------------------------------------------
 
-    def run(self) -> int:
+    def steps(self) -> Iterator[None]:
         """--once / --end: one pass up to now (or --end). Otherwise a cycle every interval."""
-        try:
-            return self._run()
-        finally:
-            self.close()
-
-    def _run(self) -> int:
         if self.config.once or self.config.end_us is not None:
-            self.cycle()
+            try:
+                yield from self.cycle()
+            except Stopped:
+                return
             self.health.cycle_ok()
-            return 0
+            return
         first = True
         while not self.runtime.stop():
             try:
-                self.cycle()
+                yield from self.cycle()
             except PipesError as exc:
                 self.health.cycle_failed(exc)
                 # Without /healthz an exit code is the only signal of credentials or permissions
@@ -139,15 +122,18 @@ class Collector:
                     raise
                 self.log.warning(f"{exc.one_line()}; trying again in {self.config.interval_secs:g} s")
             except Stopped:
-                break
+                return
             else:
                 self.health.cycle_ok()
             first = False
-            if self.runtime.stop() or not self.runtime.stop.sleep(self.config.interval_secs):
-                break
-        return 0
+            deadline = time.monotonic() + self.config.interval_secs
+            while (remaining := deadline - time.monotonic()) > 0:
+                if self.runtime.stop():
+                    return
+                time.sleep(min(NAP_SECS, remaining))
+                yield
 
-    def cycle(self) -> None:
+    def cycle(self) -> Iterator[None]:
         """Read `[cursor - overlap, now]` window by window, each sized from the density seen so far."""
         self.stats.add("cycles")
         now_us = self.now_us()
@@ -163,7 +149,8 @@ class Collector:
             while plan and not self.runtime.stop():
                 window = plan.next()
                 self.stats.add("windows")
-                result = self.read_window(window)
+                self.safe = False
+                result = yield from self.read_window(window)
                 if result.truncated:
                     where = f"window {format_api_time(window.start_us)}..{format_api_time(window.end_us)}"
                     complete_to = complete_before(result.ordered, result.last_created_us, window)
@@ -173,7 +160,7 @@ class Collector:
                         plan.split_at(window, complete_to)
                         self.stats.add("windows_split")
                         self.log.debug(f"{where} returned {result.received} events: split at the last one")
-                        self.checkpoint(advance_to=complete_to)
+                        yield from self.advance(complete_to)
                         continue
                     if plan.split(window):
                         self.stats.add("windows_split")
@@ -184,25 +171,36 @@ class Collector:
                     )
                 else:
                     self.learn_density(result.received, window.length_us)
-                self.checkpoint(advance_to=window.end_us)
+                yield from self.advance(window.end_us)
         except (PipesError, Stopped):
-            self.checkpoint_quietly()
+            self.settle()
             raise
-        self.wait_for_saves()
         if self.runtime.stop():
-            self.checkpoint_quietly()
+            self.settle()
             raise Stopped()
+
+    def advance(self, to_us: int) -> Iterator[None]:
+        """A window fully read: the cursor moves past it — a safe point."""
+        self.state.advance(to_us, self.config.overlap_us)
+        self.settle()
+        yield
+
+    def settle(self) -> None:
+        """The state as it stands covers everything emitted (a window read, or one broken off
+        with its emitted identities remembered): a safe point."""
+        self.safe = True
+        self.progress += 1
 
     def learn_density(self, events: int, span_us: int) -> None:
         self.state.density_per_sec = next_density(self.state.density_per_sec, observed_density(events, span_us))
 
     # -- one window ----------------------------------------------------------------------------
 
-    def read_window(self, window: Window) -> WindowResult:
+    def read_window(self, window: Window) -> Iterator[None]:
         restarts = 0
         while True:
             try:
-                return self._scroll(window)
+                return (yield from self._scroll(window))
             except InvalidScroll as exc:  # also ScrollInterrupted: a page answer that never came
                 restarts += 1
                 self.stats.add("scroll_restarts")
@@ -214,14 +212,14 @@ class Collector:
                     ) from None
                 self.log.debug(f"scroll lost ({exc}): restarting the window from its start")
 
-    def _scroll(self, window: Window) -> WindowResult:
+    def _scroll(self, window: Window) -> Iterator[None]:
         """One scroll over `window`. The next page is requested (on a helper thread) as soon as
-        this page's scrollId is known, and this page's events are written meanwhile: the server's
-        time and ours overlap instead of adding up. Only one request is ever in flight."""
+        this page's scrollId is known, and this page's events are handed on meanwhile: the
+        server's time and ours overlap instead of adding up. Only one request is ever in flight."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hec-next-page") as pool:
-            return self._scroll_pages(window, pool)
+            return (yield from self._scroll_pages(window, pool))
 
-    def _scroll_pages(self, window: Window, pool: ThreadPoolExecutor) -> WindowResult:
+    def _scroll_pages(self, window: Window, pool: ThreadPoolExecutor) -> Iterator[None]:
         request = {
             "startDate": format_api_time(window.start_us),
             "endDate": format_api_time(window.end_us),
@@ -237,7 +235,7 @@ class Collector:
         line_of = event_line
         last_created = -(1 << 62)
         ordered = True
-        write_lines = self.writer.write_lines
+        emit = self.emit
         counters = self.stats.counters
         cap = self.config.max_records_per_window
         query = self.client.query_events
@@ -284,11 +282,10 @@ class Collector:
                     seen[key] = window.end_us if created is None else created
                     lines.append(raw if one_line else line_of(raw))
                 result.received += len(keys)
-                if lines:
-                    write_lines(lines)
-                    result.emitted += len(lines)
-                    counters["events"] += len(lines)
-                self.stats.tick()
+                for line in lines:
+                    emit(line)
+                result.emitted += len(lines)
+                counters["events"] += len(lines)
                 scroll_id = pager.next_scroll_id(offered, keys)
                 if result.received >= cap:
                     result.truncated = True
@@ -302,6 +299,7 @@ class Collector:
                     raise Stopped()  # the window is unfinished: the cursor must not pass it
                 if prefetch is None:  # (cannot happen: the same tests chose to prefetch)
                     prefetch = pool.submit(query, {"requestData": {**request, "scrollId": scroll_id}})
+                yield  # one page handed on: the runner's timers run while the next one comes
                 doc, prefetch = prefetch.result(), None
             finally:
                 if prefetch is not None and not prefetch.cancel():  # asked for, not wanted: let it end
@@ -309,51 +307,6 @@ class Collector:
         result.ordered = ordered
         result.last_created_us = last_created if result.received else None
         return result
-
-    # -- persistence ---------------------------------------------------------------------------
-
-    def checkpoint(self, advance_to: int | None = None, wait: bool = False) -> None:
-        """Flush stdout, then persist: the state on disk never gets ahead of delivered output.
-
-        The file is written (and fsync'ed) on a helper thread while the next window is read: a
-        snapshot of the state taken after the flush, saves strictly in order (each waits for the
-        one before, whose error surfaces here), and `wait` (end of a cycle, a stop, an error)
-        returns only once it is on disk.
-        """
-        self.writer.flush()
-        self.stats.counters["records_out"] = self.writer.lines_written
-        if advance_to is not None:
-            self.state.advance(advance_to, self.config.overlap_us)
-        snapshot = self.state.to_json()
-        self.wait_for_saves()
-        if wait or not self.store.persistent:
-            self.store.save_json(snapshot)
-            return
-        if self._saver is None:
-            self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cursor-save")
-        self._saving = self._saver.submit(self.store.save_json, snapshot)
-
-    def wait_for_saves(self) -> None:
-        """Until the cursor save in flight (if any) is on disk; its failure is raised here."""
-        saving, self._saving = self._saving, None
-        if saving is not None:
-            saving.result()
-
-    def close(self) -> None:
-        """The last save on disk, the helper thread gone."""
-        try:
-            self.wait_for_saves()
-        finally:
-            if self._saver is not None:
-                self._saver.shutdown()
-                self._saver = None
-
-    def checkpoint_quietly(self) -> None:
-        """On the way out after an error or a stop: persist what was delivered, if stdout works."""
-        try:
-            self.checkpoint(wait=True)
-        except OutputClosed:
-            self.wait_for_saves()  # undelivered ids must not be saved: the file stays at the last checkpoint
 
 
 def _wait_quietly(future: Future[Any]) -> None:

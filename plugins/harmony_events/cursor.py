@@ -31,7 +31,7 @@ from xxhash import xxh3_128_hexdigest
 
 from harmony_pipes._core.errors import ConfigError
 
-from .settings import strip_userinfo
+from .config import strip_userinfo
 
 STATE_FILE = "harmony-events.cursor.json"
 # 2: `seen` holds event identities (1 held eventIds; a format-1 file is migrated on load, its ids
@@ -134,6 +134,8 @@ class CursorStore:
         self.state_dir = state_dir
         self.saves = 0
         self.migrated_from: int | None = None
+        self.version = FORMAT_VERSION
+        self.extra: dict[str, Any] = {}  # what the loaded document holds beside the state (position_seq)
 
     @property
     def persistent(self) -> bool:
@@ -146,6 +148,8 @@ class CursorStore:
         if found is None:
             return None
         version, data = found
+        if isinstance(data, dict) and "position_seq" in data:
+            self.extra["position_seq"] = int(data["position_seq"] or 0)
         try:
             state = CursorState.from_json(data, version)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -26,6 +26,14 @@ from harmony_pipes.harmony_events.classify import (
     envelope_failure,
     retries_exhausted,
 )
+from harmony_pipes.harmony_events.config import (
+    DEFAULT_BASE_URL,
+    REGION_GATEWAYS,
+    build_filters,
+    read_access_key,
+    require_client_id,
+    resolve_base_url,
+)
 from harmony_pipes.harmony_events.cursor import SEEN_MARGIN_US, CursorState, CursorStore, event_identity
 from harmony_pipes.harmony_events.page import ONE_LINE, BadEvent, decode_page, event_line, identity_fields
 from harmony_pipes.harmony_events.paginate import (
@@ -34,14 +42,6 @@ from harmony_pipes.harmony_events.paginate import (
     END_NO_SCROLL_ID,
     END_PAGE_CAP,
     ScrollPaginator,
-)
-from harmony_pipes.harmony_events.settings import (
-    DEFAULT_BASE_URL,
-    REGION_GATEWAYS,
-    build_filters,
-    read_access_key,
-    require_client_id,
-    resolve_base_url,
 )
 from harmony_pipes.harmony_events.timeparse import (
     US_PER_SEC,
