@@ -17,20 +17,20 @@ from typing import Any
 
 import click
 
-from harmony_pipes._core.errors import ConfigError
+from harmony_pipes._core.errors import ConfigError, PipesError
 from harmony_pipes._core.options import Runtime
-from harmony_pipes._core.processor import SINK, SOURCE, Processor
+from harmony_pipes._core.processor import SINK, SOURCE, TRANSFORM, Processor
 from harmony_pipes._core.runner import Runner
 from harmony_pipes._core.signals import StopFlag
 from harmony_pipes._core.stdio import BadRecords, StdinSource, StdoutSink, emit_to_writer
 
-# command name → module with `STAGE_COMMAND` (the click command that parses a stage) and
-# `build(params, runtime) -> Processor`; imported only when a chain names the command
+# command name → its role and the module with `STAGE_COMMAND` (the click command that parses a
+# stage) and `build(params, runtime) -> Processor`; imported only when a chain names the command
 STAGE_MODULES = {
-    "harmony-events": "harmony_pipes.harmony_events.cli",
-    "harmony-alerts": "harmony_pipes.harmony_alerts.cli",
-    "s3-batch": "harmony_pipes.s3_batch.cli",
-    "aws-discovery": "harmony_pipes.aws_discovery.cli",
+    "harmony-events": (SOURCE, "harmony_pipes.harmony_events.cli"),
+    "harmony-alerts": (TRANSFORM, "harmony_pipes.harmony_alerts.cli"),
+    "s3-batch": (SINK, "harmony_pipes.s3_batch.cli"),
+    "aws-discovery": (SOURCE, "harmony_pipes.aws_discovery.cli"),
 }
 
 
@@ -67,11 +67,10 @@ def split_stages(text: str) -> list[list[str]]:
 def parse_stage(argv: list[str], position: int) -> StageSpec:
     """Parse one stage with its command's own parser (usage errors become ConfigError, exit 2)."""
     command = os.path.basename(argv[0])
-    module_name = STAGE_MODULES.get(command)
-    if module_name is None:
+    if command not in STAGE_MODULES:
         known = ", ".join(STAGE_MODULES)
         raise ConfigError(f"stage {position}: {argv[0]!r} cannot be a chain stage", f"use one of {known}")
-    module = importlib.import_module(module_name)
+    module = importlib.import_module(STAGE_MODULES[command][1])
     click_command: click.Command = module.STAGE_COMMAND
     try:
         context = click_command.make_context(command, list(argv[1:]), resilient_parsing=False)
@@ -88,28 +87,37 @@ def parse_stage(argv: list[str], position: int) -> StageSpec:
     return StageSpec(command, argv, dict(context.params), context)
 
 
+def check_roles(specs: list[StageSpec]) -> None:
+    """A source only first, a sink only last (before anything is built or opened)."""
+    for index, spec in enumerate(specs):
+        role = STAGE_MODULES[spec.command][0]
+        if role == SOURCE and index != 0:
+            raise ConfigError(
+                f"stage {index + 1} ({spec.command}) is a source: it reads no input", "put it first in the chain"
+            )
+        if role == SINK and index != len(specs) - 1:
+            raise ConfigError(
+                f"stage {index + 1} ({spec.command}) is a sink: nothing comes out of it", "put it last in the chain"
+            )
+
+
 def build_stages(specs: list[StageSpec], stop: StopFlag) -> tuple[list[Processor], dict[int, BadRecords]]:
     """Processors for the parsed stages, with stdin in front and stdout behind where needed."""
+    check_roles(specs)
     processors: list[Processor] = []
-    for spec in specs:
-        module = importlib.import_module(STAGE_MODULES[spec.command])
+    for position, spec in enumerate(specs, start=1):
+        module = importlib.import_module(STAGE_MODULES[spec.command][1])
         runtime = Runtime.from_options(spec.command, dict(spec.params), stop=stop, register=False)
         params = dict(spec.params)
-        for key in ("log_format", "debug", "stats_interval_secs"):
+        for key in ("log_format", "log_level", "debug", "stats_interval_secs", "metrics_addr", "metrics_file"):
             params.pop(key, None)
-        with spec.context.scope(cleanup=False):
-            processors.append(module.build(params, runtime))
-    for index, processor in enumerate(processors):
-        if processor.role == SOURCE and index != 0:
-            raise ConfigError(
-                f"stage {index + 1} ({processor.command}) is a source: it reads no input",
-                "put it first in the chain",
-            )
-        if processor.role == SINK and index != len(processors) - 1:
-            raise ConfigError(
-                f"stage {index + 1} ({processor.command}) is a sink: nothing comes out of it",
-                "put it last in the chain",
-            )
+        try:
+            with spec.context.scope(cleanup=False):
+                processors.append(module.build(params, runtime))
+        except click.ClickException as exc:
+            raise ConfigError(f"stage {position} ({spec.command}): {exc.format_message()}") from None
+        except PipesError as exc:
+            raise type(exc)(f"stage {position} ({spec.command}): {exc.message}", exc.fix, exc.exit_code) from None
     bad_records = {id(p): BadRecords(p.runtime, p.stream) for p in processors if p.stream is not None}
     first, last = processors[0], processors[-1]
     stages = list(processors)
