@@ -2,12 +2,13 @@
 
 Starts hec-emulator with a generated tenant, runs
 
-    harmony-events --once | harmony-alerts | s3-batch --dest file://<cwd>/demo-out/
+    harmony-pipes chain 'harmony-events --once | harmony-alerts | s3-batch --dest file://<cwd>/demo-out/'
 
-as three real subprocesses joined by OS pipes, replays the same collection once more to show
-that nothing is emitted twice, and prints a short summary: events collected, alerts kept by
-reason, duplicates dropped, objects written with their keys, and one alert. Nothing leaves
-127.0.0.1; the only thing written outside a temp dir is ./demo-out/.
+(the three stages in one process, checkpoints ordered: the form to use wherever the chain ends
+in s3-batch), replays the same collection once more to show that nothing is emitted twice, and
+prints a short summary: events collected, alerts kept by reason, duplicates dropped, objects
+written with their keys, and one alert. Nothing leaves 127.0.0.1; the only thing written
+outside a temp dir is ./demo-out/.
 """
 
 from __future__ import annotations
@@ -47,68 +48,41 @@ def command(name: str) -> str:
 
 
 @dataclass
-class Step:
-    """One process of the chain: its argv, its stderr (collected by a thread) and exit code."""
+class ChainResult:
+    """One `harmony-pipes chain` run: its stderr, the stats of each stage, receipts, exit code."""
 
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes] | None = None
+    text: str
+    code: int
+    receipts: list[dict[str, Any]]
     stderr_lines: list[str] = field(default_factory=list)
-    thread: threading.Thread | None = None
 
     @property
-    def stats(self) -> dict[str, Any]:
+    def stages(self) -> dict[str, dict[str, Any]]:
         for line in reversed(self.stderr_lines):
             if line.startswith('{"stats"'):
-                return json.loads(line)["stats"]
+                return {stage["command"]: stage for stage in json.loads(line)["stats"].get("stages", [])}
         return {}
 
-    def start(self, stdin: IO[bytes] | int | None, stdout: int | None, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(self.argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env)
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
-
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.stderr_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def wait(self) -> int:
-        assert self.proc is not None and self.thread is not None
-        code = self.proc.wait()
-        self.thread.join(timeout=5)
-        return code
+    def stats(self, command: str) -> dict[str, Any]:
+        return self.stages.get(command, {})
 
     def problem(self) -> str:
-        errors = [line for line in self.stderr_lines if not line.startswith('{"stats"')]
+        errors = [line for line in self.stderr_lines if not line.startswith(("{", " "))]
         return errors[-1] if errors else "(no message)"
 
 
-@dataclass
-class ChainResult:
-    steps: list[Step]
-    receipts: list[dict[str, Any]]
-    codes: list[int]
-
-    def step(self, name: str) -> Step:
-        return next(s for s in self.steps if s.name == name)
-
-
-def run_chain(steps: list[Step], env: dict[str, str], first_stdin: IO[bytes] | int | None) -> ChainResult:
-    """Start the steps joined by OS pipes (like a shell `a | b | c`) and wait for all of them."""
-    previous: IO[bytes] | int | None = first_stdin
-    for step in steps:
-        step.start(previous, subprocess.PIPE, env)
-        assert step.proc is not None
-        if previous is not None and not isinstance(previous, int):
-            previous.close()  # the next process holds its own copy: EOF/EPIPE propagate
-        previous = step.proc.stdout
-    assert previous is not None and not isinstance(previous, int)
-    out = previous.read()
-    previous.close()
-    codes = [step.wait() for step in steps]
-    receipts = [json.loads(line) for line in out.splitlines() if line.strip()]
-    return ChainResult(steps, receipts, codes)
+def run_chain(text: str, env: dict[str, str], stdin: IO[bytes] | None) -> ChainResult:
+    """`harmony-pipes chain TEXT` as a real process; stdout holds one receipt per object."""
+    proc = subprocess.run(
+        [command("harmony-pipes"), "chain", text],
+        stdin=stdin if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
+    receipts = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    lines = proc.stderr.decode("utf-8", "replace").splitlines()
+    return ChainResult(text, proc.returncode, receipts, lines)
 
 
 def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[bytes] | None, str | None, str]:
@@ -165,11 +139,8 @@ def summarize(
     out_dir: Path,
     elapsed_secs: float,
 ) -> str:
-    alerts_stats = first.step("harmony-alerts").stats
-    events = alerts_stats.get("records_in", 0)
-    if first.steps[0].name == "harmony-events":
-        events = first.steps[0].stats.get("records_out", events)
-    alerts_stats = first.step("harmony-alerts").stats
+    alerts_stats = first.stats("harmony-alerts")
+    events = first.stats("harmony-events").get("records_out", alerts_stats.get("records_in", 0))
     kept = alerts_stats.get("records_out", 0)
     alerts: list[dict[str, Any]] = []
     for receipt in first.receipts:
@@ -179,7 +150,9 @@ def summarize(
         "",
         "harmony-pipes demo",
         f"  source      {source}",
-        f"  chain       {chain_line(first, out_dir)}",
+        f'  chain       harmony-pipes chain "{first.text}"',
+        "              (one process: s3-batch commits first, then harmony-alerts saves its keys, then",
+        "               harmony-events its cursor — a kill at any moment loses and repeats nothing)",
         "",
         f"  events collected    {fmt_int(events):>7}",
         f"  alerts kept         {fmt_int(kept):>7}   (type in phishing,malware,alert,dlp or severity >= 4)",
@@ -188,7 +161,7 @@ def summarize(
         lines.append(f"      {reason:<22}{fmt_int(count):>7}")
     lines.append(f"  duplicates dropped  {fmt_int(alerts_stats.get('duplicates', 0)):>7}   in this run")
     if replay is not None:
-        replay_stats = replay.step("harmony-alerts").stats
+        replay_stats = replay.stats("harmony-alerts")
         lines.append(
             f"  replay of the same events: {fmt_int(replay_stats.get('records_in', 0))} in, "
             f"{fmt_int(replay_stats.get('records_out', 0))} new alerts, "
@@ -206,15 +179,19 @@ def summarize(
         if original is not None:
             sample["checkpoint_harmony"] = f"{{...the original event, {len(original)} keys...}}"
         lines += ["", "  one alert:", _indent(json.dumps(sample, indent=2, ensure_ascii=False), 4)]
-    lines += ["", f"  done in {elapsed_secs:.1f} s — objects are in {out_dir}/", ""]
+    lines += [
+        "",
+        f"  done in {elapsed_secs:.1f} s — objects are in {out_dir}/",
+        "",
+        "  next (the commands are in .venv/bin; README: Getting started):",
+        "    .venv/bin/harmony-events test --region eu        check your own API key (HARMONY_CLIENT_ID,",
+        "                                                     HARMONY_ACCESS_KEY)",
+        "    .venv/bin/s3-batch test --dest s3://bucket/pfx/  check S3 access; `s3-batch policy` prints the IAM",
+        "    .venv/bin/harmony-pipes chain --help             the chain with your gateway and bucket",
+        "    pipelines/  deploy/                              Fluent Bit, Vector, systemd, Kubernetes",
+        "",
+    ]
     return "\n".join(lines)
-
-
-def chain_line(result: ChainResult, out_dir: Path) -> str:
-    sink = f"s3-batch --dest file://{out_dir}/"
-    if result.steps[0].name == "harmony-events":
-        return f"harmony-events --once | harmony-alerts | {sink}"
-    return f"harmony-alerts < {SAMPLE_EVENTS.name} | {sink}"
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -222,8 +199,8 @@ def _indent(text: str, spaces: int) -> str:
     return "\n".join(pad + line for line in text.splitlines())
 
 
-def fail(message: str, step: Step | None = None) -> int:
-    detail = f": {step.problem()}" if step is not None else ""
+def fail(message: str, result: ChainResult | None = None) -> int:
+    detail = f": {result.problem()}" if result is not None else ""
     print(f"Error: demo failed — {message}{detail}", file=sys.stderr)
     return 1
 
@@ -247,52 +224,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="harmony-demo-") as tmp:
         state = Path(tmp)
         emulator, url, why = start_emulator(env_with_key)
+        sink = f"s3-batch --dest 'file://{out_dir}/' --state-dir '{state / 's3-batch'}'"
+        alerts = f"harmony-alerts --state-dir '{state / 'alerts'}'"
         try:
-            sink = [
-                command("s3-batch"),
-                "--dest",
-                f"file://{out_dir}/",
-                "--state-dir",
-                str(state / "s3-batch"),
-            ]
-            alerts = [command("harmony-alerts"), "--state-dir", str(state / "alerts")]
             if url is not None:
                 source = f"hec-emulator at {url} ({fmt_int(DEMO_EVENTS)} generated events, seed {DEMO_SEED})"
                 chain_env = {**env_with_key, "HARMONY_BASE_URL": url}
 
-                def collect(state_name: str) -> Step:
-                    return Step(
-                        "harmony-events",
-                        [
-                            command("harmony-events"),
-                            "--once",
-                            "--start",
-                            "24h",
-                            "--state-dir",
-                            str(state / state_name),
-                        ],
-                    )
+                def collect(state_name: str) -> str:
+                    return f"harmony-events --once --start 24h --state-dir '{state / state_name}'"
 
-                first = run_chain(
-                    [collect("events"), Step("harmony-alerts", alerts), Step("s3-batch", sink)],
-                    chain_env,
-                    None,
-                )
+                first = run_chain(f"{collect('events')} | {alerts} | {sink}", chain_env, None)
                 # Replay: collect everything again from scratch (fresh cursor) into the same
                 # harmony-alerts dedupe store — every alert is recognised as already emitted.
-                replay = run_chain(
-                    [collect("events-replay"), Step("harmony-alerts", alerts), Step("s3-batch", sink)],
-                    chain_env,
-                    None,
-                )
+                replay = run_chain(f"{collect('events-replay')} | {alerts} | {sink}", chain_env, None)
             else:
                 if not SAMPLE_EVENTS.exists():
                     return fail(f"hec-emulator did not start ({why}) and {SAMPLE_EVENTS} is missing")
                 source = f"{SAMPLE_EVENTS.name} (hec-emulator unavailable: {why})"
                 with SAMPLE_EVENTS.open("rb") as events:
-                    first = run_chain([Step("harmony-alerts", alerts), Step("s3-batch", sink)], env, events)
+                    first = run_chain(f"{alerts} | {sink}", env, events)
                 with SAMPLE_EVENTS.open("rb") as events:
-                    replay = run_chain([Step("harmony-alerts", alerts), Step("s3-batch", sink)], env, events)
+                    replay = run_chain(f"{alerts} | {sink}", env, events)
         finally:
             if emulator is not None:
                 emulator.terminate()
@@ -301,9 +254,8 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     emulator.kill()
         for result in (first, replay):
-            for step, code in zip(result.steps, result.codes, strict=True):
-                if code != 0:
-                    return fail(f"{step.name} exited {code}", step)
+            if result.code != 0:
+                return fail(f"harmony-pipes chain exited {result.code}", result)
     print(summarize(source, first, replay, out_dir, time.monotonic() - started))
     return 0
 

@@ -11,10 +11,10 @@
 #   Every other option of the three commands can be set through its own env var (see --help),
 #   e.g. HARMONY_START=24h for the first run, AWS_REGION / AWS_PROFILE for S3.
 #
-# Exit status: 0 when all three commands succeeded, else the exit code of the first command
-# that failed (DESIGN exit codes: 2 config, 3 auth refused, 4 unreachable, 75 try again later).
-# A failed run loses nothing: the cursor only moves past events that were written downstream,
-# and s3-batch retries its spooled objects, with the same keys and bytes, on the next run.
+# Exit status: the worst stage's (DESIGN exit codes: 2 config, 3 auth refused, 4 unreachable,
+# 75 try again later; 2 > 3 > 4 > 1 > 65 > 75 > 0). A failed run loses nothing: the cursor only
+# moves past events s3-batch committed, and s3-batch retries its spooled objects, with the same
+# keys and bytes, on the next run.
 set -euo pipefail
 
 : "${HARMONY_DEST:?set HARMONY_DEST to s3://bucket/prefix/ or file:///dir/}"
@@ -29,18 +29,9 @@ if ! flock -n 9; then
     exit 0
 fi
 
-set +e
-harmony-events --once --state-dir "$state_root/events" \
-    | harmony-alerts --state-dir "$state_root/alerts" \
-    | s3-batch --dest "$HARMONY_DEST" --state-dir "$state_root/s3-batch"
-codes=("${PIPESTATUS[@]}")
-set -e
-
-names=(harmony-events harmony-alerts s3-batch)
-for i in 0 1 2; do
-    if [ "${codes[$i]}" -ne 0 ]; then
-        echo "harmony-to-s3-once: ${names[$i]} exited ${codes[$i]} (exit codes: ${codes[*]})" >&2
-        exit "${codes[$i]}"
-    fi
-done
-exit 0
+# One process runs the three stages (records handed over in memory) and orders their checkpoints:
+# s3-batch commits, then harmony-alerts saves its keys, then harmony-events its cursor. A kill -9
+# at any moment, then the next run: every alert stored exactly once (docs/design.md).
+exec harmony-pipes chain "harmony-events --once --state-dir '$state_root/events' \
+    | harmony-alerts --state-dir '$state_root/alerts' \
+    | s3-batch --dest '$HARMONY_DEST' --state-dir '$state_root/s3-batch'"

@@ -110,9 +110,11 @@ class DiscoverySource(Processor):
             return
         found = self.state.read_versioned(STATE_FILE)
         data = None if found is None else migrate(*found, path=str(self.state.file(STATE_FILE)))
-        if resume is not None and isinstance(resume.position, dict):
+        ours = str(self.state.path.resolve())
+        if resume is not None and isinstance(resume.position, dict) and resume.position.get("state_dir") == ours:
             # the sink's last commit names where this stage stood; ours may lag it (a crash
-            # between the sink's commit and our save) or, run alone since, lead it
+            # between the sink's commit and our save) or, run alone since, lead it (a position
+            # of another --state-dir is a chain started over for this stage: ignored)
             theirs = resume.position
             if data is None or int(theirs.get("position_seq") or 0) > int(data.get("position_seq") or 0):
                 data = migrate(STATE_FORMAT_VERSION, theirs, path=f"{self.stage_key} in the sink's last commit")
@@ -141,6 +143,7 @@ class DiscoverySource(Processor):
         )
         self.position_seq += 1
         data["position_seq"] = self.position_seq
+        data["state_dir"] = str(self.state.path.resolve())
         self._position = orjson.dumps(data)
         self.progress += 1
 

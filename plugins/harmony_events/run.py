@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import orjson
 
@@ -29,6 +30,7 @@ from .timeparse import US_PER_SEC, format_api_time
 
 INSECURE_WARNING = "--insecure: TLS certificates are NOT verified; only use this on a network you trust"
 POSITION_SEQ = "position_seq"  # in the cursor document: grows with every position made
+STATE_DIR_KEY = "state_dir"  # in a position: whose it is
 
 
 def make_client(
@@ -120,7 +122,7 @@ class EventsSource(Processor):
             )
         own_seq = self.store.extra.get(POSITION_SEQ, 0) if own is not None else 0
         state = own
-        if resume is not None and isinstance(resume.position, dict):
+        if resume is not None and isinstance(resume.position, dict) and self._ours(resume.position):
             # the sink's last commit names where we stood; our file may lag it (a crash between
             # the sink's commit and our save) or, run alone since, lead it
             theirs_seq = int(resume.position.get(POSITION_SEQ) or 0)
@@ -142,6 +144,11 @@ class EventsSource(Processor):
         if state is None:
             state = CursorState(cursor_us=self.config.start_us, source=source, origin_us=self.config.start_us)
         return state
+
+    def _ours(self, position: dict[str, Any]) -> bool:
+        """A position the sink keeps is this state dir's (a chain started over with a fresh
+        --state-dir for this stage means: start over)."""
+        return self.state_dir is not None and position.get(STATE_DIR_KEY) == str(self.state_dir.path.resolve())
 
     def _emit_line(self, line: bytes) -> None:
         # the page's own bytes (a msgspec.Raw view of them); the record is parsed downstream if needed
@@ -171,6 +178,7 @@ class EventsSource(Processor):
         self.position_seq += 1
         doc = self.collector.state.to_json()
         doc[POSITION_SEQ] = self.position_seq
+        doc[STATE_DIR_KEY] = str(self.state_dir.path.resolve())
         return orjson.Fragment(orjson.dumps(doc))
 
     def committed(self, position: Position | None, token: CommitToken) -> None:
