@@ -78,7 +78,7 @@ def parse_stage(argv: list[str], position: int) -> StageSpec:
         raise ConfigError(f"stage {position} ({command}) asks for its help", f"run `{command} --help`") from exc
     except click.ClickException as exc:
         raise ConfigError(f"stage {position} ({command}): {exc.format_message()}", f"see `{command} --help`") from None
-    extra = [*getattr(context, "protected_args", []), *context.args]
+    extra = [*getattr(context, "_protected_args", []), *context.args]
     if extra:
         raise ConfigError(
             f"stage {position} ({command}): {' '.join(extra)!r} is not a stage (subcommands run on their own)",

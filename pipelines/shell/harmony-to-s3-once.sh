@@ -32,6 +32,6 @@ fi
 # One process runs the three stages (records handed over in memory) and orders their checkpoints:
 # s3-batch commits, then harmony-alerts saves its keys, then harmony-events its cursor. A kill -9
 # at any moment, then the next run: every alert stored exactly once (docs/design.md).
-exec harmony-pipes chain "harmony-events --once --state-dir '$state_root/events' \
+harmony-pipes chain "harmony-events --once --state-dir '$state_root/events' \
     | harmony-alerts --state-dir '$state_root/alerts' \
     | s3-batch --dest '$HARMONY_DEST' --state-dir '$state_root/s3-batch'"

@@ -304,11 +304,14 @@ class Exporter:
         try:
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:
-                    if sample.labels.get("command") != self.command:
-                        continue
+                    # the file is this command's own (a chain's holds its stages, each labelled)
                     if family.type == "counter" and sample.name.endswith("_total"):
                         self.base[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-                    elif sample.name == PREFIX + "last_success_timestamp_seconds" and sample.value > 0:
+                    elif (
+                        sample.name == PREFIX + "last_success_timestamp_seconds"
+                        and sample.value > 0
+                        and sample.labels.get("command") == self.command
+                    ):
                         self.health.last_success_at = max(self.health.last_success_at or 0.0, sample.value)
         except Exception:  # a damaged file is replaced, never fatal
             self.base.clear()

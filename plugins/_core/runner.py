@@ -267,6 +267,7 @@ class Runner:
         raise error
 
     def _record(self, stage: Processor, error: PipesError) -> None:
+        stage.runtime.health.cycle_failed(error)  # at once: a later tick must not call it a success
         self.failures.append((stage, error))
         index = self.stages.index(stage)
         if not self.codes.get(index):
@@ -313,7 +314,6 @@ def run_command(processor: Processor) -> int:
 def report(runner: Runner, code: int) -> int:
     """Print the failures the runner collected (one line each) and the closed-stdout note."""
     for stage, error in runner.failures:
-        stage.runtime.health.cycle_failed(error)  # the last cycle's outcome, for /healthz and metrics
         report_error(stage.runtime.log, error)
     if runner.output_closed:
         head = runner.stages[-2] if len(runner.stages) > 1 else runner.head

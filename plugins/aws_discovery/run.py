@@ -84,6 +84,7 @@ class DiscoverySource(Processor):
         self._stop = False
         self._cycles: Iterator[None] | None = None
         self.failed_regions: list[str] = []
+        runtime.health.success_on_progress = False  # a cycle that ends well is the success, not a tick
         runtime.gauges.append(
             Gauge("discovery_failed_regions", "Regions whose read failed last cycle.", lambda: len(self.failed_regions))
         )

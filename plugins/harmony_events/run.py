@@ -94,6 +94,7 @@ class EventsSource(Processor):
         self._saving: Future[None] | None = None
         if config.tenant:
             runtime.stats.extra["tenant"] = config.tenant
+        runtime.health.success_on_progress = False  # a cycle that ends well is the success, not a tick
 
     # -- lifecycle ----------------------------------------------------------------------------
 

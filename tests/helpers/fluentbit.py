@@ -79,7 +79,8 @@ class FluentBit:
         return self.stderr_path.read_text(errors="replace")
 
     def stats_lines(self, command: str) -> list[dict]:
-        """The final {"stats": ...} lines our commands wrote (their stderr is Fluent Bit's)."""
+        """The final {"stats": ...} lines our commands wrote (their stderr is Fluent Bit's); a
+        `harmony-pipes chain` line counts once for each of its stages."""
         found = []
         for line in self.stderr.splitlines():
             start = line.find('{"stats"')
@@ -88,8 +89,9 @@ class FluentBit:
                     stats = orjson.loads(line[start:])["stats"]
                 except orjson.JSONDecodeError:
                     continue
-                if stats.get("command") == command:
-                    found.append(stats)
+                for one in [stats, *stats.get("stages", ())]:
+                    if one.get("command") == command:
+                        found.append(one)
         return found
 
     def wait_until(self, predicate: Callable[[], bool], timeout_secs: float, what: str) -> None:

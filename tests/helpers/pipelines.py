@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import orjson
 
-OUR_COMMANDS = ("harmony-events", "harmony-alerts", "s3-batch", "aws-discovery", "hec-emulator")
+OUR_COMMANDS = ("harmony-events", "harmony-alerts", "s3-batch", "aws-discovery", "hec-emulator", "harmony-pipes")
 _SEPARATORS = {"|", "||", "&&", ";", "&", "(", ")"}
 
 
@@ -42,8 +42,27 @@ def click_command(name: str) -> click.Command:
 
 
 def check_argv(argv: list[str]) -> None:
-    """Parse argv (argv[0] = one of our commands) exactly as click would; raise on any error."""
-    name, args = argv[0], list(argv[1:])
+    """Parse argv (argv[0] = one of our commands) exactly as click would; raise on any error.
+
+    `harmony-pipes chain TEXT`: the chain's own options by its parser, then every stage of TEXT
+    by the chain's own stage parsing (each stage's command parser, as `harmony-pipes` runs it).
+    """
+    name, args = Path(argv[0]).name, list(argv[1:])
+    if name == "harmony-pipes" and args[:1] == ["chain"]:
+        from harmony_pipes.chain import parse_stage, split_stages
+        from harmony_pipes.cli import chain_cmd
+
+        try:
+            ctx = chain_cmd.make_context("chain", args[1:], resilient_parsing=False)
+            stage_lists = split_stages(ctx.params["stages"])
+        except click.ClickException as exc:
+            raise AssertionError(f"{shlex.join(argv)!r} is rejected by {name}: {exc.format_message()}") from exc
+        for position, stage in enumerate(stage_lists, start=1):
+            try:
+                parse_stage(stage, position)
+            except Exception as exc:
+                raise AssertionError(f"stage {position} of {shlex.join(argv)!r} is rejected: {exc}") from exc
+        return
     command = click_command(name)
     try:
         ctx = command.make_context(name, list(args), resilient_parsing=False)

@@ -15,9 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import AWS_TEST_ENV, REPO_ROOT
+from tests.conftest import AWS_TEST_ENV, REPO_ROOT, command_path
 from tests.helpers.discovery import MotoEc2
 from tests.helpers.events import ACCESS_KEY, CLIENT_ID, make_events, write_events
+from tests.helpers.logs import log_lines
 from tests.helpers.pipelines import start_hec_emulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("shell-recipes")]
@@ -84,9 +85,9 @@ def test_once_recipe_is_cronable(tenant, tmp_path) -> None:
 
 
 def test_once_recipe_loses_nothing_while_the_bucket_is_missing(tenant, tmp_path, moto_server) -> None:
-    """Cron runs while the bucket does not exist yet: each run exits 4 (s3-batch's code; the
-    recipe reports the first failing command), the collected alerts wait in s3-batch's spool, and
-    the first run after the bucket appears delivers every alert, once."""
+    """Cron runs while the bucket does not exist yet: each run exits 4 (s3-batch's code: the
+    chain's worst stage), the collected alerts wait in s3-batch's spool, and the first run after
+    the bucket appears delivers every alert, once."""
     import boto3
 
     bucket = f"cron-{os.getpid()}-{time.monotonic_ns() % 10**8}"
@@ -97,7 +98,7 @@ def test_once_recipe_loses_nothing_while_the_bucket_is_missing(tenant, tmp_path,
         failed = subprocess.run([recipe], env=env, capture_output=True, timeout=60)
         assert failed.returncode == 4, failed.stderr.decode()
         assert b"does not exist" in failed.stderr
-        assert b"s3-batch exited 4" in failed.stderr
+        assert [line["command"] for line in log_lines(failed.stderr.decode(), "error")] == ["s3-batch"]
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
     for _ in range(2):  # the run after the bucket appears, then one with nothing new
@@ -114,7 +115,7 @@ def test_once_recipe_exits_with_the_failing_command_code(tenant, tmp_path) -> No
     env = harmony_env(tenant, tmp_path, HARMONY_ACCESS_KEY="wrong-key")
     result = subprocess.run([str(SHELL / "harmony-to-s3-once.sh")], env=env, capture_output=True, timeout=60)
     assert result.returncode == 3, result.stderr.decode()
-    assert "harmony-events exited 3" in result.stderr.decode()
+    assert [line["command"] for line in log_lines(result.stderr.decode(), "error")] == ["harmony-events"]
     assert "wrong-key" not in result.stderr.decode()
 
 
@@ -179,7 +180,7 @@ def test_loop_recipe_restarts_with_backoff_after_a_runtime_failure(tmp_path) -> 
             if "restarting in" in line:
                 restarts.append(line.strip())
         assert len(restarts) == 2, restarts
-        assert "harmony-events 4" in restarts[0] and restarts[0].endswith("restarting in 1s"), restarts
+        assert "chain ended (exit 4)" in restarts[0] and restarts[0].endswith("restarting in 1s"), restarts
         assert restarts[1].endswith("restarting in 2s"), restarts
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
@@ -231,17 +232,16 @@ def test_loop_recipe_loses_nothing_while_the_bucket_is_missing(tenant, tmp_path,
     assert sorted(a["event_id"] for a in alerts) == sorted(tenant["expected"])
 
 
-def test_systemd_unit_verifies_and_matches_the_loop_script(tmp_path) -> None:
-    """`systemd-analyze verify` accepts the unit (pointed at this checkout), and it does not
-    restart on the exit codes the loop script itself refuses to retry (2, 3)."""
+def test_systemd_unit_verifies_and_runs_the_chain(tmp_path) -> None:
+    """`systemd-analyze verify` accepts the unit (pointed at this venv's command); it runs
+    `harmony-pipes chain` (a stop signal to it loses nothing, so the default KillMode is right)
+    and does not restart on configuration (2) or credential (3) errors."""
     import shutil
 
     text = (SHELL / "harmony-to-s3.service").read_text()
-    assert "ExecStart=/opt/harmony-pipes/pipelines/shell/harmony-to-s3-loop.sh" in text
+    assert "ExecStart=/usr/local/bin/harmony-pipes chain " in text
     assert "RestartPreventExitStatus=2 3" in text
-    assert "KillMode=mixed" in text  # SIGTERM to the script only: it drains the chain in order
-    loop = (SHELL / "harmony-to-s3-loop.sh").read_text()
-    assert "2|3)" in loop
+    assert "KillMode" not in text
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed")
@@ -249,7 +249,9 @@ def test_systemd_unit_verifies_and_matches_the_loop_script(tmp_path) -> None:
     env_file.write_text("HARMONY_DEST=file:///tmp/x/\n")
     unit = tmp_path / "harmony-to-s3.service"
     unit.write_text(
-        text.replace("/opt/harmony-pipes", str(REPO_ROOT)).replace("/etc/harmony-pipes/harmony.env", str(env_file))
+        text.replace("/usr/local/bin/harmony-pipes", command_path("harmony-pipes")).replace(
+            "/etc/harmony-pipes/harmony.env", str(env_file)
+        )
     )
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()
