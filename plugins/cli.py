@@ -12,6 +12,8 @@ from harmony_pipes._core.options import Runtime, log_options
 from harmony_pipes._core.runner import report
 from harmony_pipes._core.version import version_option
 
+from .chain import run_chain
+
 COMMAND = "harmony-pipes"
 
 MAIN_HELP = """Fast NDJSON stream processors for Harmony Email & Collaboration events, S3 and EC2.
@@ -66,8 +68,6 @@ def cli() -> None:
 @log_options
 @version_option(COMMAND)
 def chain_cmd(stages: str, **params: Any) -> int:
-    from .chain import run_chain
-
     runtime = Runtime.from_options(COMMAND, params)
     runtime.stats.command = f"{COMMAND} chain"
     runner, code = run_chain(stages, runtime)

@@ -13,7 +13,9 @@ Group "harmony-events":
     and re-read (how a truncating gateway loses nothing), so at full scale the emulator serves
     more events than are collected; the notes give the emulator's own count (/_emulator/stats).
 Group "full-chain" (the shell pipes, each compared with the source alone and the serving rate):
-  - `harmony-events → harmony-alerts`, and `... → s3-batch file://` (objects written).
+  - `harmony-events → harmony-alerts`, and `... → s3-batch file://` (objects written);
+  - `harmony-pipes chain` with the same three stages (compared with the shell pipe: throughput
+    and CPU).
 (`→` in the case names: a `|` would split the Markdown table cell.)
 
 records = events in the tenant; bytes = their NDJSON size. Each run starts from empty state
@@ -191,6 +193,19 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         timed("chain", f"{source} | {alerts} | {sink} > {q(str(receipts))}".format(state=q(str(state))))
         written = [json.loads(line) for line in receipts.read_text().splitlines() if line.strip()]
         alerts_written = sum(r["records"] for r in written)
+
+        # the same three stages as one `harmony-pipes chain` (records handed over in memory)
+        state = fresh("hp-chain")
+        out = fresh("hp-chain-out")
+        sink = f"{q(ctx.bin('s3-batch'))} --dest file://{out}/ --state-dir {{state}}/s3-batch"
+        hp_receipts = state / "receipts.ndjson"
+        text = f"{source} | {alerts} | {sink}".format(state=q(str(state)))
+        timed("hp_chain", f"{q(ctx.bin('harmony-pipes'))} chain {q(text)} > {q(str(hp_receipts))}")
+        hp_written = [json.loads(line) for line in hp_receipts.read_text().splitlines() if line.strip()]
+        if sum(r["records"] for r in hp_written) != alerts_written:
+            raise RuntimeError(
+                f"harmony-pipes chain wrote {sum(r['records'] for r in hp_written)} alerts, the pipe {alerts_written}"
+            )
     finally:
         emulator.terminate()
         try:
@@ -240,8 +255,17 @@ def run(ctx: Any) -> list[dict[str, Any]]:
             "chain",
             GROUP_CHAIN,
             "harmony-events → harmony-alerts → s3-batch file://",
-            f"a shell pipe, defaults; {len(written)} objects, {alerts_written:,} alerts written to file://",
+            f"a shell pipe, defaults; {len(written)} objects, {alerts_written:,} alerts written to file://; "
+            f"CPU {measured['chain'][0].cpu_secs:.2f} s",
             compare=chain_compare,
+        ),
+        make(
+            "hp_chain",
+            GROUP_CHAIN,
+            "harmony-pipes chain 'harmony-events → harmony-alerts → s3-batch file://'",
+            f"one process, same stages and options; {len(hp_written)} objects, {alerts_written:,} alerts; "
+            f"CPU {measured['hp_chain'][0].cpu_secs:.2f} s vs the pipe's {measured['chain'][0].cpu_secs:.2f} s",
+            compare=["chain", *chain_compare],
         ),
     ]
 

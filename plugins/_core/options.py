@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .errors import OutputClosed
 from .log import DEFAULT_LOG_LEVEL, LOG_FORMATS, LOG_LEVELS, Log
 from .metrics import Exporter, Gauge, Health, parse_addr, start_exporter
 from .ndjson import DEFAULT_MAX_LINE_BYTES
@@ -386,8 +387,6 @@ class Runtime:
         if self.final_emitted:
             return
         self.final_emitted = True
-        from .errors import OutputClosed
-
         try:
             self.writer.flush()
         except OutputClosed:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from harmony_pipes._core.aws import make_session
 from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.options import apply_options, env_options, log_options, state_option
 
@@ -174,8 +175,6 @@ class AwsContext:
     @property
     def session(self) -> Any:
         if self._session is None:
-            from harmony_pipes._core.aws import make_session
-
             p = self.params
             region = self.home_region_hint()
             self._session = make_session(

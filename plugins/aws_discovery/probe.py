@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from harmony_pipes._core.aws import CREDENTIALS_FIX, classify_aws_error, make_session
 from harmony_pipes._core.errors import AuthError, ExitCode, PipesError
 
 
@@ -39,7 +40,6 @@ def _identity(session: Any, params: dict[str, Any], region: str) -> dict[str, An
 
 def run_checks(aws: Any) -> int:
     """Run every check, print one line each, return the exit code of the first failure (or 0)."""
-    from harmony_pipes._core.aws import CREDENTIALS_FIX, classify_aws_error, make_session
 
     params = aws.params
     first_failure: int = ExitCode.OK

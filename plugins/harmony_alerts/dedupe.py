@@ -28,6 +28,7 @@ from typing import Any
 
 from xxhash import xxh3_64_intdigest
 
+from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.state import atomic_write_bytes, disk_error, write_all
 
 LOG_MAGIC = b"HPDEDUP2"  # 2: XXH3 digests (1 held blake2b digests, which cannot be converted)
@@ -225,8 +226,6 @@ class DedupeLog:
             self._truncate(0)
             return 0
         if not data.startswith(LOG_MAGIC):
-            from harmony_pipes._core.errors import ConfigError
-
             if data.startswith(b"HPDEDUP"):
                 raise ConfigError(
                     f"dedupe state {self.path} was written by another harmony-alerts version",

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from harmony_pipes._core.aws import classify_aws_error, make_client, make_session
 from harmony_pipes._core.errors import (
     AuthError,
     ConfigError,
@@ -113,8 +114,6 @@ def _test_s3(
     put_extra: dict[str, str],
 ) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from harmony_pipes._core.aws import classify_aws_error, make_client, make_session
 
     quick = {"max_attempts": 2, "connect_timeout_secs": 5, "read_timeout_secs": 15}
     where = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from harmony_pipes._core.aws import classify_aws_error, make_client, make_session
 from harmony_pipes._core.errors import ConfigError, ItemRefused, PipesError, RuntimeFailure, UnreachableError
 from harmony_pipes._core.state import fsync_dir
 
@@ -181,8 +182,6 @@ class S3Store:
         if self._client is None:
             from boto3.s3.transfer import TransferConfig
 
-            from harmony_pipes._core.aws import make_client, make_session
-
             o = self.options
             session = make_session(o.profile, o.region, o.role_arn, o.external_id, endpoint_url=o.endpoint_url)
             self._client = make_client(
@@ -221,8 +220,6 @@ class S3Store:
         """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from harmony_pipes._core.aws import classify_aws_error
-
         what = f"check s3://{self.dest.bucket}"
         try:
             try:
@@ -260,8 +257,6 @@ def classify_failure(exc: BaseException, dest: Destination, key: str) -> PipesEr
         return exc
     if dest.scheme == "s3":
         try:
-            from harmony_pipes._core.aws import classify_aws_error
-
             return classify_aws_error(exc, what=f"write s3://{dest.bucket}/{key}", bucket=dest.bucket, service="s3")
         except Exception:  # classification must never hide the failure itself
             pass

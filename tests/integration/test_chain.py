@@ -294,3 +294,26 @@ def test_aws_discovery_into_s3_batch_as_a_chain_survives_a_kill(tmp_path: Path) 
         assert [r["name"] for r in records if r["op"] == "add"] == ["vm-late"]
     finally:
         moto.stop()
+
+
+def test_the_chains_metrics_cover_every_stage(tmp_path: Path) -> None:
+    """`--metrics-file` on the chain: one textfile, every stage's samples labelled with its command."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.integration.test_stream_contract import valid_lines
+
+    store = tmp_path / "store"
+    text = f"harmony-alerts --all | s3-batch --dest file://{store}/ --spool-dir {tmp_path}/spool"
+    data = b"\n".join(valid_lines(40)) + b"\nnot json\n"
+    result = run_cli(["harmony-pipes", "chain", "--metrics-file", str(tmp_path / "metrics") + "/", text], data)
+    assert result.returncode == 0, result.stderr
+    samples = {
+        (s.name, s.labels.get("command")): s.value
+        for family in text_string_to_metric_families((tmp_path / "metrics" / "harmony-pipes.prom").read_text())
+        for s in family.samples
+    }
+    assert samples[("harmony_pipes_records_in_total", "harmony-alerts")] == 40
+    assert samples[("harmony_pipes_bad_records_total", "harmony-alerts")] == 1
+    assert samples[("harmony_pipes_records_in_total", "s3-batch")] == 40
+    assert samples[("harmony_pipes_healthy", "s3-batch")] == 1
+    assert len(all_records(read_file_store(store))) == 40
