@@ -16,13 +16,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import orjson
 
 from tests.conftest import free_port
+from tests.helpers.wait import wait_until
 
 SHIPPED_METRICS_ADDR = "--metrics-addr 0.0.0.0:9464"
 _HTTP_LISTEN = re.compile(r"(?mi)^([ \t]*http_listen:?[ \t]+)0\.0\.0\.0[ \t]*$")
@@ -95,14 +95,16 @@ class FluentBit:
         return found
 
     def wait_until(self, predicate: Callable[[], bool], timeout_secs: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_secs
-        while time.monotonic() < deadline:
-            if predicate():
-                return
+        def alive() -> None:
             if self.proc.poll() is not None:
                 raise AssertionError(f"fluent-bit exited {self.proc.returncode} before {what}:\n{self.tail()}")
-            time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout_secs}s waiting for {what}:\n{self.tail()}")
+
+        try:
+            wait_until(predicate, timeout_secs, what, 0.2, alive=alive)
+        except AssertionError as exc:
+            if "timed out" in str(exc):
+                raise AssertionError(f"timed out after {timeout_secs}s waiting for {what}:\n{self.tail()}") from None
+            raise
 
     def wait_exit(self, timeout_secs: float = 30) -> int:
         try:

@@ -6,7 +6,6 @@ Prometheus text fails the test.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from typing import Any
 import orjson
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers.wait import wait_until
 
 
 def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -51,15 +52,5 @@ def read_textfile(path: Path) -> dict:
 
 
 def wait_for(predicate: Callable[[], Any], timeout_secs: float, what: str, poll_secs: float = 0.1) -> Any:
-    """Poll until `predicate()` is truthy (returns it); connection errors count as not yet."""
-    deadline = time.monotonic() + timeout_secs
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except requests.ConnectionError as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(poll_secs)
-    raise AssertionError(f"timed out after {timeout_secs}s waiting for {what} (last: {last!r})")
+    """`wait_until` for an HTTP endpoint: a refused connection counts as not up yet."""
+    return wait_until(predicate, timeout_secs, what, poll_secs, ignore=(requests.ConnectionError,))

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from tests.conftest import AWS_TEST_ENV, command_path, free_port
+from tests.helpers.wait import wait_until  # noqa: F401  (re-exported for the s3 tests)
 
 
 def make_records(count: int, *, start: int = 0, pad: int = 60, base_ms: int = 1_714_521_600_000) -> bytes:
@@ -396,10 +397,24 @@ class TcpProxy:
         self.cut()
 
 
-def wait_until(condition: Any, timeout_secs: float, what: str, step_secs: float = 0.02) -> None:
-    """Poll `condition()` until it is true; fail the test saying `what` did not happen."""
-    deadline = time.monotonic() + timeout_secs
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_secs} s waiting for: {what}")
-        time.sleep(step_secs)
+def spooled_records(spool: Path) -> int:
+    """Records a running sink has accepted into `spool`: sealed objects (manifests) plus what the
+    commit log holds for the bodies still open — what a test waits for before it signals."""
+    total = 0
+    for manifest in (spool / "objects").glob("*.json"):
+        try:
+            total += orjson.loads(manifest.read_bytes())["records"]
+        except (OSError, ValueError, KeyError):
+            continue
+    counts: dict[str, int] = {}
+    try:
+        lines = (spool / "commits.log").read_bytes().split(b"\n")[:-1]
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        counts.update({k: v for k, v in doc.items() if not k.startswith("@")})
+    return total + sum(n for seq, n in counts.items() if (spool / "open" / f"{seq}.body").exists())

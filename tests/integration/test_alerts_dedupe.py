@@ -10,6 +10,7 @@ import time
 import orjson
 
 from tests.conftest import command_path, run_cli
+from tests.helpers.wait import wait_until
 from tests.integration.test_stream_contract import valid_lines
 
 
@@ -54,7 +55,9 @@ def test_kill_9_then_replay_loses_nothing_and_repeats_nothing_flushed(tmp_path) 
     deadline = time.monotonic() + 20
     while len(before) < 250 and time.monotonic() < deadline:
         before.append(proc.stdout.readline())
-    time.sleep(0.2)
+    # the keys of what was flushed are saved right after the flush: wait for them, then kill
+    key_log = state_dir / "dedupe-keys.bin"
+    wait_until(lambda: key_log.exists() and key_log.stat().st_size == 8 + 250 * 12, what="250 keys saved")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(before) == 250  # everything fed was flushed while idle, before the kill

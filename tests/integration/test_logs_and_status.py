@@ -115,8 +115,21 @@ def test_progress_lines_count_bytes_as_they_are_read() -> None:
     assert all(RFC3339_UTC.match(d["time"]) for d in docs)
 
 
-def read_screen(master: int) -> bytes:
+def read_until(master: int, marker: bytes, timeout_secs: float = 20) -> bytes:
+    """What the terminal showed until `marker` appeared (the process keeps running)."""
+    import select
+
     screen = b""
+    deadline = time.monotonic() + timeout_secs
+    while marker not in screen and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            screen += os.read(master, 65536)
+    assert marker in screen, screen
+    return screen
+
+
+def read_screen(master: int, screen: bytes = b"") -> bytes:
     while True:
         try:
             chunk = os.read(master, 65536)
@@ -162,13 +175,13 @@ def test_terminal_status_line_of_s3_batch_on_a_regular_file(tmp_path: Path) -> N
             stderr=slave,
         )
     os.close(slave)
-    time.sleep(2.5)  # the status line is drawn once a second
+    shown = read_until(master, b"%\x1b[K")  # the status line (drawn once a second) is on the screen
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     # the spool stays full (the destination is refused): reading cannot go on to the end of the
     # file, so the shutdown timeout ends it with 75 (everything read is spooled)
     assert proc.returncode == 75
-    screen = read_screen(master).decode()
+    screen = read_screen(master, shown).decode()
     status = re.findall(
         r"\rs3-batch: ([\d,]+) in, ([\d,]+) out, 0 objects, \d+ bad, [\d,]+ rec/s, ([\d.]+) MB/s, (\d+)%\x1b\[K", screen
     )

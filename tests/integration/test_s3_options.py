@@ -17,6 +17,7 @@ import orjson
 from tests.conftest import run_cli
 from tests.helpers.logs import error_lines
 from tests.helpers.s3 import decode_body, make_records, read_file_store, sequence_numbers, start_sink
+from tests.helpers.wait import wait_until
 
 MAY_1 = 1_714_521_600_000
 
@@ -35,13 +36,6 @@ class LineCollector(threading.Thread):
 
     def progress(self) -> list[dict]:
         return [orjson.loads(line)["progress"] for line in list(self.lines) if line.startswith('{"progress"')]
-
-
-def wait_for(condition, timeout_secs: float = 15) -> None:
-    deadline = time.monotonic() + timeout_secs
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def status_rows(spool: Path, *names: str, env: dict[str, str] | None = None) -> dict[str, dict]:
@@ -79,7 +73,7 @@ def test_fsync_interval_accepts_records_while_the_batch_is_still_open(tmp_path: 
     err.start()
     proc.stdin.write(make_records(5))  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
-    wait_for(lambda: any(p["records_accepted"] == 5 for p in err.progress()))
+    wait_until(lambda: any(p["records_accepted"] == 5 for p in err.progress()))
     last = err.progress()[-1]
     assert last["objects_sealed"] == 0, "accepted while the object is still open"
     assert (last["backlog_objects"], last["retries"]) == (0, 0), "progress lines carry the backlog"
@@ -99,7 +93,7 @@ def test_fsync_interval_accepts_records_while_the_batch_is_still_open(tmp_path: 
     err.start()
     slow.stdin.write(make_records(5))  # type: ignore[union-attr]
     slow.stdin.flush()  # type: ignore[union-attr]
-    wait_for(lambda: any(p["records_in"] == 5 for p in err.progress()))
+    wait_until(lambda: any(p["records_in"] == 5 for p in err.progress()))
     assert all(p["records_accepted"] == p["records_in"] for p in err.progress())
     (body,) = (spool2 / "open").glob("*.body")
     lines = zlib.decompressobj(31).decompress(body.read_bytes()).splitlines()
@@ -138,7 +132,7 @@ def test_field_partitions_are_separate_and_bounded(tmp_path: Path) -> None:
     half = data[: data.index(b'{"i":600,')]
     proc.stdin.write(half)  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
-    wait_for(lambda: any(p["records_in"] == 600 for p in err.progress()))
+    wait_until(lambda: any(p["records_in"] == 600 for p in err.progress()))
     assert len(list((spool / "open").glob("*.body"))) <= 3, "at most --max-open-batches open objects"
     proc.stdin.write(data[len(half) :])  # type: ignore[union-attr]
     proc.stdin.close()  # type: ignore[union-attr]
@@ -240,12 +234,12 @@ def test_pausing_one_destination_leaves_the_other_running(tmp_path: Path) -> Non
     proc = start_sink(
         ["--dest", f"a=file://{a}/", "--dest", f"b=file://{b}/", "--spool-dir", str(spool), "--max-records", "100"]
     )
-    wait_for(lambda: (spool / "destinations.json").exists())
+    wait_until(lambda: (spool / "destinations.json").exists())
     assert run_cli(["s3-batch", "pause", "--spool-dir", str(spool), "--dest", "b"]).returncode == 0
     time.sleep(0.6)  # the workers re-read the flags every 0.25 s
     proc.stdin.write(make_records(300))  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
-    wait_for(lambda: len(read_file_store(a)) == 3)
+    wait_until(lambda: len(read_file_store(a)) == 3)
     time.sleep(0.5)
     assert read_file_store(b) == {}
     rows = status_rows(spool)
@@ -258,10 +252,10 @@ def test_pausing_one_destination_leaves_the_other_running(tmp_path: Path) -> Non
     # pause everything, then resume only b: b drains its backlog and goes on, a waits
     assert run_cli(["s3-batch", "pause", "--spool-dir", str(spool)]).returncode == 0
     assert run_cli(["s3-batch", "resume", "--spool-dir", str(spool), "--dest", "b"]).returncode == 0
-    wait_for(lambda: len(read_file_store(b)) == 3)
+    wait_until(lambda: len(read_file_store(b)) == 3)
     proc.stdin.write(make_records(100, start=300))  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
-    wait_for(lambda: len(read_file_store(b)) == 4)
+    wait_until(lambda: len(read_file_store(b)) == 4)
     assert len(read_file_store(a)) == 3 and status_rows(spool)["a"]["backlog_objects"] == 1
     assert run_cli(["s3-batch", "resume", "--spool-dir", str(spool)]).returncode == 0
     out, err = proc.communicate(timeout=60)

@@ -24,8 +24,10 @@ from tests.helpers.s3 import (
     read_file_store,
     s3_client,
     sequence_numbers,
+    spooled_records,
     start_sink,
 )
+from tests.helpers.wait import wait_until
 
 COMBOS = list(itertools.product(["ndjson", "json-array"], ["gzip", "zstd", "none"]))
 EXTENSIONS = {
@@ -255,7 +257,7 @@ def test_pause_backlog_resume_drains_in_order(tmp_path: Path) -> None:
     proc = start_sink(["--dest", f"local=file://{store}/", "--spool-dir", str(spool), "--max-records", "100"])
     proc.stdin.write(make_records(300))  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
-    wait_for(lambda: len(read_file_store(store)) == 3)
+    wait_until(lambda: len(read_file_store(store)) == 3)
     assert run_cli(["s3-batch", "pause", "--spool-dir", str(spool), "--dest", "local"]).returncode == 0
     time.sleep(0.6)  # the worker sees the flag
     proc.stdin.write(make_records(500, start=300))  # type: ignore[union-attr]
@@ -280,7 +282,7 @@ def test_sigterm_seals_the_open_batch_and_delivers(tmp_path: Path) -> None:
     proc = start_sink(["--dest", f"file://{store}/", "--state-dir", str(tmp_path / "state")])
     proc.stdin.write(make_records(777))  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
-    time.sleep(1.0)
+    wait_until(lambda: spooled_records(tmp_path / "state" / "s3-batch-spool") == 777, what="777 records spooled")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
@@ -423,13 +425,6 @@ def test_policy_subcommand() -> None:
     assert "s3:PutObject" in actions and "s3:ListBucket" in actions
 
 
-def wait_for(condition, timeout_secs: float = 15) -> None:
-    deadline = time.monotonic() + timeout_secs
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_configuration_from_environment(tmp_path: Path) -> None:
     env = {
         "S3_BATCH_DEST": f"one=file://{tmp_path}/a/ two=file://{tmp_path}/b/",
@@ -465,7 +460,7 @@ def test_sigterm_with_a_dead_destination_keeps_the_backlog_for_the_next_start(tm
     proc = start_sink(args)
     proc.stdin.write(make_records(250))  # type: ignore[union-attr]
     proc.stdin.flush()  # type: ignore[union-attr]
-    time.sleep(1.0)
+    wait_until(lambda: spooled_records(spool) == 250, what="250 records spooled")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()

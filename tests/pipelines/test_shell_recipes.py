@@ -20,6 +20,7 @@ from tests.helpers.discovery import MotoEc2
 from tests.helpers.events import ACCESS_KEY, CLIENT_ID, make_events, write_events
 from tests.helpers.logs import log_lines
 from tests.helpers.pipelines import start_hec_emulator
+from tests.helpers.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("shell-recipes")]
 
@@ -132,9 +133,10 @@ def test_loop_recipe_streams_and_stops_in_order(tenant, tmp_path) -> None:
     )
     try:
         # harmony-events keeps polling; its first cycle's alerts wait in s3-batch's open batch
-        # (max age 60 s). SIGTERM: only harmony-events is stopped, the chain drains, s3-batch
-        # seals and writes the batch, the script exits 0.
-        time.sleep(4)
+        # (max age 60 s). The cursor file appears once the sink committed that cycle. SIGTERM:
+        # the chain's source stops, s3-batch seals and writes the batch, the script exits 0.
+        cursor = tmp_path / "state" / "events" / "harmony-events.cursor.json"
+        wait_until(lambda: cursor.exists() or proc.poll() is not None, 30, "the first cycle committed")
         assert proc.poll() is None, proc.stderr.read().decode()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
