@@ -9,12 +9,9 @@ flowing either). `s3-batch status` applies the same age rule to the spool files 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harmony_pipes._core.metrics import Gauge
-
-if TYPE_CHECKING:  # the sink imports this module; at run time it only passes itself in
-    from .run import S3Sink as Sink
 
 DEFAULT_MAX_BACKLOG_AGE_SECS = 900.0
 STUCK_EXIT_CODE = 75  # EX_TEMPFAIL: a scheduler or probe should look again, nothing is lost
@@ -40,8 +37,9 @@ def stuck_rows(rows: Iterable[dict[str, Any]], max_age_secs: float) -> list[str]
     return reasons
 
 
-def watch(sink: Sink, max_age_secs: float) -> None:
-    """Register the sink's health check and backlog gauges (read at scrape time, not per record)."""
+def watch(sink: Any, max_age_secs: float) -> None:
+    """Register the sink's (run.S3Sink's: it passes itself in, so this module need not import it)
+    health check and backlog gauges (read at scrape time, not per record)."""
     runtime = sink.runtime
     health = runtime.health
     health.success_on_progress = False  # success is a delivered object, not a read batch
