@@ -41,8 +41,10 @@ def env_options(prefix: str) -> Callable[..., Callable[[F], F]]:
     """The one option helper: `opt = env_options("S3_BATCH_")`, then
     `@opt("--max-records", env="MAX_RECORDS", ...)` — every option shows its env var in --help."""
 
-    def option(*names: str, env: str, **kwargs: Any) -> Callable[[F], F]:
-        return click.option(*names, envvar=prefix + env, show_envvar=True, **kwargs)
+    def option(*names: str, env: str, also_env: tuple[str, ...] = (), **kwargs: Any) -> Callable[[F], F]:
+        """`also_env`: further variables read when the first is unset (e.g. a shared name)."""
+        envvar: str | list[str] = [prefix + env, *also_env] if also_env else prefix + env
+        return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
 
     return option
 
