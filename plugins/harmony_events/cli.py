@@ -45,6 +45,7 @@ def cli() -> None:
 
 @cli.command(
     "collect",
+    context_settings=CONTEXT_SETTINGS,
     epilog=with_examples(
         "harmony-events test --region eu  # check credentials and connectivity first",
         "harmony-events --region eu --start 24h --once | harmony-alerts > alerts.ndjson",
@@ -63,6 +64,7 @@ def collect_cmd(**kwargs: Any) -> int:
 
 @cli.command(
     "test",
+    context_settings=CONTEXT_SETTINGS,
     epilog=with_examples(
         "harmony-events test --region eu",
         "harmony-events test --client-id 0123abcd --access-key-file /etc/harmony-pipes/access-key --region us",

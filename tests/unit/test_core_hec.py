@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harmony_pipes._core import hec
-from harmony_pipes.harmony_events import settings
+from harmony_pipes.harmony_events import config as settings
 from harmony_pipes.hec_emulator import generate, store
 
 PLUGINS = Path(hec.__file__).resolve().parents[1]
