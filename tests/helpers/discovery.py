@@ -17,12 +17,13 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.conftest import AWS_TEST_ENV, REPO_ROOT, run_cli
 from tests.helpers.moto_process import start_moto, stop_moto
@@ -269,3 +270,31 @@ def discover_clean(args: Iterable[str], env: Mapping[str, str], timeout_secs: fl
     argv = [command_path("aws-discovery"), *args]
     proc = subprocess.run(argv, input=b"", capture_output=True, env={**base, **env}, timeout=timeout_secs)
     return CliResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+
+# -- pytest fixtures (import them into a test module: `from tests.helpers.discovery import moto`) --
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoEc2]:
+    """One EC2 moto server of the module's own (the session moto_server holds S3 state)."""
+    for key, value in AWS_TEST_ENV.items():
+        os.environ.setdefault(key, value)
+    server = MotoEc2()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean(request: pytest.FixtureRequest) -> None:
+    """Every test starts from an empty estate (in modules that use `moto`)."""
+    if "moto" in request.fixturenames:
+        request.getfixturevalue("moto").reset()
+
+
+@pytest.fixture
+def proxy(moto: MotoEc2) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the module's moto, closed after the test."""
+    front = FaultProxy(moto.port)
+    yield front
+    front.close()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 
 import orjson
 import pytest
 
-from tests.conftest import AWS_TEST_ENV, free_port
+from tests.conftest import free_port
 from tests.helpers.discovery import FaultProxy, MotoEc2, discover, records, validate_records
 
 pytestmark = pytest.mark.integration
@@ -17,20 +15,6 @@ pytestmark = pytest.mark.integration
 E1, W1 = "us-east-1", "eu-west-1"
 ROLE_ACCOUNT = "111122223333"
 ROLE_ARN = f"arn:aws:iam::{ROLE_ACCOUNT}:role/harmony-discovery"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoEc2]:
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
-    server = MotoEc2()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def clean(moto: MotoEc2) -> None:
-    moto.reset()
 
 
 def test_list_tags_counts_selectable_tags_only(moto: MotoEc2) -> None:

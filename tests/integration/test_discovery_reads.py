@@ -5,36 +5,22 @@ vanished, region deselected)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import orjson
 import pytest
 
-from tests.conftest import AWS_TEST_ENV
-from tests.helpers.discovery import FaultProxy, MotoEc2, discover, records, strip_time, validate_records
+from tests.helpers.discovery import (
+    FaultProxy,
+    MotoEc2,
+    discover,
+    records,
+    strip_time,
+    validate_records,
+)
 
 pytestmark = pytest.mark.integration
 
 E1, W1, A2 = "us-east-1", "eu-west-1", "ap-southeast-2"
 SSH_TAGS = {"checkpoint_ssh:ubuntu": "deploy.pem"}
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoEc2]:
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
-    server = MotoEc2()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def proxy(moto: MotoEc2) -> Iterator[FaultProxy]:
-    moto.reset()
-    front = FaultProxy(moto.port)
-    yield front
-    front.close()
 
 
 def test_describe_instances_is_paginated(moto: MotoEc2, proxy: FaultProxy) -> None:

@@ -12,14 +12,14 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.conftest import AWS_TEST_ENV, FIXTURES, command_path, run_cli
+from tests.conftest import FIXTURES, command_path, run_cli
 from tests.helpers.discovery import (
     FaultProxy,
     MotoEc2,
@@ -39,27 +39,6 @@ BOTH = f"{E1},{W1}"
 SSH = {"checkpoint_ssh:ubuntu": "deploy.pem"}
 FORMAT1 = FIXTURES / "aws_discovery" / "inventory-format1.json"
 FORMAT1_RECORDS = FIXTURES / "aws_discovery" / "records-format1.ndjson"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoEc2]:
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
-    server = MotoEc2()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def clean(moto: MotoEc2) -> None:
-    moto.reset()
-
-
-@pytest.fixture
-def proxy(moto: MotoEc2) -> Iterator[FaultProxy]:
-    front = FaultProxy(moto.port)
-    yield front
-    front.close()
 
 
 def sync(endpoint: str, state_dir: Path, *extra: str, code: int = 0) -> list[dict]:

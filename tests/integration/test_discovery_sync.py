@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
 
-from tests.conftest import AWS_TEST_ENV, command_path, free_port
+from tests.conftest import command_path, free_port
 from tests.helpers.discovery import (
     RESET,
     FaultProxy,
@@ -30,28 +29,6 @@ pytestmark = pytest.mark.integration
 E1, W1 = "us-east-1", "eu-west-1"
 BOTH = f"{E1},{W1}"
 USER_DEPLOY = {"user": "ubuntu", "key": "deploy"}
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoEc2]:
-    for key, value in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, value)
-    server = MotoEc2()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def clean(moto: MotoEc2) -> None:
-    moto.reset()
-
-
-@pytest.fixture
-def proxy(moto: MotoEc2) -> Iterator[FaultProxy]:
-    """A fault-injecting proxy in front of this module's moto, closed after the test."""
-    front = FaultProxy(moto.port)
-    yield front
-    front.close()
 
 
 def ssh(*users: dict) -> dict:

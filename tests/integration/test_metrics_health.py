@@ -17,7 +17,10 @@ import pytest
 import requests
 
 from tests.conftest import AWS_TEST_ENV, command_path, free_port, run_cli
-from tests.helpers.discovery import FaultProxy, MotoEc2, discovery_env
+from tests.helpers.discovery import (
+    FaultProxy,
+    discovery_env,
+)
 from tests.helpers.emulator import start_emulator
 from tests.helpers.events import CLIENT_ID, collector_env, make_events
 from tests.helpers.metrics import families, health, read_textfile, scrape, value, wait_for
@@ -398,22 +401,13 @@ def test_s3_batch_backlog_older_than_the_limit_is_503_and_status_exits_75(runnin
 # -- aws-discovery --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_ec2() -> Iterator[MotoEc2]:
-    for key, val in AWS_TEST_ENV.items():
-        os.environ.setdefault(key, val)
-    server = MotoEc2()
-    yield server
-    server.stop()
-
-
-def test_discovery_failed_region_metrics(moto_ec2, tmp_path) -> None:
+def test_discovery_failed_region_metrics(moto, tmp_path) -> None:
     east, west = "us-east-1", "eu-west-1"
-    moto_ec2.reset()
-    moto_ec2.launch(east, {"env": "prod", "checkpoint_ssh:u": "k.pem"})
-    moto_ec2.launch(west, {"env": "prod", "checkpoint_ssh:u": "k.pem"})
-    moto_ec2.launch(east, {"env": "prod"})  # unconfigured: no key tag
-    proxy = FaultProxy(moto_ec2.port)
+    moto.reset()
+    moto.launch(east, {"env": "prod", "checkpoint_ssh:u": "k.pem"})
+    moto.launch(west, {"env": "prod", "checkpoint_ssh:u": "k.pem"})
+    moto.launch(east, {"env": "prod"})  # unconfigured: no key tag
+    proxy = FaultProxy(moto.port)
     try:
         proxy.fail(west, 403, "UnauthorizedOperation")
         path = tmp_path / "discovery.prom"
