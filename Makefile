@@ -6,20 +6,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed-test
+# the dependency versions CI last passed with (a range in pyproject.toml, pinned here)
+CONSTRAINTS := .ci/constraints.txt
 
-.PHONY: demo test test-fast bench lint clean install
+.PHONY: demo test test-fast bench lint clean install lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # the test extras include the runtime: installing them satisfies `make demo` too
-$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(RUNTIME_STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e .
 	touch $(RUNTIME_STAMP)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $(STAMP) $(RUNTIME_STAMP)
 
 install: $(STAMP)
@@ -42,6 +44,13 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check plugins tests benchmarks
 	$(BIN)/ruff format --check plugins tests benchmarks
+
+# re-pin the dependencies to the newest releases pyproject.toml allows; run make test after it
+lock: | $(BIN)/python
+	rm -rf $(VENV)/lock && $(PYTHON) -m venv $(VENV)/lock
+	$(VENV)/lock/bin/python -m pip install --quiet '.[test]'
+	{ sed -n '1,/^$$/p' $(CONSTRAINTS); $(VENV)/lock/bin/python -m pip freeze --exclude harmony-pipes; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf $(VENV)/lock
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .ruff_cache
