@@ -64,8 +64,9 @@ def segmented_body(module: Any, level: int, data: bytes) -> bytes:
     return b"".join(out)
 
 
-def gzip_body(module: Any, level: int, data: bytes) -> bytes:
-    obj = module.compressobj(level, module.DEFLATED, 31)
+def _sliced_body(obj: Any, sync_flush: int, finish: int, data: bytes) -> bytes:
+    """Compress `data` the way s3-batch writes a body: in slices, with a sync flush every
+    FLUSH_EVERY_BYTES (what the spool's crash safety costs), then finish."""
     out = []
     since_flush = 0
     for start in range(0, len(data), SLICE_BYTES):
@@ -73,25 +74,19 @@ def gzip_body(module: Any, level: int, data: bytes) -> bytes:
         out.append(obj.compress(piece))
         since_flush += len(piece)
         if since_flush >= FLUSH_EVERY_BYTES:
-            out.append(obj.flush(module.Z_SYNC_FLUSH))
+            out.append(obj.flush(sync_flush))
             since_flush = 0
-    out.append(obj.flush(module.Z_FINISH))
+    out.append(obj.flush(finish))
     return b"".join(out)
+
+
+def gzip_body(module: Any, level: int, data: bytes) -> bytes:
+    return _sliced_body(module.compressobj(level, module.DEFLATED, 31), module.Z_SYNC_FLUSH, module.Z_FINISH, data)
 
 
 def zstd_body(level: int, data: bytes) -> bytes:
     obj = zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj()
-    out = []
-    since_flush = 0
-    for start in range(0, len(data), SLICE_BYTES):
-        piece = data[start : start + SLICE_BYTES]
-        out.append(obj.compress(piece))
-        since_flush += len(piece)
-        if since_flush >= FLUSH_EVERY_BYTES:
-            out.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
-            since_flush = 0
-    out.append(obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
-    return b"".join(out)
+    return _sliced_body(obj, zstandard.COMPRESSOBJ_FLUSH_BLOCK, zstandard.COMPRESSOBJ_FLUSH_FINISH, data)
 
 
 def measure(
