@@ -43,6 +43,10 @@ def click_command(name: str) -> click.Command | None:
     if target is None:
         return None
     module, _, attr = target.partition(":")
+    if module == "harmony_pipes._entry":  # the entry point imports the command's module when it runs
+        from harmony_pipes._entry import COMMAND_MODULES
+
+        module, attr = COMMAND_MODULES[attr], "main"
     return getattr(importlib.import_module(module), attr).click_command
 
 

@@ -7,38 +7,25 @@ the command does not accept, a missing value or a bad choice fails the test with
 
 from __future__ import annotations
 
-import inspect
 import re
 import shlex
 import subprocess
-from functools import cache
-from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
 import orjson
 
+from tests.helpers.cmdline import click_command as cmdline_click_command
+
 OUR_COMMANDS = ("harmony-events", "harmony-alerts", "s3-batch", "aws-discovery", "hec-emulator", "harmony-pipes")
 _SEPARATORS = {"|", "||", "&&", ";", "&", "(", ")"}
 
 
-@cache
 def click_command(name: str) -> click.Command:
-    """The click command behind a console script, found through its entry point."""
-    (entry,) = [ep for ep in entry_points(group="console_scripts") if ep.name == name]
-    module_name, _, attr = entry.value.partition(":")
-    module = import_module(module_name)
-    main = getattr(module, attr)
-    if isinstance(main, click.Command):
-        return main
-    # _core.cli.command_main(command, name) closes over the click command.
-    for value in inspect.getclosurevars(main).nonlocals.values():
-        if isinstance(value, click.Command):
-            return value
-    commands = [v for v in vars(module).values() if isinstance(v, click.Command)]
-    groups = [c for c in commands if isinstance(c, click.Group)]
-    return (groups or commands)[0]
+    """The click command behind a console script (tests.helpers.cmdline finds it)."""
+    command = cmdline_click_command(name)
+    assert command is not None, f"{name} is not a console script of this checkout"
+    return command
 
 
 def check_argv(argv: list[str]) -> None:

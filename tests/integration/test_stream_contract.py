@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import command_path, run_cli
 from tests.helpers.logs import error_lines, log_lines
+from tests.helpers.s3 import decode_body, read_file_store
 from tests.helpers.schemas import assert_valid
 
 sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")))
@@ -325,3 +326,50 @@ def test_live_status_line_on_a_terminal() -> None:
     assert b"\rharmony-alerts: 12 in, 12 out, 0 bad, " in screen
     status_at = screen.index(b"\rharmony-alerts: 12 in")
     assert screen.index(b"\r\x1b[K", status_at) < screen.index(b'{"stats"')
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (SigCgt in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def _mapped(pid: int, library: str) -> bool:
+    with open(f"/proc/{pid}/maps") as maps:
+        return library in maps.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+@pytest.mark.parametrize(("command", "args", "late_library"), [
+    ("s3-batch", ["--dest", "file://{tmp}/store/", "--spool-dir", "{tmp}/spool"], "zlib_ng"),
+    ("harmony-alerts", ["--all", "--state-dir", "{tmp}/state"], "orjson"),
+])  # fmt: skip
+def test_a_stop_signal_while_the_command_is_still_starting_is_a_graceful_stop(
+    tmp_path, command: str, args: list[str], late_library: str
+) -> None:
+    """A pipe stopped at once signals every stage, and one may still be importing its modules
+    (0.1-0.2 s, longer on a loaded machine): it must drain and commit its input like any stopped
+    transform or sink, not die (it died: exit -15, no stats line, its input lost)."""
+    argv = [command_path(command), *(arg.replace("{tmp}", str(tmp_path)) for arg in args)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not _catches(proc.pid, signal.SIGTERM):  # the first moment it can take the signal
+        assert proc.poll() is None and time.monotonic() < deadline, "it never caught SIGTERM"
+        time.sleep(0.0005)
+    # the signal lands before the command's own modules are loaded (before the fix, SIGTERM was
+    # caught only once the runner was up, long after every import)
+    assert not _mapped(proc.pid, late_library)
+    proc.send_signal(signal.SIGTERM)
+    lines = valid_lines(40)
+    out, err = proc.communicate(b"\n".join(lines) + b"\n", timeout=30)
+    assert proc.returncode == 0, err
+    assert b"SIGTERM" in err and b"Traceback" not in err
+    assert orjson.loads(err.splitlines()[-1])["stats"]["records_in"] == 40
+    if command == "s3-batch":
+        stored = [r for key, body in read_file_store(tmp_path / "store").items() for r in decode_body(body, key)]
+        assert sorted(orjson.dumps(r) for r in stored) == sorted(orjson.dumps(orjson.loads(x)) for x in lines)
+    else:
+        assert len(out.splitlines()) == 40
