@@ -23,6 +23,7 @@ from harmony_pipes._core.runner import run_command
 from harmony_pipes._core.state import read_versioned_file
 from harmony_pipes._core.version import version_option
 
+from .classify import count_selectable_tags
 from .config import (
     COMMAND,
     ENV,
@@ -37,7 +38,10 @@ from .config import (
     parse_states,
     sync_options,
 )
+from .ec2 import build_filters
 from .inventory_state import STATE_FILE, migrate
+from .policy import permissions_policy, trust_policy
+from .probe import run_checks
 from .report import build_report, render
 from .run import DiscoverySource
 
@@ -167,8 +171,6 @@ def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
     a tag held only by stopped or terminated instances is not offered. Each TAG is exactly what
     to pass to --tags: KEY matches any value, KEY=VALUE one value.
     """
-    from .classify import count_selectable_tags
-    from .ec2 import build_filters
 
     aws = _aws_for(ctx, params)
     states = parse_states(merged_param(ctx, "instance_states", params.get("instance_states")))
@@ -203,7 +205,6 @@ def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
 @click.pass_context
 def test_cmd(ctx: click.Context, **params: Any) -> int:
     """Check credentials, the assumed role, DescribeRegions and one DescribeInstances per region."""
-    from .probe import run_checks
 
     return run_checks(_aws_for(ctx, params))
 
@@ -241,7 +242,6 @@ def test_cmd(ctx: click.Context, **params: Any) -> int:
 )
 def policy(kind: str, trusted_account: str, external_id: str) -> None:
     """Print the minimal IAM permissions policy and the role trust policy (with ExternalId)."""
-    from .policy import permissions_policy, trust_policy
 
     docs = []
     if kind in ("both", "permissions"):

@@ -18,6 +18,7 @@ from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.options import apply_options, env_options, log_options, state_option
 
 from .classify import Selection, TagSelector, key_name
+from .ec2 import Ec2Reader
 
 F = TypeVar("F", bound=Callable[..., Any])
 ENV = "AWS_DISCOVERY_"
@@ -203,8 +204,6 @@ class AwsContext:
     @property
     def reader(self) -> Any:
         if self._reader is None:
-            from .ec2 import Ec2Reader
-
             self._reader = Ec2Reader(
                 self.session,
                 endpoint_url=self.params.get("endpoint_url"),

@@ -14,6 +14,8 @@ import click
 from harmony_pipes._core.aws import CREDENTIALS_FIX, classify_aws_error, make_session
 from harmony_pipes._core.errors import AuthError, ExitCode, PipesError
 
+from .ec2 import ec2_client
+
 
 def _ok(step: str, detail: str) -> None:
     click.echo(f"ok    {step}: {detail}")
@@ -24,7 +26,6 @@ def _fail(step: str, error: PipesError) -> None:
 
 
 def _identity(session: Any, params: dict[str, Any], region: str) -> dict[str, Any]:
-    from .ec2 import ec2_client
 
     sts = ec2_client(
         session,

@@ -17,6 +17,7 @@ from harmony_pipes._core.version import VERSION
 
 from .api import Emulator, EmulatorConfig
 from .generate import format_created, generate_events
+from .server import EmulatorServer
 from .store import EventStore, QueryError, parse_time_us
 
 US_PER_SEC = 1_000_000
@@ -103,8 +104,6 @@ def build_emulator(opts: dict[str, Any]) -> Emulator:
 
 
 def serve(opts: dict[str, Any]) -> int:
-    from .server import EmulatorServer
-
     log = Log("hec-emulator", opts.get("log_format", "text"), level=opts.get("log_level", DEFAULT_LOG_LEVEL).lower())
     stop = StopFlag().install()
     emulator = build_emulator(opts)

@@ -33,6 +33,7 @@ from .config import (
 )
 from .control import known_destinations, scan_backlog, set_paused, spool_path
 from .health import STUCK_EXIT_CODE, stuck_rows
+from .probe import render_policy, run_test
 from .run import S3Sink
 
 
@@ -149,7 +150,6 @@ def status(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...],
 @s3_options
 def test_command(dest_values: tuple[str, ...], **aws: Any) -> int:
     """Check credentials, the bucket, and write + delete a probe object; one line per failure."""
-    from .probe import run_test
 
     worst = 0
     for url in split_dests(dest_values):
@@ -188,7 +188,6 @@ def test_command(dest_values: tuple[str, ...], **aws: Any) -> int:
 @opt("--region", env="REGION", help="Region of the KMS key.")
 def policy_command(dest_values: tuple[str, ...], sse_kms_key_id: str | None, region: str | None) -> int:
     """Print the least-privilege IAM policy (List + Write on the bucket/prefix)."""
-    from .probe import render_policy
 
     for url in split_dests(dest_values):
         click.echo(render_policy(url, sse_kms_key_id=sse_kms_key_id, region=region))

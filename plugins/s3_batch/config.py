@@ -32,6 +32,7 @@ from .health import DEFAULT_MAX_BACKLOG_AGE_SECS, STUCK_EXIT_CODE
 from .keys import DEFAULT_KEY_TEMPLATE, KeyTemplate, KeyTemplateError
 from .spool import OWNER
 from .stores import Destination, S3Options, parse_destinations
+from .validate import build_validator
 
 F = TypeVar("F", bound=Callable[..., Any])
 PRESETS = {"harness": {"max_age_secs": 1800.0, "body_format": "json-array"}}
@@ -311,8 +312,6 @@ def build_config(
         raise ConfigError("--sse-kms-key-id needs --sse aws:kms", "add --sse aws:kms")
     validator = None
     if kwargs["validate_kind"] or kwargs["schema_path"]:
-        from .validate import build_validator
-
         validator = build_validator(kwargs["validate_kind"], kwargs["schema_path"])
     spool_dir, temporary = resolve_spool_dir(kwargs["spool_dir"], kwargs["state_dir"])
     if kwargs["state_dir"] and not kwargs["spool_dir"]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from harmony_pipes._core.errors import ConfigError
 from harmony_pipes._core.processor import SkipRecord
+from harmony_pipes._core.schemas import schema_path as find_schema
 
 # --validate KIND -> schema name in schemas/
 KINDS = {"harness-audit": "harness-audit-event"}
@@ -36,7 +37,6 @@ def build_validator(kind: str | None = None, schema_path: str | None = None) -> 
     if kind:
         if kind not in KINDS:
             raise ConfigError(f"unknown --validate kind {kind!r}", f"use one of: {', '.join(sorted(KINDS))}")
-        from harmony_pipes._core.schemas import schema_path as find_schema
 
         path = str(find_schema(KINDS[kind]))
         label = kind
