@@ -32,7 +32,8 @@ EVENTS = 1600
 FAULTS = ["--rate-limit-every", "23", "--retry-after-secs", "0", "--error-every", "97", "--invalid-scroll-every", "5"]
 FILE_TRIALS = 12
 MOTO_TRIALS = 8
-SIGTERM_TRIALS = 10
+SIGTERM_TRIALS = 10  # SIGTERM each; then one SIGINT and one SIGHUP trial (the same stop)
+STOP_SIGNALS = [signal.SIGTERM] * SIGTERM_TRIALS + [signal.SIGINT, signal.SIGHUP]
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,7 @@ def test_kill_9_of_the_chain_then_the_same_command_stores_every_alert_once_moto(
     assert stored_lines(read_bucket(moto_server, bucket)) == clean
 
 
-@pytest.mark.parametrize("trial", range(SIGTERM_TRIALS))
+@pytest.mark.parametrize("trial", range(len(STOP_SIGNALS)))
 def test_sigterm_to_every_process_of_a_shell_pipe_at_once_loses_nothing(
     emulator: EmulatorHandle, clean: Counter[bytes], tmp_path: Path, trial: int
 ) -> None:
@@ -163,7 +164,7 @@ def test_sigterm_to_every_process_of_a_shell_pipe_at_once_loses_nothing(
     events.stdout.close()  # type: ignore[union-attr]  # (each pipe end is held by its reader only)
     alerts.stdout.close()  # type: ignore[union-attr]
     procs = [events, alerts, sink]
-    sig = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)[trial % 3]
+    sig = STOP_SIGNALS[trial]
     watch = ProgressKill(procs, events.stderr, random.Random(200 + trial).randint(20, EVENTS - 200), sig)
     watch.start()
     codes = [proc.wait(120) for proc in procs]

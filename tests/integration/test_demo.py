@@ -32,6 +32,14 @@ def test_demo_prints_the_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     assert elapsed_secs < 30, f"demo took {elapsed_secs:.1f}s"
     assert "Traceback" not in proc.stderr.decode()
+    # the collection ran as one harmony-pipes chain of the three stages, and the summary says so
+    chain = re.search(r'chain\s+harmony-pipes chain "([^"]+)"', out)
+    assert chain, out
+    assert [stage.split()[0] for stage in chain.group(1).split(" | ")] == [
+        "harmony-events",
+        "harmony-alerts",
+        "s3-batch",
+    ]
 
     events = int(re.search(r"events collected\s+([\d,]+)", out).group(1).replace(",", ""))
     kept = int(re.search(r"alerts kept\s+([\d,]+)", out).group(1).replace(",", ""))
