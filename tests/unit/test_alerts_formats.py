@@ -74,14 +74,22 @@ CASES = [
     ({"eventId": "st-in-progress", "type": "shadow_it", "state": "in_progress", "severity": "3"}, None, None, 3,
      "Medium"),
     ({"eventId": "st-unknown", "type": "shadow_it", "state": "escalated", "severity": "3"}, None, None, 3, "Medium"),
+    # every other state HEC sends
+    ({"eventId": "st-new", "type": "dlp", "state": "new", "severity": "3"}, None, None, 3, "Medium"),
+    ({"eventId": "st-detected", "type": "dlp", "state": "detected", "severity": "3"}, None, None, 3, "Medium"),
+    ({"eventId": "st-remediated", "type": "dlp", "state": "remediated", "severity": "3"}, None, None, 3, "Medium"),
+    ({"eventId": "st-dismissed", "type": "dlp", "state": "dismissed", "severity": "3"}, None, None, 3, "Medium"),
+    ({"eventId": "st-exception", "type": "dlp", "state": "exception", "severity": "3"}, None, None, 3, "Medium"),
 ]  # fmt: skip
 
-OCSF_STATUS = {
+OCSF_STATUS = {  # OCSF 1.3 Detection Finding status_id: 1 New, 2 In Progress, 3 Suppressed, 4 Resolved
     "dismissed": (3, "Suppressed"),
+    "exception": (3, "Suppressed"),
     "pending": (2, "In Progress"),
     "in_progress": (2, "In Progress"),
     "remediated": (4, "Resolved"),
     "new": (1, "New"),
+    "detected": (1, "New"),
 }
 
 
