@@ -29,7 +29,7 @@ from tests.helpers.schemas import assert_valid
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-COMMANDS = ("harmony-events", "harmony-alerts", "s3-batch", "aws-discovery", "hec-emulator")
+COMMANDS = ("harmony-pipes", "harmony-events", "harmony-alerts", "s3-batch", "aws-discovery", "hec-emulator")
 BUILD_CONTEXT = ("pyproject.toml", "README.md", "plugins", "schemas")  # = .dockerignore's allow-list
 
 
@@ -134,3 +134,19 @@ def test_s3_batch_validates_harness_audit_records(installed: Path, tmp_path: Pat
     assert letter["error"] == "harness-audit: missing auditEventId" and letter["line_no"] == 2
     stats = orjson.loads(result.stderr.decode().splitlines()[-1])["stats"]
     assert stats["bad_records"] == 1 and stats["version"] == __version__
+
+
+def test_a_chain_runs_from_the_fresh_venv(installed: Path, tmp_path: Path) -> None:
+    """`harmony-pipes chain` finds its stages' commands in the installed package."""
+    events = (FIXTURES / "hec-events-sample.ndjson").read_bytes()
+    count = len([line for line in events.splitlines() if line.strip()])
+    out = tmp_path / "out"
+    text = f"harmony-alerts --all --no-dedupe --format ocsf | s3-batch --dest file://{out}/"
+    result = run(installed, ["harmony-pipes", "chain", text], tmp_path, events)
+    assert result.returncode == 0, result.stderr
+    stored = [
+        orjson.loads(line) for body in out.rglob("*.gz") for line in gzip.decompress(body.read_bytes()).splitlines()
+    ]
+    assert len(stored) == count and {finding["class_uid"] for finding in stored} == {2004}
+    stats = orjson.loads(result.stderr.decode().splitlines()[-1])["stats"]
+    assert [stage["command"] for stage in stats["stages"]] == ["harmony-alerts", "s3-batch"]
