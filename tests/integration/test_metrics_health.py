@@ -24,6 +24,7 @@ from tests.helpers.discovery import (
 from tests.helpers.emulator import start_emulator
 from tests.helpers.events import CLIENT_ID, collector_env, make_events
 from tests.helpers.metrics import families, health, read_textfile, scrape, value, wait_for
+from tests.helpers.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -214,6 +215,25 @@ def test_events_once_metrics_file_counts_and_carries_over_runs(tmp_path) -> None
     assert not list(metrics_dir.glob("*.prom.*")), "no temp file left behind"
 
 
+def test_events_metrics_count_429s_retries_and_token_refreshes(tmp_path) -> None:
+    """The gateway's 429s, our retries and token refreshes, as the run's own stats line counts them."""
+    path = tmp_path / "m.prom"
+    emulator_args = ["--generate", str(EVENTS), "--span-secs", "600", "--rate-limit-every", "2"]
+    with start_emulator(*emulator_args, "--retry-after-secs", "0", "--token-ttl-secs", "1") as emu:
+        args = ["harmony-events", "--once", "--max-records-per-window", "5", "--metrics-file", str(path)]
+        result = run_cli(args, env=collector_env(emu.url))
+    assert result.returncode == 0, result.stderr
+    stats, samples = result.stats, read_textfile(path)
+    assert stats["rate_limited"] > 0 and stats["retries"] >= stats["rate_limited"]
+    for metric, key in (
+        ("rate_limited", "rate_limited"),
+        ("retries", "retries"),
+        ("token_refreshes", "token_refreshes"),
+    ):
+        assert value(samples, f"harmony_pipes_events_{metric}_total", command="harmony-events") == stats[key], key
+    assert value(samples, "harmony_pipes_records_out_total", command="harmony-events") == EVENTS
+
+
 # -- harmony-alerts -----------------------------------------------------------------------------
 
 
@@ -235,6 +255,33 @@ def test_alerts_metrics_file_counts(tmp_path) -> None:
     assert value(samples, "harmony_pipes_bytes_in_total", **command) == result.stats["bytes_in"]
     assert value(samples, "harmony_pipes_healthy", **command) == 1
     assert value(samples, "harmony_pipes_last_success_timestamp_seconds", **command) is not None
+
+
+def test_the_metrics_file_is_replaced_whole_never_seen_half_written(running, tmp_path) -> None:
+    """node-exporter may read the textfile at any moment: every read sees a complete file."""
+    path = tmp_path / "alerts.prom"
+    alerts = start(
+        running, ["harmony-alerts", "--all", "--stats-interval-secs", "0.02", "--metrics-file", str(path)], {},
+        tmp_path, "alerts",
+    )  # fmt: skip
+    events = [orjson.dumps(e) for e in make_events(2000, span_secs=600, seed=9)]
+    wait_until(path.exists, 20, "the first textfile")
+    reads = counts = 0
+    for start_index in range(0, len(events), 20):
+        alerts.feed(events[start_index : start_index + 20])
+        for _ in range(5):
+            text = path.read_text()
+            reads += 1
+            assert text.endswith("\n") and "# EOF" not in text, text[-200:]
+            samples = read_textfile(path) if reads % 10 == 0 else None
+            if samples is not None:
+                counts = value(samples, "harmony_pipes_records_in_total", command="harmony-alerts")
+                assert counts is not None and value(samples, "harmony_pipes_healthy", command="harmony-alerts") == 1
+            assert "harmony_pipes_records_in_total" in text and "harmony_pipes_healthy" in text
+    assert alerts.finish() == 0, alerts.stderr
+    assert reads == 500 and counts > 0
+    assert value(read_textfile(path), "harmony_pipes_records_in_total", command="harmony-alerts") == 2000
+    assert not list(tmp_path.glob("alerts.prom.*")), "no temp file left behind"
 
 
 def test_alerts_metrics_addr_serves_while_reading(running, tmp_path) -> None:
