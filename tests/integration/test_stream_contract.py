@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import command_path, run_cli
 from tests.helpers.logs import error_lines, log_lines
-from tests.helpers.s3 import decode_body, read_file_store
+from tests.helpers.s3 import all_records, read_file_store
 from tests.helpers.schemas import assert_valid
 
 sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")))
@@ -369,7 +369,7 @@ def test_a_stop_signal_while_the_command_is_still_starting_is_a_graceful_stop(
     assert b"SIGTERM" in err and b"Traceback" not in err
     assert orjson.loads(err.splitlines()[-1])["stats"]["records_in"] == 40
     if command == "s3-batch":
-        stored = [r for key, body in read_file_store(tmp_path / "store").items() for r in decode_body(body, key)]
+        stored = all_records(read_file_store(tmp_path / "store"))
         assert sorted(orjson.dumps(r) for r in stored) == sorted(orjson.dumps(orjson.loads(x)) for x in lines)
     else:
         assert len(out.splitlines()) == 40

@@ -63,6 +63,31 @@ def test_a_dead_letter_file_that_cannot_grow_costs_the_dead_letters_not_the_run(
     assert dead.stat().st_size <= 4096
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_s3_batch_with_its_dead_letter_file_on_a_full_disk_stores_every_good_record(tmp_path: Path) -> None:
+    """/dev/full answers every write with ENOSPC, as a full disk does: s3-batch says so once and
+    stores all 300 good records (it died once: exit 1 blaming the spool dir, 0 stored)."""
+    good = valid_lines(300)
+    data = b"\n".join(line for pair in zip(good, [b"{broken"] * 300, strict=True) for line in pair) + b"\n"
+    out = tmp_path / "out"
+    args = [
+        "s3-batch",
+        "--dest",
+        f"file://{out}/",
+        "--spool-dir",
+        str(tmp_path / "spool"),
+        "--dead-letter",
+        "/dev/full",
+    ]
+    result = run_cli(args, data)
+    assert result.returncode == 0, result.stderr
+    warnings = [w["msg"] for w in log_lines(result.stderr, "warning") if "dead-letter file" in w["msg"]]
+    assert len(warnings) == 1 and "disk full" in warnings[0]
+    stored = all_records(read_file_store(out))
+    assert sorted(orjson.dumps(r) for r in stored) == sorted(orjson.dumps(orjson.loads(line)) for line in good)
+    assert result.stats["bad_records"] == 300
+
+
 def test_a_flood_of_one_byte_bad_lines_fills_the_dead_letter_file_only_to_its_bound(tmp_path: Path) -> None:
     dead = tmp_path / "bad.ndjson"
     data = b"x\n" * 200_000 + b"\n".join(valid_lines(3)) + b"\n"
@@ -111,6 +136,20 @@ def test_max_line_bytes_takes_units_like_every_size_option(given: str, expected:
     result = run_cli(["harmony-alerts", "--all", "--max-line-bytes", given], long_line + b"\n" + too_long + b"\n")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout_lines) == 1 and result.stats["bad_records"] == 1
+
+
+def test_max_line_bytes_64mib_as_the_issue_gave_it(tmp_path: Path) -> None:
+    """`--max-line-bytes 64MiB` (refused once: plain bytes only). s3-batch takes it when an object
+    may hold such a line, and says exactly what to raise when it may not."""
+    line = orjson.dumps({"pad": "x" * 2_000_000})  # longer than the default 1 MiB limit
+    alerts = run_cli(["harmony-alerts", "--all", "--max-line-bytes", "64MiB"], line + b"\n")
+    assert alerts.returncode == 0 and len(alerts.stdout_lines) == 1, alerts.stderr
+    s3_args = ["s3-batch", "--dest", f"file://{tmp_path}/out/", "--spool-dir", str(tmp_path / "spool")]
+    stored = run_cli([*s3_args, "--max-line-bytes", "64MiB", "--max-bytes", "128MiB"], line + b"\n")
+    assert stored.returncode == 0 and stored.stats["records_accepted"] == 1, stored.stderr
+    refused = run_cli([*s3_args, "--max-line-bytes", "64MiB"], line + b"\n")
+    (error,) = error_lines(refused.stderr)
+    assert refused.returncode == 2 and "raise --max-bytes to at least" in error, refused.stderr
 
 
 def test_max_line_bytes_refuses_what_is_not_a_size() -> None:
