@@ -155,6 +155,21 @@ def test_events_dead_gateway_is_503_unreachable(running, tmp_path) -> None:
     assert events.stop() == 0
 
 
+def test_events_with_no_successful_cycle_for_3_intervals_is_503_until_one_succeeds(running, tmp_path) -> None:
+    """A gateway that answers, but only after 6 s: no cycle fails, none succeeds for more than
+    3 x --interval-secs 1, so /healthz turns 503 with that reason; the late answer heals it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with start_emulator("--generate", "5", "--span-secs", "300", "--delay-ms", "6000") as emu:
+        args = ["harmony-events", "--interval-secs", "1", "--metrics-addr", f"127.0.0.1:{port}"]
+        events = start(running, args, collector_env(emu.url), tmp_path, "events")
+        _, doc = wait_for(lambda: (s := health(url))[0] == 503 and s, 20, "/healthz 503")
+        assert doc["reason"].startswith("no successful cycle since start") and "3 x --interval-secs 1" in doc["reason"]
+        assert value(scrape(url), "harmony_pipes_errors_total", command="harmony-events", kind="unreachable") == 0
+        wait_for(lambda: health(url)[0] == 200, 30, "/healthz 200 after the late answers")
+        assert events.stop() == 0, events.stderr
+
+
 def test_events_without_metrics_addr_still_exits_3_on_a_wrong_key(tmp_path) -> None:
     with start_emulator("--generate", "5") as emu:
         env = collector_env(emu.url, HARMONY_ACCESS_KEY=WRONG_KEY)
