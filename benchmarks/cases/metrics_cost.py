@@ -16,6 +16,7 @@ Runs inside `benchmarks/run_pipe.py metrics` or alone: `python benchmarks/cases/
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sys
@@ -75,6 +76,27 @@ def _cpu_note(plain: Measurement, metrics: Measurement) -> str:
     )
 
 
+def _net_note(
+    ctx: Any, argv: list[str], plain: Measurement, metrics: Measurement, records: int, prepare: Any = None
+) -> str:
+    """The one-off part of the cost: each variant's start-up on empty input (best of REPEATS,
+    alternating), and the throughput ratio with it taken out of both walls."""
+    empty: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(REPEATS):
+        for with_metrics in (False, True):
+            if prepare is not None:
+                prepare()
+            args = [*argv, "--metrics-addr", f"127.0.0.1:{_free_port()}"] if with_metrics else list(argv)
+            empty[with_metrics].append(ctx.measure(args, stdin_path=Path(os.devnull)).wall_secs)
+    start_plain, start_metrics = min(empty[False]), min(empty[True])
+    net_plain, net_metrics = plain.wall_secs - start_plain, metrics.wall_secs - start_metrics
+    return (
+        f"start-up on empty input: plain {start_plain * 1000:.0f} ms, with metrics {start_metrics * 1000:.0f} ms "
+        f"(prometheus_client's imports); net of start-up {records / net_metrics:,.0f} vs {records / net_plain:,.0f} "
+        f"rec/s = {net_plain / net_metrics:.3f}x"
+    )
+
+
 def _pair(ctx: Any, argv: list[str], source: Path, prepare: Any = None) -> tuple[Measurement, Measurement, int, list]:
     """(plain best, with-metrics best, scrapes answered, all walls) over REPEATS alternations."""
     plain: list[Measurement] = []
@@ -111,6 +133,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     plain, metrics, scrapes, walls = _pair(ctx, [ctx.bin("harmony-alerts")], corpus)
     note = f"best of {REPEATS}, alternating; walls plain {walls[0]}, with metrics {walls[1]}"
     scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered); {_cpu_note(plain, metrics)}"
+    scraped += "; " + _net_note(ctx, [ctx.bin("harmony-alerts")], plain, metrics, records)
     rows.append(
         row(GROUP, "harmony-alerts", records, size, plain, baseline=True, key="alerts_plain", input=label, notes=note)
     )
@@ -129,10 +152,12 @@ def run(ctx: Any) -> list[dict[str, Any]]:
 
     argv = [ctx.bin("s3-batch"), "--dest", f"file://{store}/", "--spool-dir", str(spool)]
     plain, metrics, scrapes, walls = _pair(ctx, argv, source, prepare=clean)
+    net = _net_note(ctx, argv, plain, metrics, s_records, prepare=clean)
     clean()
     note = f"best of {REPEATS}, alternating; walls plain {walls[0]}, with metrics {walls[1]}"
     label = input_label(s_size)
     scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered); {_cpu_note(plain, metrics)}"
+    scraped += "; " + net
     rows.append(
         row(GROUP, "s3-batch -> file://", s_records, s_size, plain, baseline=True, key="s3_plain", input=label,
             notes=note)
