@@ -51,11 +51,16 @@ def ph(entity_id: str | None, entity_type: str, label: str) -> str:
     return f'#{{"entity_id": {ident}, "entity_type": "{entity_type}", "label": {orjson.dumps(label).decode()}}}'
 
 
-def threat(scan_id: str, verdict: str, sender: str, subject: str, mail_id: str, mailbox: str, box_id: str) -> str:
+def mail_tail(sender: str, subject: str, mail_id: str, mailbox: str, box_id: str) -> str:
     return (
-        f"{ph(scan_id, 'avanan_ap_scan', verdict)} attempt detected in an email from "
-        f"{ph(None, 'google_user', sender)} - '{ph(mail_id, 'google_mail_email', subject)}' "
+        f" in an email from {ph(None, 'google_user', sender)} - '{ph(mail_id, 'google_mail_email', subject)}' "
         f"({ph(box_id, 'google_user', mailbox)}'s mailbox)"
+    )
+
+
+def threat(scan_id: str, verdict: str, sender: str, subject: str, mail_id: str, mailbox: str, box_id: str) -> str:
+    return f"{ph(scan_id, 'avanan_ap_scan', verdict)} attempt detected" + mail_tail(
+        sender, subject, mail_id, mailbox, box_id
     )
 
 
@@ -104,6 +109,24 @@ def test_the_cache_never_returns_another_sentences_values() -> None:
     assert "recipient" not in data_details(unknown) and "recipient_id" not in data_details(unknown)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        threat("s", "Phishing", "a #{b@c.example", "re: #{x} \ue000", "m", "d@e.example", "u"),  # #{ in labels
+        "\ue000 has detected " + ph("s", "t", "x") + mail_tail("a@b.example", "S", "m", "d@e.example", "u"),  # marker
+        threat("", "Phishing", "a@b.example", "S", "", "d@e.example", ""),  # empty ids are no ids
+        threat("s", "Phishing", "a@b.example", "S", "m", "d@e.example", "u").replace(
+            '#{"entity_id": null', '#{"entity_id":null', 1
+        ),  # one placeholder not in the plain form: the loop reads the sentence
+        "#{ has detected " + ph("s", "t", "x") + mail_tail("a@b.example", "S", "m", "d@e.example", "u"),  # #{ as text
+        "User " + ph("u", "t", "r@x.example") + " reported a phishing email " + ph("m", "t", "Subject"),
+    ],
+)
+def test_the_one_pass_split_reads_what_the_loop_reads(data: str) -> None:
+    assert_same_as_reference(data)
+    assert data_details(data) is not None
+
+
 def test_callers_get_fresh_dicts() -> None:
     data = threat("s1", "Phishing", "a@bad.example", "Invoice", "m1", "ann@example.com", "u1")
     got = data_details(data)
@@ -139,10 +162,8 @@ def test_the_cache_stays_bounded() -> None:
     largest = 0
     for i in range(3 * PLAN_CACHE_MAX):
         # a different free-text prefix each time: a new template, a new plan
-        data = (
-            f"Engine {i} has detected {ph(str(i), 'avanan_ap_scan', 'Phishing')} in an email from "
-            f"{ph(None, 'google_user', 'a@b.example')} - '{ph('m', 'google_mail_email', f'subject {i}')}' "
-            f"({ph('u', 'google_user', 'c@d.example')}'s mailbox)"
+        data = f"Engine {i} has detected {ph(str(i), 'avanan_ap_scan', 'Phishing')}" + mail_tail(
+            "a@b.example", f"subject {i}", "m", "c@d.example", "u"
         )
         got = data_details(data)
         assert got is not None and got["subject"] == f"subject {i}" and got["scan"]["id"] == str(i)
