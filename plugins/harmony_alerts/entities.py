@@ -223,6 +223,7 @@ def _known(label: str | None) -> str | None:
 
 class _Regexes(NamedTuple):
     plain: re.Pattern[str]
+    plain_unescaped: re.Pattern[str]  # the same for a sentence with no backslash at all (simpler classes: ~25% faster)
     phrases: tuple[str, ...]  # every known sentence's phrase, tested before anything else
     shapes: list[tuple[str, str, re.Pattern[str], tuple[str, ...]]]
     login: re.Pattern[str]
@@ -234,6 +235,7 @@ def _regexes() -> _Regexes:
     phrases = dict.fromkeys(phrase for _, phrase, _, _ in SHAPES)
     return _Regexes(
         re.compile(_PLAIN),
+        re.compile(_PLAIN.replace('[^"\\\\]', '[^"]')),
         tuple(phrases),
         [(name, phrase, re.compile(pattern, re.S), roles) for name, phrase, pattern, roles in SHAPES],
         re.compile(_LOGIN),
@@ -346,7 +348,8 @@ def _split_and_plan(data: str, cache: bool) -> tuple[_Plan, list[str | None]] | 
         # gives [text, id, type, label, text, ...]; a `#{` left in the text (the richer form of a
         # user report, escapes, or text) sends the sentence to split_data's loop, which decides
         # each `#{` the same way and reads the other forms.
-        fields = regexes.plain.split(data.replace(MARK, "\ufffd") if MARK in data else data)
+        plain = regexes.plain if "\\" in data else regexes.plain_unescaped
+        fields = plain.split(data.replace(MARK, "\ufffd") if MARK in data else data)
         skeleton = MARK.join(fields[::4])
         if len(fields) > 1 and "#{" not in skeleton:
             plan = _plan_of(skeleton, True)
