@@ -74,6 +74,7 @@ class BenchContext:
         self.jq = shutil.which("jq")
         self._moto: Any = None
         self._corpus: tuple[Path, int, int] | None = None
+        self._alerts_corpus: tuple[Path, int, int] | None = None
 
     def bin(self, name: str) -> str:
         return str(Path(sys.executable).parent / name)
@@ -89,6 +90,19 @@ class BenchContext:
             size = write_corpus(path, records, seed=42)
             self._corpus = (path, records, size)
         return self._corpus
+
+    def alerts_corpus(self) -> tuple[Path, int, int]:
+        """The alerts corpus (path, records, bytes): hec-emulator events, 95% of them alerts
+        (gen_corpus.write_alerts_corpus); as many lines as `corpus()`, generated once per run."""
+        if self._alerts_corpus is None:
+            sys.path.insert(0, str(BENCH_DIR))
+            from gen_corpus import write_alerts_corpus
+
+            records = int(200_000 * self.scale)
+            path = self.workdir / "hec-alerts-corpus.ndjson"
+            size = write_alerts_corpus(path, records, seed=42)
+            self._alerts_corpus = (path, records, size)
+        return self._alerts_corpus
 
     def moto_endpoint(self) -> str:
         if self._moto is None:

@@ -41,7 +41,8 @@ CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "alerts": (
         ("alerts", "fluentbit"),
         ("harmony-alerts", "start-up", "dedupe"),
-        "harmony-alerts vs orjson floor, jq, Fluent Bit (file, Lua); start-up; 1M dedupe keys peak RSS",
+        "harmony-alerts (defaults, --all --no-dedupe) vs orjson floor on the HEC and alerts corpora, jq, Fluent Bit "
+        "(file, Lua); start-up; 1M dedupe keys peak RSS",
     ),
     "s3_batch": (
         ("s3_batch", "s3_fluentbit"),

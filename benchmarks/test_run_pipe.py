@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.harness import Measurement, merge_results, render_report, row, with_rates
+from benchmarks.harness import BenchContext, Measurement, merge_results, render_report, row, with_rates
 from benchmarks.targets import evaluate
 
 RUN_PIPE = Path(__file__).resolve().parent / "run_pipe.py"
@@ -142,5 +144,64 @@ def test_size_defined_targets_wait_for_the_full_size() -> None:
 
 def test_borderline_ratio_is_not_rounded_up_to_the_target() -> None:
     rows = _alerts_rows(1.0, 0.797, None)  # 0.797x the floor: misses 0.8
-    (entry,) = [e for e in evaluate(rows, {}) if "orjson floor" in e["target"]]
+    (entry,) = [e for e in evaluate(rows, {}) if e["target"] == "harmony-alerts ≥ 0.8× the orjson floor (records/s)"]
     assert entry["met"] is False and entry["figure"].startswith("0.797×")
+
+
+def test_alerts_corpus_is_emulator_events_mostly_alerts(tmp_path) -> None:
+    """95% alerts by harmony-alerts' own default keep rule, real `data` sentences, ~2% repeated
+    events; same seed, same bytes; as many lines as the HEC corpus at the same scale."""
+    from gen_corpus import is_alert, write_alerts_corpus
+
+    from harmony_pipes._core.hec import parse_severity
+    from harmony_pipes.harmony_alerts.normalize import KeepPolicy
+    from harmony_pipes.hec_emulator.generate import TYPES
+
+    path, again = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    size = write_alerts_corpus(path, 4000, seed=7)
+    assert write_alerts_corpus(again, 4000, seed=7) == size and path.read_bytes() == again.read_bytes()
+    events = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert len(events) == 4000 and size == path.stat().st_size
+    policy = KeepPolicy()
+    kept = [e for e in events if policy.reasons(e.get("type"), parse_severity(e.get("severity"))) is not None]
+    assert 0.93 <= len(kept) / len(events) <= 0.97
+    assert [is_alert(e) for e in events] == [e in kept for e in events]  # the restated rule is the real one
+    assert {e["type"] for e in events} <= {t[0] for t in TYPES}
+    assert len({e["type"] for e in kept}) >= 6  # every kind of sentence, not one template
+    with_sentence = [e for e in events if "#{" in (e.get("data") or "")]
+    assert len(with_sentence) / len(events) > 0.9
+    unique = {(e["customerId"], e["eventId"]) for e in events}
+    assert 0.01 <= 1 - len(unique) / len(events) <= 0.03
+    assert 1000 < size / len(events) < 2000  # ~1.5 KB per event
+
+
+def test_alerts_corpus_scales_like_the_hec_corpus(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HARMONY_BENCH_SCALE", "0.01")
+    ctx = BenchContext(tmp_path)
+    assert ctx.alerts_corpus()[1] == ctx.corpus()[1] == 2000
+    assert ctx.alerts_corpus()[0] != ctx.corpus()[0]
+
+
+def test_issue_14_alerts_targets_pair_rows_of_their_own_corpus() -> None:
+    hec, emu = "HEC corpus", "alerts corpus"
+    rows = with_rates(
+        [
+            row("harmony-alerts", "floor", 1000, 1000, _m(1.0), baseline=True, key="alerts_floor", input=hec),
+            row("harmony-alerts", "ours", 1000, 1000, _m(0.9), key="alerts", input=hec),
+            row("harmony-alerts", "all", 1000, 1000, _m(1.25), key="alerts_all", input=hec),
+            row("harmony-alerts", "floor", 1000, 1000, _m(2.0), baseline=True, key="alerts_hec_floor", input=emu),
+            row("harmony-alerts", "ours", 1000, 1000, _m(4.0), key="alerts_hec", input=emu),
+            row("harmony-alerts", "all", 1000, 1000, _m(2.2), key="alerts_hec_all", input=emu),
+        ]
+    )
+    found = {e["target"]: e for e in evaluate(rows, {}) if e["issue"] == "#14" and "harmony-alerts" in e["target"]}
+    assert len(found) == 4
+    by_corpus = {(("alerts" in t.split(", ")[-1]), "--all" in t): e for t, e in found.items()}
+    assert by_corpus[(False, False)]["met"] is True and by_corpus[(False, False)]["figure"].startswith("1.11×")
+    assert by_corpus[(False, True)]["met"] is False and by_corpus[(False, True)]["figure"].startswith("0.80×")
+    assert by_corpus[(True, False)]["met"] is False and by_corpus[(True, False)]["figure"].startswith("0.50×")
+    assert by_corpus[(True, True)]["met"] is True and by_corpus[(True, True)]["figure"].startswith("0.91×")
+    assert all(emu in e["figure"] for (alerts, _), e in by_corpus.items() if alerts)
+    # the #3 floor target still reads the HEC corpus's rows
+    (floor3,) = [e for e in evaluate(rows, {}) if e["issue"] == "#3" and "orjson floor" in e["target"]]
+    assert floor3["figure"].startswith("1.11×") and hec in floor3["figure"]

@@ -1,5 +1,9 @@
 """harmony-alerts vs its same-run baselines: the orjson floor and jq; start-up; peak RSS of the real
-harmony-alerts process holding 1,000,000 dedupe keys (target <= 100 MB)."""
+harmony-alerts process holding 1,000,000 dedupe keys (target <= 100 MB).
+
+Two inputs, each with its own floor: today's HEC corpus (about half alerts, `data` mostly empty)
+and the alerts corpus (hec-emulator events, 95% alerts, real `data` sentences; issue #14), each
+run with the defaults and with `--all --no-dedupe` (every event becomes an alert)."""
 
 from __future__ import annotations
 
@@ -74,6 +78,19 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
             GROUP, "harmony-alerts", records, size, ours, notes="normalize + filter + dedupe", key="alerts", input=label
         )
     )
+    every = ctx.measure([ctx.bin("harmony-alerts"), "--all", "--no-dedupe"], stdin_path=corpus)
+    rows.append(
+        row(
+            GROUP,
+            "harmony-alerts --all --no-dedupe",
+            records,
+            size,
+            every,
+            notes="every event an alert",
+            key="alerts_all",
+            input=label,
+        )
+    )
     state = ctx.workdir / "alerts-state"
     with_state = ctx.measure([ctx.bin("harmony-alerts"), "--state-dir", str(state)], stdin_path=corpus)
     rows.append(
@@ -88,9 +105,27 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
             input=label,
         )
     )
+    rows.extend(alerts_corpus_rows(ctx))
     rows.append(startup_row(ctx))
     rows.append(dedupe_rss_row(ctx))
     return rows
+
+
+def alerts_corpus_rows(ctx: BenchContext) -> list[dict[str, Any]]:
+    """The same floor and harmony-alerts (defaults, `--all --no-dedupe`) on the alerts corpus."""
+    corpus, records, size = ctx.alerts_corpus()
+    label = f"alerts corpus {size_label(size)} (hec-emulator events, 95% alerts)"
+    floor = ctx.measure([ctx.python, "-c", FLOOR], stdin_path=corpus)
+    ours = ctx.measure([ctx.bin("harmony-alerts")], stdin_path=corpus)
+    every = ctx.measure([ctx.bin("harmony-alerts"), "--all", "--no-dedupe"], stdin_path=corpus)
+    return [
+        row(GROUP, "orjson floor (loads+dumps)", records, size, floor, baseline=True, key="alerts_hec_floor",
+            input=label),
+        row(GROUP, "harmony-alerts", records, size, ours, notes="normalize + filter + dedupe", key="alerts_hec",
+            input=label),
+        row(GROUP, "harmony-alerts --all --no-dedupe", records, size, every, notes="every event an alert",
+            key="alerts_hec_all", input=label),
+    ]  # fmt: skip
 
 
 def startup_row(ctx: BenchContext) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from harmony_pipes._core.hec import SEVERITY_LABELS, SEVERITY_STRINGS, event_time_ms, parse_severity, type_key
 
-from .entities import parse_data
+from .entities import data_details
 
 MSG_CLASS = "checkpoint_harmony_security_event"
 MSG_ORIGIN = {
@@ -191,10 +191,11 @@ def build_alert(
         alert["dedupe_key"] = f"{tenant_id or ''}:{event_id}"
     data = get("data")
     md5 = get("attachmentMd5")
-    facts = parse_data(data) if type(data) is str and "#{" in data else None  # most events: no parse
+    details = data_details(data) if type(data) is str and "#{" in data else None  # most events: no parse
     has_md5 = type(md5) is str and md5
-    if facts is not None or has_md5:
-        details = facts.to_json() if facts is not None else {}
+    if details is not None or has_md5:
+        if details is None:
+            details = {}
         if has_md5:
             details["attachment_md5"] = md5
         alert["details"] = details
