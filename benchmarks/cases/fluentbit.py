@@ -97,8 +97,12 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         # Fluent Bit's start-up + shutdown ticks on empty input, so a reader can see the fixed
         # cost inside the wall time (not subtracted).
         empty = ctx.measure(f": | {fluent}", env=dict(os.environ))
-        (out_dir / "out.ndjson").unlink(missing_ok=True)
-        measurement = ctx.measure(f"cat {shlex.quote(str(path))} | {fluent}", env=dict(os.environ))
+
+        def once(out_dir: Path = out_dir, fluent: str = fluent) -> Any:
+            (out_dir / "out.ndjson").unlink(missing_ok=True)
+            return ctx.measure(f"cat {shlex.quote(str(path))} | {fluent}", env=dict(os.environ))
+
+        measurement = ctx.measure_best(once)
         written = _count_lines(out_dir / "out.ndjson")
         notes = f"{note}; {written:,} records written; empty-input run {empty.wall_secs:.1f} s"
         busy_secs = measurement.wall_secs - empty.wall_secs

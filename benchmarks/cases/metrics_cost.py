@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.cases.s3_batch import compare_input, input_label
-from benchmarks.harness import Measurement, row, run_standalone, size_label
+from benchmarks.harness import Measurement, best_of, row, run_standalone, size_label
 
 GROUP = "metrics-cost"
 REPEATS = 5
@@ -57,16 +57,6 @@ class Scraper(threading.Thread):
                         self.scrapes += 1
             except OSError:
                 pass  # not listening yet, or already gone
-
-
-def _best(runs: list[Measurement]) -> Measurement:
-    return Measurement(
-        min(m.wall_secs for m in runs),
-        max(m.peak_rss_mb for m in runs),
-        0,
-        runs[-1].stderr_tail,
-        min(m.cpu_secs for m in runs),
-    )
 
 
 def _cpu_note(plain: Measurement, metrics: Measurement) -> str:
@@ -122,7 +112,7 @@ def _pair(ctx: Any, argv: list[str], source: Path, prepare: Any = None) -> tuple
                     scrapes += scraper.scrapes
             (metrics if with_metrics else plain).append(m)
     walls = [round(m.wall_secs, 3) for m in plain], [round(m.wall_secs, 3) for m in metrics]
-    return _best(plain), _best(metrics), scrapes, list(walls)
+    return best_of(plain), best_of(metrics), scrapes, list(walls)
 
 
 def run(ctx: Any) -> list[dict[str, Any]]:
@@ -131,7 +121,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     corpus, records, size = ctx.corpus()
     label = f"HEC corpus {size_label(size)}"
     plain, metrics, scrapes, walls = _pair(ctx, [ctx.bin("harmony-alerts")], corpus)
-    note = f"best of {REPEATS}, alternating; walls plain {walls[0]}, with metrics {walls[1]}"
+    note = f"alternating with the other variant; walls plain {walls[0]}, with metrics {walls[1]}"
     scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered); {_cpu_note(plain, metrics)}"
     scraped += "; " + _net_note(ctx, [ctx.bin("harmony-alerts")], plain, metrics, records)
     rows.append(
@@ -154,7 +144,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     plain, metrics, scrapes, walls = _pair(ctx, argv, source, prepare=clean)
     net = _net_note(ctx, argv, plain, metrics, s_records, prepare=clean)
     clean()
-    note = f"best of {REPEATS}, alternating; walls plain {walls[0]}, with metrics {walls[1]}"
+    note = f"alternating with the other variant; walls plain {walls[0]}, with metrics {walls[1]}"
     label = input_label(s_size)
     scraped = f"scraped every {SCRAPE_INTERVAL_SECS:g} s ({scrapes} scrapes answered); {_cpu_note(plain, metrics)}"
     scraped += "; " + net

@@ -137,6 +137,13 @@ def _count_in_bucket(endpoint: str, bucket: str) -> tuple[int, int, int]:
     return objects, stored, records
 
 
+def _empty_bucket(endpoint: str, bucket: str) -> None:
+    s3 = _s3(endpoint)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+
+
 def _piped(fluent_bit: str, conf: Path, input_path: Path) -> list[str]:
     """`cat input | fluent-bit -c conf` (stdin must be a pipe for Fluent Bit's stdin plugin)."""
     command = f"cat {shlex.quote(str(input_path))} | exec {shlex.quote(fluent_bit)} -q -c {shlex.quote(str(conf))}"
@@ -158,12 +165,17 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     bucket = f"fluent-bit-{uuid.uuid4().hex[:10]}"
     _s3(endpoint).create_bucket(Bucket=bucket)
     store_dir = workdir / "fluent_bit_s3_store"
-    shutil.rmtree(store_dir, ignore_errors=True)
     conf = workdir / "fluent_bit_s3.conf"
     conf.write_text(
         S3_CONF.format(bucket=bucket, endpoint=endpoint, total_file_size=TOTAL_FILE_SIZE, store_dir=store_dir)
     )
-    m = ctx.measure(_piped(fluent_bit, conf, input_path), env=_aws_env())
+
+    def once() -> Any:  # a fresh buffer dir and an empty bucket each run (the count must be one run's)
+        shutil.rmtree(store_dir, ignore_errors=True)
+        _empty_bucket(endpoint, bucket)
+        return ctx.measure(_piped(fluent_bit, conf, input_path), env=_aws_env())
+
+    m = ctx.measure_best(once)
     objects, stored, landed = _count_in_bucket(endpoint, bucket)
     complete = "all records" if landed == records else f"ONLY {landed} of {records} records"
     rows.append(
@@ -184,11 +196,15 @@ def run(ctx: Any) -> list[dict[str, Any]]:
 
     # 2. stdin -> file (what Fluent Bit costs without S3, gzip or durability)
     out_dir = workdir / "fluent_bit_file_out"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
     conf = workdir / "fluent_bit_file.conf"
     conf.write_text(FILE_CONF.format(out_dir=out_dir))
-    m = ctx.measure(_piped(fluent_bit, conf, input_path))
+
+    def once_to_file() -> Any:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        return ctx.measure(_piped(fluent_bit, conf, input_path))
+
+    m = ctx.measure_best(once_to_file)
     out_file = out_dir / "out.ndjson"
     written = 0
     if out_file.exists():
