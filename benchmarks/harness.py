@@ -110,27 +110,25 @@ class BenchContext:
     def corpus(self) -> tuple[Path, int, int]:
         """The shared HEC event corpus (path, records, bytes): generated once per run."""
         if self._corpus is None:
-            sys.path.insert(0, str(BENCH_DIR))
-            from gen_corpus import write_corpus
-
-            records = int(200_000 * self.scale)
-            path = self.workdir / "hec-events-corpus.ndjson"
-            size = write_corpus(path, records, seed=42)
-            self._corpus = (path, records, size)
+            self._corpus = self._generate("write_corpus", "hec-events-corpus.ndjson")
         return self._corpus
 
     def alerts_corpus(self) -> tuple[Path, int, int]:
         """The alerts corpus (path, records, bytes): hec-emulator events, 95% of them alerts
         (gen_corpus.write_alerts_corpus); as many lines as `corpus()`, generated once per run."""
         if self._alerts_corpus is None:
-            sys.path.insert(0, str(BENCH_DIR))
-            from gen_corpus import write_alerts_corpus
-
-            records = int(200_000 * self.scale)
-            path = self.workdir / "hec-alerts-corpus.ndjson"
-            size = write_alerts_corpus(path, records, seed=42)
-            self._alerts_corpus = (path, records, size)
+            self._alerts_corpus = self._generate("write_alerts_corpus", "hec-alerts-corpus.ndjson")
         return self._alerts_corpus
+
+    def _generate(self, writer: str, name: str) -> tuple[Path, int, int]:
+        """200,000 x scale lines of gen_corpus.`writer` (seed 42) in the workdir: (path, records, bytes)."""
+        sys.path.insert(0, str(BENCH_DIR))
+        import gen_corpus
+
+        records = int(200_000 * self.scale)
+        path = self.workdir / name
+        size = getattr(gen_corpus, writer)(path, records, seed=42)
+        return path, records, size
 
     def moto_endpoint(self) -> str:
         if self._moto is None:
