@@ -71,14 +71,8 @@ def _net_note(
 ) -> str:
     """The one-off part of the cost: each variant's start-up on empty input (best of REPEATS,
     alternating), and the throughput ratio with it taken out of both walls."""
-    empty: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(REPEATS):
-        for with_metrics in (False, True):
-            if prepare is not None:
-                prepare()
-            args = [*argv, "--metrics-addr", f"127.0.0.1:{_free_port()}"] if with_metrics else list(argv)
-            empty[with_metrics].append(ctx.measure(args, stdin_path=Path(os.devnull)).wall_secs)
-    start_plain, start_metrics = min(empty[False]), min(empty[True])
+    empty_plain, empty_metrics, _, _ = _pair(ctx, argv, Path(os.devnull), prepare)
+    start_plain, start_metrics = empty_plain.wall_secs, empty_metrics.wall_secs
     net_plain, net_metrics = plain.wall_secs - start_plain, metrics.wall_secs - start_metrics
     return (
         f"start-up on empty input: plain {start_plain * 1000:.0f} ms, with metrics {start_metrics * 1000:.0f} ms "
