@@ -205,7 +205,6 @@ def list_tags(ctx: click.Context, as_json: bool, **params: Any) -> None:
 @click.pass_context
 def test_cmd(ctx: click.Context, **params: Any) -> int:
     """Check credentials, the assumed role, DescribeRegions and one DescribeInstances per region."""
-
     return run_checks(_aws_for(ctx, params))
 
 
@@ -242,7 +241,6 @@ def test_cmd(ctx: click.Context, **params: Any) -> int:
 )
 def policy(kind: str, trusted_account: str, external_id: str) -> None:
     """Print the minimal IAM permissions policy and the role trust policy (with ExternalId)."""
-
     docs = []
     if kind in ("both", "permissions"):
         docs.append(("# permissions policy: IAM > Policies > Create policy > JSON", permissions_policy()))

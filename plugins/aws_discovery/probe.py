@@ -26,7 +26,6 @@ def _fail(step: str, error: PipesError) -> None:
 
 
 def _identity(session: Any, params: dict[str, Any], region: str) -> dict[str, Any]:
-
     sts = ec2_client(
         session,
         region,
@@ -41,7 +40,6 @@ def _identity(session: Any, params: dict[str, Any], region: str) -> dict[str, An
 
 def run_checks(aws: Any) -> int:
     """Run every check, print one line each, return the exit code of the first failure (or 0)."""
-
     params = aws.params
     first_failure: int = ExitCode.OK
 

@@ -150,7 +150,6 @@ def status(spool_dir: str | None, state_dir: str | None, names: tuple[str, ...],
 @s3_options
 def test_command(dest_values: tuple[str, ...], **aws: Any) -> int:
     """Check credentials, the bucket, and write + delete a probe object; one line per failure."""
-
     worst = 0
     for url in split_dests(dest_values):
         code = run_test(
@@ -188,7 +187,6 @@ def test_command(dest_values: tuple[str, ...], **aws: Any) -> int:
 @opt("--region", env="REGION", help="Region of the KMS key.")
 def policy_command(dest_values: tuple[str, ...], sse_kms_key_id: str | None, region: str | None) -> int:
     """Print the least-privilege IAM policy (List + Write on the bucket/prefix)."""
-
     for url in split_dests(dest_values):
         click.echo(render_policy(url, sse_kms_key_id=sse_kms_key_id, region=region))
     return 0

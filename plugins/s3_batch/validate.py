@@ -37,7 +37,6 @@ def build_validator(kind: str | None = None, schema_path: str | None = None) -> 
     if kind:
         if kind not in KINDS:
             raise ConfigError(f"unknown --validate kind {kind!r}", f"use one of: {', '.join(sorted(KINDS))}")
-
         path = str(find_schema(KINDS[kind]))
         label = kind
     elif schema_path:
