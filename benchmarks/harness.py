@@ -95,6 +95,7 @@ class BenchContext:
         self._moto: Any = None
         self._corpus: tuple[Path, int, int] | None = None
         self._alerts_corpus: tuple[Path, int, int] | None = None
+        self._long_corpus: tuple[Path, int, int] | None = None
 
     @property
     def repeats(self) -> int:
@@ -120,12 +121,20 @@ class BenchContext:
             self._alerts_corpus = self._generate("write_alerts_corpus", "hec-alerts-corpus.ndjson")
         return self._alerts_corpus
 
-    def _generate(self, writer: str, name: str) -> tuple[Path, int, int]:
-        """200,000 x scale lines of gen_corpus.`writer` (seed 42) in the workdir: (path, records, bytes)."""
+    def long_corpus(self) -> tuple[Path, int, int]:
+        """The HEC corpus's generator at 5x its lines (1,000,000 x scale, distinct events): for a
+        run that must last like a long-running process does, generated once per run."""
+        if self._long_corpus is None:
+            self._long_corpus = self._generate("write_corpus", "hec-events-corpus-long.ndjson", factor=5)
+        return self._long_corpus
+
+    def _generate(self, writer: str, name: str, factor: int = 1) -> tuple[Path, int, int]:
+        """200,000 x scale x factor lines of gen_corpus.`writer` (seed 42) in the workdir: (path,
+        records, bytes)."""
         sys.path.insert(0, str(BENCH_DIR))
         import gen_corpus
 
-        records = int(200_000 * self.scale)
+        records = int(200_000 * self.scale * factor)
         path = self.workdir / name
         size = getattr(gen_corpus, writer)(path, records, seed=42)
         return path, records, size
