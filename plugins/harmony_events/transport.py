@@ -96,21 +96,17 @@ class Connection:
 
         timeout = self.timeout_secs
         if self.proxy is None:
-            host, port = self.host, self.port
-        else:
-            host = self.proxy.hostname or ""
-            port = self.proxy.port or (443 if self.proxy.scheme == "https" else 80)
-        if self.scheme == "https" and self.proxy is None:
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=self.tls_context)
-        if self.scheme == "https":
-            if self.proxy is not None and self.proxy.scheme == "https":
-                raise TransportError(OTHER, "an https:// proxy URL is not supported; use http://")
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=self.tls_context
-            )
+            if self.scheme == "https":
+                return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.tls_context)
+            return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        if self.proxy.scheme == "https":
+            raise TransportError(CONNECT, "an https:// proxy URL is not supported; use http://")
+        proxy_host, proxy_port = self.proxy.hostname or "", self.proxy.port or 80
+        if self.scheme == "https":  # TLS with the gateway inside a CONNECT tunnel
+            conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=self.tls_context)
             conn.set_tunnel(self.host, self.port)
             return conn
-        return http.client.HTTPConnection(host, port, timeout=timeout)
+        return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout)
 
     def _connected(self) -> http.client.HTTPConnection:
         """The open connection, or a new one (also when the server closed the idle one)."""
@@ -202,8 +198,12 @@ class Connection:
 
 def _dropped(sock: socket.socket) -> bool:
     """True when an idle keep-alive connection can no longer be used (closed by the server, or
-    something unexpected arrived on it)."""
+    something unexpected arrived on it). poll, not select: any fd number works."""
     try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
