@@ -147,7 +147,7 @@ class Connection:
             for name, value in headers.items():
                 conn.putheader(name, value)
             conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)  # headers and body in one send
+            conn.endheaders(body)
         except TransportError as exc:
             ticket.error = exc
         except BaseException as exc:
@@ -191,9 +191,6 @@ class Connection:
             self.receive(ticket)
         except Exception:
             pass
-
-    def request(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
-        return self.receive(self.send(path, body, headers))
 
 
 def _dropped(sock: socket.socket) -> bool:
