@@ -1,10 +1,12 @@
 """HTTP client for the HEC Smart API: token lifecycle, retries, and the event query call.
 
-One urllib3 pool (keep-alive, imported lazily so `--help` stays fast). The token from
-`POST /auth/external` is reused until shortly before `expiresIn`; a 401 on an API call refreshes
-it and retries that request once, also in the middle of a scroll. 429, 5xx, timeouts and resets
-back off with full jitter, honouring Retry-After (seconds or HTTP date). Every request carries a
-fresh `x-av-req-id`. The access key is only ever put in the token request body.
+One keep-alive connection (transport.py: http.client, imported when it is first needed, so
+`--help` stays fast). A query can be written before its answer is wanted (`start_query`): the
+collector sends the next scroll page's request, hands on this page's events, then reads the
+answer. The token from `POST /auth/external` is reused until shortly before `expiresIn`; a 401 on
+an API call refreshes it and retries that request once, also in the middle of a scroll. 429, 5xx,
+timeouts and resets back off with full jitter, honouring Retry-After (seconds or HTTP date). Every
+request carries a fresh `x-av-req-id`. The access key is only ever put in the token request body.
 
 Secrets: redirects are never followed (a client that follows a 307/308 re-POSTs the token
 request body, access key included, to wherever it points; the gateway does not redirect API calls), and every
@@ -19,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import orjson
@@ -40,6 +42,7 @@ from .classify import (
     retries_exhausted,
 )
 from .page import decode_page
+from .transport import BROKEN, CONNECT, CONNECT_TIMEOUT, TIMEOUT, TLS, Connection, Ticket, TransportError
 
 AUTH_PATH = "/auth/external"
 API_PREFIX = "/app/hec-api/v1.0"
@@ -49,6 +52,9 @@ MAX_REFRESH_MARGIN_SECS = 60.0
 REDACTED = b"<redacted>"
 # a key this short could match ordinary text of a 200 page (events); only error answers are scrubbed
 MIN_SCRUB_ALWAYS_CHARS = 8
+if TYPE_CHECKING:
+    import ssl
+
 FIX_REDIRECT = (
     "point --base-url (HARMONY_BASE_URL) at the gateway itself, e.g. the redirect's target if you "
     "trust it; harmony-events does not follow redirects, so credentials never go anywhere else"
@@ -87,12 +93,8 @@ class HecClient:
         wall_clock: Callable[[], float] = time.time,
         on_retry: Callable[[str, float], None] | None = None,
     ) -> None:
-        import urllib.request  # lazily, like urllib3 and certifi: `--help` must not pay for them
+        import urllib.request  # lazily, like ssl and certifi: `--help` must not pay for them
 
-        import certifi
-        import urllib3
-
-        self._urllib3 = urllib3
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self._access_key = access_key
@@ -105,24 +107,23 @@ class HecClient:
         self.clock = clock
         self.wall_clock = wall_clock
         self.on_retry = on_retry
-        # urllib3's pool directly, the environment (HTTPS_PROXY / NO_PROXY, REQUESTS_CA_BUNDLE /
-        # CURL_CA_BUNDLE, as requests reads them) read once here: requests' per-request work
-        # (environment scan, request preparation, cookies) cost ~1 ms of CPU per page, as much as
-        # writing the page's 100 events (measured against hec-emulator, 1,000 pages).
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": ca_bundle} if verify_tls else {}
-        if not verify_tls:
-            tls = {"cert_reqs": "CERT_NONE"}
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        # the environment (HTTPS_PROXY / NO_PROXY, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, as requests
+        # reads them) read once here, not per request
         self.verify_tls = verify_tls
         scheme, _, rest = self.base_url.partition("://")
         host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
         proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(scheme)
-        headers = {"Accept": "application/json", "User-Agent": "harmony-pipes/harmony-events"}
-        if proxy:
-            self.pool: Any = urllib3.ProxyManager(proxy, headers=headers, retries=False, **tls)
-        else:
-            self.pool = urllib3.PoolManager(headers=headers, retries=False, **tls)
+        self.conn = Connection(
+            self.base_url,
+            timeout_secs=timeout_secs,
+            tls_context=_tls_context(verify_tls) if scheme == "https" else None,
+            proxy=proxy or None,
+            headers={
+                "Accept": "application/json",
+                "User-Agent": "harmony-pipes/harmony-events",
+                "Content-Type": "application/json",
+            },
+        )
         self._token: str | None = None
         self._token_renew_at = 0.0
         self.token_ttl_secs: float | None = None
@@ -143,43 +144,30 @@ class HecClient:
     ) -> tuple[int, Any, Any]:
         """POST `body`; (status, parsed JSON or None, headers). Network failures become errors.
         `decode` parses a 200 answer's body (default: orjson)."""
-        exceptions = self._urllib3.exceptions
-        url = self.base_url + path
-        headers = {
-            "Accept": "application/json",
-            "User-Agent": "harmony-pipes/harmony-events",
-            "Content-Type": "application/json",
-            "x-av-req-id": str(uuid.uuid4()),
-        }
+        return self._receive(self._request(path, body, token), path, decode)
+
+    def _request(self, path: str, body: dict[str, Any], token: str | None) -> Ticket:
+        """Write one POST (its failure, if any, is raised when its answer is read)."""
+        headers = {"x-av-req-id": str(uuid.uuid4())}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         self._count("requests")
+        return self.conn.send(path, orjson.dumps(body), headers, token)
+
+    def _receive(self, ticket: Ticket, path: str, decode: Callable[[bytes], Any] | None) -> tuple[int, Any, Any]:
+        url = self.base_url + path
         try:
-            resp = self.pool.request(
-                "POST", url, body=orjson.dumps(body), headers=headers, timeout=self.timeout_secs, redirect=False
-            )
-            content = resp.data
-        except exceptions.SSLError as exc:
-            raise UnreachableError(f"TLS verification of {self.base_url} failed ({_reason(exc)})", FIX_TLS) from None
-        except exceptions.NewConnectionError as exc:  # refused, no route, DNS (before ConnectTimeoutError: a subclass)
-            if not self.reached:
-                raise UnreachableError(f"cannot reach {self.base_url} ({_reason(exc)})", FIX_NETWORK) from None
-            raise RetriableError(f"connection to {self.base_url} failed ({_reason(exc)})") from None
-        except exceptions.ConnectTimeoutError:
-            raise RetriableError(f"connection to {self.base_url} failed (timed out)") from None
-        except (exceptions.ReadTimeoutError, TimeoutError):
-            raise RetriableError(f"no answer from {url} within {self.timeout_secs:g} s") from None
-        except (exceptions.ProtocolError, exceptions.ProxyError, ConnectionError) as exc:
-            raise RetriableError(f"connection to {self.base_url} failed ({_reason(exc)})") from None
-        except (exceptions.HTTPError, OSError) as exc:
-            raise RetriableError(f"request to {url} failed ({type(exc).__name__})") from None
+            answer = self.conn.receive(ticket)
+        except TransportError as exc:
+            raise self._network_failure(exc, url) from None
         self.reached = True
-        status = resp.status
+        status = answer.status
+        content = answer.body
         if status == 429:
             self._count("rate_limited")
         if 300 <= status < 400:
             raise UnreachableError(
-                f"{url} answered HTTP {status} redirecting to {_origin_of(url, resp.headers)}; "
+                f"{url} answered HTTP {status} redirecting to {_origin_of(url, answer.headers)}; "
                 "harmony-events does not follow redirects",
                 FIX_REDIRECT,
             )
@@ -188,12 +176,27 @@ class HecClient:
                 if form in content:
                     content = content.replace(form, REDACTED)
         if decode is not None and status == 200 and content:
-            return status, decode(content), resp.headers
+            return status, decode(content), answer.headers
         try:
             parsed = orjson.loads(content) if content else None
         except orjson.JSONDecodeError:
             parsed = None
-        return status, parsed, resp.headers
+        return status, parsed, answer.headers
+
+    def _network_failure(self, exc: TransportError, url: str) -> Exception:
+        """What a failed exchange means: TLS and, before any answer, an unreachable URL are
+        fatal (exit 4); the rest is retried."""
+        if exc.kind == TLS:
+            return UnreachableError(f"TLS verification of {self.base_url} failed ({exc.reason})", FIX_TLS)
+        if exc.kind == CONNECT:
+            if not self.reached:
+                return UnreachableError(f"cannot reach {self.base_url} ({exc.reason})", FIX_NETWORK)
+            return RetriableError(f"connection to {self.base_url} failed ({exc.reason})")
+        if exc.kind in (CONNECT_TIMEOUT, BROKEN):
+            return RetriableError(f"connection to {self.base_url} failed ({exc.reason})")
+        if exc.kind == TIMEOUT:
+            return RetriableError(f"no answer from {url} within {self.timeout_secs:g} s")
+        return RetriableError(f"request to {url} failed ({exc.reason})")
 
     def _retry_after(self, headers: Any) -> float | None:
         return parse_retry_after(headers.get("Retry-After"), self.wall_clock())
@@ -281,8 +284,10 @@ class HecClient:
         what: str,
         resend_safe: bool = True,
         decode: Callable[[bytes], Any] | None = None,
+        sent: Ticket | None = None,
     ) -> dict[str, Any]:
         """POST to an API path with retries and one token refresh on 401; the parsed envelope.
+        `sent`: the request was written already (`start_query`): its answer is the first attempt's.
 
         Raises `InvalidScroll` for a stale scroll id, `ScrollInterrupted` when a request that is
         not `resend_safe` may have been acted on without an answer, `PipesError`s for fatal ones.
@@ -291,10 +296,15 @@ class HecClient:
         url = self.base_url + path
         refreshed = False
         while True:
-            token = self.token()
+            token = sent.token if sent is not None and sent.token is not None else self.token()
 
             def attempt(token: str = token) -> dict[str, Any]:
-                status, parsed, headers = self._send(path, body, token, decode)
+                nonlocal sent
+                if sent is not None:
+                    ticket, sent = sent, None
+                else:
+                    ticket = self._request(path, body, token)
+                status, parsed, headers = self._receive(ticket, path, decode)
                 failure = api_failure(status, parsed, url) if status != 200 else envelope_failure(parsed, url)
                 if failure is None:
                     return parsed
@@ -309,16 +319,48 @@ class HecClient:
                     raise AuthError(f"Harmony rejected a fresh token on {path} ({exc})", FIX_CREDENTIALS) from None
                 refreshed = True
                 self.invalidate_token()
+            finally:
+                if sent is not None:  # (a stop before the first attempt read it)
+                    self.conn.discard(sent)
+                    sent = None
 
-    def query_events(self, body: dict[str, Any]) -> dict[str, Any]:
+    def start_query(self, body: dict[str, Any]) -> Ticket | None:
+        """Write an event query now, its answer read later by `query_events(body, sent=...)`,
+        so the gateway works on it meanwhile. Only with the token in hand (None otherwise: then
+        `query_events` does it all, authentication included, when the answer is wanted)."""
+        if self._token is None or self.clock() >= self._token_renew_at:
+            return None
+        return self._request(QUERY_PATH, body, self._token)
+
+    def discard(self, ticket: Ticket) -> None:
+        """A query started and not wanted any more: wait for its answer quietly."""
+        self.conn.discard(ticket)
+
+    def query_events(self, body: dict[str, Any], sent: Ticket | None = None) -> dict[str, Any]:
         """One page, its `responseData` a list of raw events (page.py); a continuation
         (`requestData.scrollId`) is never blindly re-sent."""
         request = body.get("requestData")
         continuation = isinstance(request, dict) and bool(request.get("scrollId"))
-        return self.call(QUERY_PATH, body, "event query", resend_safe=not continuation, decode=decode_page)
+        return self.call(QUERY_PATH, body, "event query", resend_safe=not continuation, decode=decode_page, sent=sent)
 
     def close(self) -> None:
-        self.pool.clear()
+        self.conn.close()
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """Certificates checked against REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE or certifi's bundle (as
+    requests does), or, with --insecure, not at all."""
+    import ssl
+
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    import certifi
+
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    return ssl.create_default_context(cafile=ca_bundle)
 
 
 def _origin_of(url: str, headers: Any) -> str:
@@ -330,25 +372,6 @@ def _origin_of(url: str, headers: Any) -> str:
     host = target.hostname or "?"
     port = f":{target.port}" if target.port else ""
     return f"{target.scheme}://{host}{port}"
-
-
-def _reason(exc: BaseException) -> str:
-    """A short network reason without URLs' query strings or headers (never secrets)."""
-    text = str(exc)
-    for marker in (
-        "Name or service not known",
-        "Connection refused",
-        "certificate verify failed",
-        "Temporary failure in name resolution",
-        "Connection reset",
-        "No route to host",
-        "timed out",
-        "Network is unreachable",
-        "nodename nor servname",
-    ):
-        if marker in text:
-            return marker
-    return type(exc).__name__
 
 
 def _plain_sleep(secs: float) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from .cursor import CursorState, event_identity, identity_key
 from .page import ONE_LINE, BadEvent, event_dict, event_line, identity_fields
 from .paginate import END_LOOP, ScrollPaginator
 from .timeparse import US_PER_SEC, format_api_time
+from .transport import Ticket
 from .windows import Window, WindowPlan, complete_before, next_density, observed_density, plan_length_us
 
 MAX_SCROLL_RESTARTS_PER_WINDOW = 5
@@ -213,13 +213,11 @@ class Collector:
                 self.log.debug(f"scroll lost ({exc}): restarting the window from its start")
 
     def _scroll(self, window: Window) -> Iterator[None]:
-        """One scroll over `window`. The next page is requested (on a helper thread) as soon as
-        this page's scrollId is known, and this page's events are handed on meanwhile: the
-        server's time and ours overlap instead of adding up. Only one request is ever in flight."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hec-next-page") as pool:
-            return (yield from self._scroll_pages(window, pool))
-
-    def _scroll_pages(self, window: Window, pool: ThreadPoolExecutor) -> Iterator[None]:
+        """One scroll over `window`. The next page is asked for as soon as this page's scrollId
+        is known, and this page's events are handed on meanwhile: the server's time and ours
+        overlap instead of adding up. Only one request is ever in flight, on one connection and
+        one thread (a helper thread taking the answer cost more in GIL hand-offs than it saved)."""
+        client = self.client
         request = {
             "startDate": format_api_time(window.start_us),
             "endDate": format_api_time(window.end_us),
@@ -247,7 +245,7 @@ class Collector:
             lines: list[Any] = []
             envelope = doc.get("responseEnvelope")
             offered = envelope.get("scrollId") if isinstance(envelope, dict) else None
-            prefetch: Future[dict[str, Any]] | None = None
+            ahead: Ticket | None = None
             if (
                 events
                 and type(offered) is str
@@ -256,7 +254,7 @@ class Collector:
                 and pager.pages + 1 < pager.max_pages
                 and not self.runtime.stop()
             ):
-                prefetch = pool.submit(query, {"requestData": {**request, "scrollId": offered}})
+                ahead = client.start_query({"requestData": {**request, "scrollId": offered}})
             try:
                 keys: list[str] = []
                 for raw in events:
@@ -297,21 +295,12 @@ class Collector:
                     break
                 if self.runtime.stop():
                     raise Stopped()  # the window is unfinished: the cursor must not pass it
-                if prefetch is None:  # (cannot happen: the same tests chose to prefetch)
-                    prefetch = pool.submit(query, {"requestData": {**request, "scrollId": scroll_id}})
                 yield  # one page handed on: the runner's timers run while the next one comes
-                doc, prefetch = prefetch.result(), None
+                sent, ahead = ahead, None  # (None: no token in hand when it was due; asked now)
+                doc = query({"requestData": {**request, "scrollId": scroll_id}}, sent)
             finally:
-                if prefetch is not None and not prefetch.cancel():  # asked for, not wanted: let it end
-                    _wait_quietly(prefetch)
+                if ahead is not None:  # asked for, not wanted: let it end
+                    client.discard(ahead)
         result.ordered = ordered
         result.last_created_us = last_created if result.received else None
         return result
-
-
-def _wait_quietly(future: Future[Any]) -> None:
-    """Wait for a request nobody will read (the session is not shared between two requests)."""
-    try:
-        future.result()
-    except BaseException:
-        pass

@@ -1,0 +1,237 @@
+"""harmony-events' HTTP connection against gateways that behave like real ones and unlike
+hec-emulator: one that closes a keep-alive connection once it has been idle a moment, one that
+answers in chunks (Transfer-Encoding: chunked), one behind TLS with a certificate of its own CA,
+and a forward proxy (HTTP_PROXY). Each is a small relay on 127.0.0.1 in front of a real
+hec-emulator, and harmony-events runs as a real process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import ipaddress
+import os
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.conftest import command_path, run_cli
+from tests.helpers.emulator import start_emulator
+from tests.helpers.events import collector_env, ids_of, make_events, write_events
+from tests.helpers.logs import error_lines
+
+pytestmark = pytest.mark.integration
+
+NO_PROXY_ENV = {
+    "HTTP_PROXY": "",
+    "http_proxy": "",
+    "HTTPS_PROXY": "",
+    "https_proxy": "",
+    "NO_PROXY": "",
+    "no_proxy": "",
+}
+FORWARDED = ("Authorization", "Content-Type", "Accept", "x-av-req-id")
+
+
+class Relay:
+    """Forwards every POST to `upstream` (also when asked with an absolute URI, as a proxy is).
+    `idle_close_secs`: a keep-alive connection idle that long is closed without notice (as a load
+    balancer's idle timeout does). `chunked`: answers are sent in 4 KiB chunks. `tls`: (cert,
+    key) PEM files: the relay speaks https."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        idle_close_secs: float | None = None,
+        chunked: bool = False,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.connections = 0
+        self.targets: list[str] = []
+        target = urlsplit(upstream)
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = idle_close_secs
+
+            def setup(self) -> None:
+                relay.connections += 1
+                super().setup()
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def log_error(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                relay.targets.append(self.path)
+                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                headers = {name: self.headers[name] for name in FORWARDED if self.headers.get(name)}
+                upstream_conn.request("POST", urlsplit(self.path).path, body=body, headers=headers)
+                answer = upstream_conn.getresponse()
+                payload = answer.read()
+                upstream_conn.close()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                if not chunked:
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for at in range(0, len(payload), 4096):
+                    piece = payload[at : at + 4096]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def relaying(upstream: str, **options) -> Iterator[Relay]:
+    relay = Relay(upstream, **options)
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (a private CA's, as far as we know)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "gateway.pem", folder / "gateway.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tenant(tmp_path: Path) -> Path:
+    return write_events(tmp_path / "events.ndjson", make_events(700, span_secs=1800, seed=11))
+
+
+def stats_of(stderr: bytes) -> dict:
+    lines = [line for line in stderr.splitlines() if line.startswith(b'{"stats"')]
+    assert len(lines) == 1, stderr.decode()
+    return orjson.loads(lines[0])["stats"]
+
+
+def test_a_gateway_closing_idle_connections_costs_a_reconnect_not_a_retry(tenant, tmp_path) -> None:
+    """Between two cycles the connection idles longer than the gateway keeps it: the next cycle
+    notices the close and connects again, instead of sending into a dead connection (a failed
+    request, a backoff, and mid-scroll a restarted window)."""
+    with (
+        start_emulator("--events", str(tenant), "--page-size", "100") as emu,
+        relaying(emu.url, idle_close_secs=0.2) as relay,
+    ):
+        out = tmp_path / "out.ndjson"
+        with out.open("wb") as sink:  # (a pipe nobody reads would fill and stop the collector)
+            proc = subprocess.Popen(
+                [command_path("harmony-events"), "--start", "2h", "--interval-secs", "0.6"],
+                env={**os.environ, **collector_env(relay.url), **NO_PROXY_ENV},
+                stdout=sink,
+                stderr=subprocess.PIPE,
+            )
+            time.sleep(3.0)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        stdout = out.read_bytes()
+    assert proc.returncode == 0, stderr.decode()
+    stats = stats_of(stderr)
+    assert stats["cycles"] >= 2, stats
+    assert relay.connections >= stats["cycles"]  # the gateway did close the idle connections
+    assert stats["retries"] == 0 and stats["scroll_restarts"] == 0, stats
+    assert sorted(ids_of(stdout)) == sorted(e["eventId"] for e in make_events(700, span_secs=1800, seed=11))
+
+
+@pytest.mark.parametrize("via", ["chunked answers", "forward proxy"])
+def test_chunked_answers_and_a_forward_proxy_give_the_same_bytes(tenant, via) -> None:
+    args = ["harmony-events", "--once", "--start", "2h", "--window-secs", "600"]
+    with start_emulator("--events", str(tenant), "--page-size", "50") as emu:
+        direct = run_cli(args, env={**collector_env(emu.url), **NO_PROXY_ENV})
+        if via == "chunked answers":
+            with relaying(emu.url, chunked=True) as relay:
+                relayed = run_cli(args, env={**collector_env(relay.url), **NO_PROXY_ENV})
+            assert all(target.startswith("/") for target in relay.targets)
+        else:
+            with relaying(emu.url) as relay:
+                proxy = {"HTTP_PROXY": relay.url, "http_proxy": relay.url}
+                relayed = run_cli(args, env={**collector_env(emu.url), **NO_PROXY_ENV, **proxy})
+            # a proxy is asked with absolute URIs naming the gateway
+            assert relay.targets and all(target.startswith(emu.url + "/") for target in relay.targets)
+    assert direct.returncode == 0 and relayed.returncode == 0, relayed.stderr
+    assert len(direct.stdout_lines) == 700
+    assert relayed.stdout == direct.stdout
+    assert relayed.stats["retries"] == 0
+
+
+def test_tls_is_verified_against_the_ca_bundle_or_not_at_all_with_insecure(tenant, tmp_path) -> None:
+    """A gateway whose certificate no known CA signed: refused (exit 4, the fix named) unless
+    REQUESTS_CA_BUNDLE holds its CA, or --insecure is given; then the same bytes as over http."""
+    cert, key = self_signed(tmp_path)
+    args = ["harmony-events", "--once", "--start", "2h", "--max-retries", "1"]
+    with (
+        start_emulator("--events", str(tenant), "--page-size", "100") as emu,
+        relaying(emu.url, tls=(cert, key)) as relay,
+    ):
+        plain = run_cli(args, env={**collector_env(emu.url), **NO_PROXY_ENV})
+        base = {**collector_env(relay.url), **NO_PROXY_ENV, "REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+        refused = run_cli(args, env=base)
+        trusted = run_cli(args, env={**base, "REQUESTS_CA_BUNDLE": str(cert)})
+        insecure = run_cli([*args, "--insecure"], env=base)
+    assert plain.returncode == 0 and len(plain.stdout_lines) == 700, plain.stderr
+    assert refused.returncode == 4, refused.stderr
+    lines = error_lines(refused.stderr)
+    assert len(lines) == 1 and "TLS verification" in lines[0] and "certificate verify failed" in lines[0]
+    assert "REQUESTS_CA_BUNDLE" in lines[0] and not refused.stdout
+    assert trusted.returncode == 0 and trusted.stdout == plain.stdout, trusted.stderr
+    assert insecure.returncode == 0 and insecure.stdout == plain.stdout, insecure.stderr
+    assert "NOT verified" in insecure.stderr
