@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -34,6 +34,14 @@ from .signals import StopFlag
 from .stdio import BadRecords, StdinSource, StdoutSink, emit_to_writer
 
 BACKPRESSURE_NAP_SECS = 0.02
+# A source that resumes from positions (harmony-events, aws-discovery) into a sink with its own
+# spool commits at most this often: each commit point costs every stage a checkpoint (the cursor
+# document with its overlap identities, the staged dedupe keys, a commits.log line, flushed
+# bodies) and its save once durable — ~15 ms a commit, a twentieth of the chain's main thread
+# when every window of a dense tenant was one. A kill -9 replays at most this much more (the
+# positions still name exactly what the sink kept); stdin (which cannot replay) and stdout
+# (which flushes on its own idle rule) commit as before.
+CHAIN_COMMIT_INTERVAL_SECS = 1.0
 
 # The exit code of a chain is its worst stage's: configuration and credential problems first
 # (nothing works until they are fixed), then unreachable, runtime, bad input, try-again.
@@ -59,6 +67,8 @@ class Runner:
         stages: Sequence[Processor],
         stop: StopFlag,
         bad_records: dict[int, BadRecords] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if len(stages) < 2:
             raise ValueError("a chain needs a head and a tail")
@@ -73,6 +83,9 @@ class Runner:
         self._stop_forwarded = False
         self._ending: tuple[Processor, PipesError] | None = None
         self._committed_progress = 0
+        self.clock = clock
+        self._paced = not isinstance(self.head, StdinSource) and not isinstance(self.tail, StdoutSink)
+        self._last_commit_at = float("-inf")
         self.codes: dict[int, int] = {}
         self.failures: list[tuple[Processor, PipesError]] = []
         self.output_closed = False
@@ -143,7 +156,8 @@ class Runner:
                 if self.stop() and not self._stop_forwarded:
                     self._stop_forwarded = True
                     self.head.request_stop()
-                if self._accepting() or not self.head.at_safe_point:
+                accepting = self._accepting()
+                if accepting or not self.head.at_safe_point:
                     # (a head between safe points goes on to the next one, even past back-pressure:
                     # only there can the sink commit, seal and so make room)
                     more = self._poll_head()
@@ -152,7 +166,9 @@ class Runner:
                 else:
                     time.sleep(BACKPRESSURE_NAP_SECS)
                 if self.head.at_safe_point:
-                    self._maybe_commit()  # before the timers: what a progress line reports is committed
+                    # before the timers: what a progress line reports is committed; at once when a
+                    # stage pushes back (sealing at the commit is what makes room)
+                    self._maybe_commit(urgent=not accepting)
                 self._tick()
                 self._notify_durable()
             self._finish()
@@ -203,12 +219,18 @@ class Runner:
         for bad in self.bad_records.values():
             bad.dead_letter.flush()
 
-    def _maybe_commit(self, *, at_end: bool = False) -> None:
+    def _maybe_commit(self, *, at_end: bool = False, urgent: bool = False) -> None:
         """Commit when the tail finds it due (at the end: whenever it holds anything), or the head
-        moved (an empty window still moves a cursor)."""
+        moved (an empty window still moves a cursor) — for a paced chain, not sooner than
+        CHAIN_COMMIT_INTERVAL_SECS after the last commit unless `at_end` or `urgent`."""
         tail = self.tail
         if not (tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress):
             return
+        if self._paced:
+            now = self.clock()
+            if not (at_end or urgent) and now - self._last_commit_at < CHAIN_COMMIT_INTERVAL_SECS:
+                return
+            self._last_commit_at = now
         self._committed_progress = self.head.progress
         token = tail.next_token()
         positions: dict[str, Position] = {}

@@ -30,6 +30,10 @@ from tests.helpers.s3 import all_records, aws_env, new_bucket, read_bucket, read
 
 EVENTS = 1600
 FAULTS = ["--rate-limit-every", "23", "--retry-after-secs", "0", "--error-every", "97", "--invalid-scroll-every", "5"]
+# every API answer waits as long as one --stats-interval-secs: a progress line follows each page, so
+# a kill point anywhere in the stream is reached while the chain still runs (without it, the
+# last pages of a fast run could arrive between two progress lines, and the kill came too late)
+DELAY = ["--delay-ms", "20"]
 FILE_TRIALS = 12
 MOTO_TRIALS = 8
 SIGTERM_TRIALS = 10  # SIGTERM each; then one SIGINT and one SIGHUP trial (the same stop)
@@ -40,7 +44,7 @@ STOP_SIGNALS = [signal.SIGTERM] * SIGTERM_TRIALS + [signal.SIGINT, signal.SIGHUP
 def emulator() -> Iterator[EmulatorHandle]:
     end = (datetime.now(UTC) - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with start_emulator(
-        "--generate", str(EVENTS), "--seed", "11", "--end-time", end, "--page-size", "100", *FAULTS
+        "--generate", str(EVENTS), "--seed", "11", "--end-time", end, "--page-size", "100", *FAULTS, *DELAY
     ) as emu:
         yield emu
 

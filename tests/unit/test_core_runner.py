@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -235,6 +236,50 @@ def test_back_pressure_pauses_the_source() -> None:
     assert not runner._accepting()
     sink.accepting = True
     assert runner._accepting()
+
+
+class StepClock:
+    """A monotonic clock that moves `step` seconds every time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_source_that_resumes_from_positions_commits_at_most_once_a_second() -> None:
+    events, stop, src, dbl, sink = make_chain(total=100, every=5)  # 20 safe points
+    clock = StepClock(0.3)
+    times: list[float] = []
+    original = sink.commit
+
+    def commit(positions: dict, token: CommitToken) -> None:
+        times.append(clock.now)
+        original(positions, token)
+
+    sink.commit = commit  # type: ignore[method-assign]
+    assert Runner([src, dbl, sink], stop, clock=clock).run() == 0
+    assert 2 <= len(sink.commits) < 10  # not one per safe point
+    gaps = [b - a for a, b in pairwise(times[:-1])]
+    assert all(gap >= 1.0 for gap in gaps)  # (the last one is the end's, whenever that comes)
+    assert sink.commits[-1][1] == {"0:src": 100, "1:double": {"seen": 100}}  # everything, at the end
+    assert len(sink.records) == 200
+    saved = [pos for kind, who, pos in events if kind == "committed" and who == "src"]
+    assert saved[-1] == 100
+
+
+def test_a_sink_that_pushes_back_gets_its_commit_at_once() -> None:
+    """Back-pressure is released by the commit (s3-batch seals there): it is not paced."""
+    _events, stop, src, dbl, sink = make_chain(total=40, every=5)
+    sink.can_accept = lambda: len(sink.records) - 10 * len(sink.commits) < 10  # type: ignore[method-assign]
+    clock = StepClock(0.01)
+    assert Runner([src, dbl, sink], stop, clock=clock).run() == 0
+    # one per safe point (each one made room), then the end's
+    assert [positions["0:src"] for _, positions in sink.commits[:8]] == list(range(5, 45, 5))
+    assert clock.now < 1.0
+    assert len(sink.records) == 80
 
 
 def test_worst_exit_code_ranks_configuration_first_and_try_again_last() -> None:
