@@ -38,7 +38,7 @@ COMPRESSION_EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
 CONTENT_ENCODINGS = {"gzip": "gzip", "zstd": "zstd", "none": None}
 
 SLICE_BYTES = 256 * 1024
-MAX_SLICES_IN_FLIGHT = 4  # per body, when compressing on a worker thread: bounds memory
+MAX_SLICES_IN_FLIGHT = 8  # per body, when compressing on a worker thread: bounds memory
 # compressed bytes are written (and hashed) in pieces of this size, and at every flush: fewer
 # system calls, and fewer times the worker thread has to take the GIL back (see Spool)
 WRITE_BYTES = 256 * 1024
@@ -214,6 +214,14 @@ class BodyWriter:
         if self._slice_bytes >= SLICE_BYTES:
             self._feed()
 
+    def add_block(self, block: bytes, count: int) -> None:
+        """Append `count` records at once: `block` is them joined by newlines (no trailing one)."""
+        self._slices.append(block.replace(b"\n", b"\n,") if self._array else block)
+        self._slice_bytes += len(block) + count + 1  # as `add` counts them: each record + 2
+        self.records += count
+        if self._slice_bytes >= SLICE_BYTES:
+            self._feed()
+
     def size_bound_with(self, extra_raw_bytes: int) -> int:
         """Upper bound of the sealed object size if a record of `extra_raw_bytes` were added."""
         # bytes still buffered or being written are output of input counted in _fed_since_sync
@@ -231,7 +239,7 @@ class BodyWriter:
             data = lead + b"\n,".join(self._slices) + b"\n"
         else:
             data = b"\n".join(self._slices) + b"\n"
-        self._fed_records += len(self._slices)
+        self._fed_records = self.records
         self._slices.clear()
         self._slice_bytes = 0
         self.raw_bytes += len(data)
@@ -307,23 +315,18 @@ class BodyWriter:
     def begin_flush(self) -> None:
         """Start writing every record added so far (see end_flush)."""
         if self._segments is not None:
-            # what is left, and the last segments the worker has not started, are compressed
-            # here while the worker finishes the others (the caller would only wait): taken
-            # from the end while that leaves the worker at least as much as this thread
+            # what is left, then the newest slices the worker has not started (until it has
+            # started them all), are compressed here while the worker does the oldest ones: the
+            # caller would only wait, and this way both threads stay busy to the end
             data = self._take()
-            todo = [(data, self._next_window(data))] if data else []
-            mine = len(data)
-            theirs = sum(len(args[0]) for future, args in self._in_flight if not future.done())
+            tail = [(data, self._segments.segment(data, self._next_window(data)))] if data else []
             while self._in_flight:
                 future, args = self._in_flight[-1]
-                size = len(args[0])
-                if mine + size > theirs - size or not future.cancel():
+                if not future.cancel():
                     break
                 self._in_flight.pop()
-                todo.insert(0, args)
-                mine += size
-                theirs -= size
-            self._tail = [(data, self._segments.segment(data, window)) for data, window in todo]
+                tail.insert(0, (args[0], self._segments.segment(*args)))
+            self._tail = tail
         else:
             self._feed()
             self._run(self._sync_and_write)

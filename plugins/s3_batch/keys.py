@@ -16,7 +16,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import methodcaller
 from typing import Any
+
+import orjson
 
 DEFAULT_KEY_TEMPLATE = "{prefix}dt={date}/{t1}_{t2}_{t3}_{hash}{ext}"
 DEFAULT_TIME_FIELDS = ("timestamp", "auditEventTime", "eventCreated")
@@ -35,6 +38,9 @@ _UNSAFE_CHARS_RE = re.compile(r"[^A-Za-z0-9._=@+-]")
 _SECS_LIMIT = 1e11
 _MS_LIMIT = 1e14
 _US_LIMIT = 1e17
+
+_INT_ONLY = {int}
+_DICT_ONLY = {dict}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -114,6 +120,24 @@ class TimeExtractor:
             if type(value) is int and _SECS_LIMIT <= value < _MS_LIMIT:
                 return value
         return self._search(record, arrival_ms)
+
+    def of_lines(self, lines: Sequence[bytes], arrival_ms: int) -> list[int] | None:
+        """The time of each line's record, or None unless every line is a JSON object (what the
+        sink's per-record path would take; a chunk with anything else goes through that path,
+        bad lines included). One pass of C calls over a chunk in the common case: all times
+        epoch ms in the first field."""
+        try:
+            records = list(map(orjson.loads, lines))
+            key = self._first_key
+            if key is not None:
+                times = list(map(methodcaller("get", key), records))  # AttributeError: not an object
+                if set(map(type, times)) == _INT_ONLY and min(times) >= _SECS_LIMIT and max(times) < _MS_LIMIT:
+                    return times
+        except (orjson.JSONDecodeError, AttributeError, TypeError):  # TypeError: an oversized line
+            return None
+        if set(map(type, records)) != _DICT_ONLY:
+            return None
+        return [self(record, arrival_ms) for record in records]
 
     def _search(self, record: Mapping[str, Any], arrival_ms: int) -> int:
         for path in self.paths:
