@@ -38,7 +38,7 @@ COMPRESSION_EXTENSIONS = {"gzip": ".gz", "zstd": ".zst", "none": ""}
 CONTENT_ENCODINGS = {"gzip": "gzip", "zstd": "zstd", "none": None}
 
 SLICE_BYTES = 256 * 1024
-MAX_SLICES_IN_FLIGHT = 8  # per body, when compressing on a worker thread: bounds memory
+MAX_SLICES_IN_FLIGHT = 4  # per body, when compressing on a worker thread: bounds memory
 # compressed bytes are written (and hashed) in pieces of this size, and at every flush: fewer
 # system calls, and fewer times the worker thread has to take the GIL back (see Spool)
 WRITE_BYTES = 256 * 1024
@@ -315,18 +315,23 @@ class BodyWriter:
     def begin_flush(self) -> None:
         """Start writing every record added so far (see end_flush)."""
         if self._segments is not None:
-            # what is left, then the newest slices the worker has not started (until it has
-            # started them all), are compressed here while the worker does the oldest ones: the
-            # caller would only wait, and this way both threads stay busy to the end
+            # what is left, and the last segments the worker has not started, are compressed
+            # here while the worker finishes the others (the caller would only wait): taken
+            # from the end while that leaves the worker at least as much as this thread
             data = self._take()
-            tail = [(data, self._segments.segment(data, self._next_window(data)))] if data else []
+            todo = [(data, self._next_window(data))] if data else []
+            mine = len(data)
+            theirs = sum(len(args[0]) for future, args in self._in_flight if not future.done())
             while self._in_flight:
                 future, args = self._in_flight[-1]
-                if not future.cancel():
+                size = len(args[0])
+                if mine + size > theirs - size or not future.cancel():
                     break
                 self._in_flight.pop()
-                tail.insert(0, (args[0], self._segments.segment(*args)))
-            self._tail = tail
+                todo.insert(0, args)
+                mine += size
+                theirs -= size
+            self._tail = [(data, self._segments.segment(data, window)) for data, window in todo]
         else:
             self._feed()
             self._run(self._sync_and_write)
