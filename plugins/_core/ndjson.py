@@ -91,7 +91,8 @@ class LineReader:
             if len(pending) > max_line:
                 skipping = OversizedLine(len(pending), pending[:OVERSIZE_HEAD_BYTES])
                 pending = b""
-            if len(data) > max_line:  # only then can a complete line be too long
+            # only then can a complete line be too long (max(map(len)): no Python loop per line)
+            if len(data) > max_line and max(map(len, lines), default=0) > max_line:  # type: ignore[arg-type]
                 for i, line in enumerate(lines):
                     if len(line) > max_line:  # type: ignore[arg-type]
                         lines[i] = OversizedLine(len(line), line[:OVERSIZE_HEAD_BYTES])  # type: ignore

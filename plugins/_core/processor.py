@@ -41,6 +41,10 @@ SINK = "sink"
 Emit = Callable[[dict[str, Any], bytes], None]
 """Hand one record downstream: the parsed record and its compact JSON bytes (no newline)."""
 
+LinesEmit = Callable[[list[bytes]], int]
+"""Take an input chunk's lines (without the newline; blank ones included) in one call: returns
+how many of the first ones it took as records; the rest go through `Emit` one by one."""
+
 Position = Any
 """A stage's position at a commit point: anything orjson can serialize (an `orjson.Fragment` of
 already-serialized bytes is the cheap form for large positions)."""
@@ -155,6 +159,10 @@ class Processor:
     def record_handler(self) -> Emit:
         """The function called per input record (the hot path; built once after `open`)."""
         return self.on_record
+
+    def lines_handler(self) -> LinesEmit | None:
+        """Optional: a faster path for whole chunks of stdin lines (see `LinesEmit`)."""
+        return None
 
     def on_record(self, record: dict[str, Any], raw: bytes) -> None:
         raise NotImplementedError(f"{type(self).__name__} takes no records")

@@ -118,6 +118,7 @@ class Runner:
         handler = stage.record_handler()
         if isinstance(sender, StdinSource):
             sender.downstream = stage
+            sender.lines_handler = stage.lines_handler()
             return handler  # a standalone command's hot path: StdinSource counts per chunk
         if isinstance(stage, StdoutSink):
             return handler  # records_out of the sender is what its stdout writer wrote

@@ -24,7 +24,7 @@ from .errors import BadInputError, ConfigError, OutputClosed, TempFailError
 from .ndjson import LineReader, OversizedLine
 from .options import Runtime, StreamConfig
 from .output import BatchWriter
-from .processor import SINK, SOURCE, CommitToken, Emit, Position, Processor, SkipRecord, StageFailed
+from .processor import SINK, SOURCE, CommitToken, Emit, LinesEmit, Position, Processor, SkipRecord, StageFailed
 from .state import write_all
 
 DEAD_LETTER_RAW_MAX_BYTES = 64 * 1024
@@ -168,6 +168,7 @@ class StdinSource(Processor):
         self.deadline: float | None = None
         self.cut_short_bytes: int | None = None  # set when the shutdown timeout stopped reading
         self.downstream: Processor | None = None  # whose failure an exception from `emit` is
+        self.lines_handler: LinesEmit | None = None  # the downstream stage's whole-chunk path
         self._stopped_by_failure = False
 
     def open(self, resume: Any = None) -> None:
@@ -211,7 +212,12 @@ class StdinSource(Processor):
         bad = self.bad
         good = 0
         try:
-            for offset, line in enumerate(lines):
+            start = 0
+            if self.lines_handler is not None:  # a stage that takes whole chunks of good lines
+                start = good = self.lines_handler(lines)  # type: ignore[arg-type]
+                if start:
+                    lines = lines[start:]
+            for offset, line in enumerate(lines, start):
                 if not line:
                     continue  # blank lines are not records (and must not cost an exception each)
                 try:

@@ -19,6 +19,7 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_AGE_SECS = 300.0
 DEFAULT_MAX_OPEN_BATCHES = 32
 NOTHING: tuple[()] = ()
+BLOCK_MARGIN_BYTES = 1024  # see add_block
 
 
 class Body(Protocol):
@@ -28,6 +29,8 @@ class Body(Protocol):
     written_bytes: int
 
     def add(self, line: bytes) -> None: ...
+
+    def add_block(self, block: bytes, count: int) -> None: ...
 
     def size_bound_with(self, extra_raw_bytes: int) -> int: ...
 
@@ -91,6 +94,28 @@ class Batcher:
         if body.records >= self.max_records:
             return [self._close(partition, "records")]
         return NOTHING
+
+    def add_block(self, partition: tuple[str, ...], first_ms: int, last_ms: int, block: bytes, count: int) -> bool:
+        """Add `count` records (`block`: them joined by newlines) at once when no record of them
+        can seal the batch — `add` one by one would seal nothing either; False (nothing added)
+        when the batch is not open yet or may fill: the caller then adds them one by one."""
+        batch = self.open.get(partition)
+        if batch is None or batch.body.records + count >= self.max_records:
+            return False
+        body = batch.body
+        max_bytes = self.limits.max_bytes
+        # `add` decides each record on a bound that its flushes make exact: that bound stays
+        # within this one (for all the records at once) plus one more compressed_bound constant
+        if body.size_bound_with(len(block) + count + 1) + BLOCK_MARGIN_BYTES > max_bytes:
+            return False
+        body.add_block(block, count)
+        batch.budget = max_bytes - body.size_bound_with(0)
+        batch.seen_written = body.written_bytes
+        if first_ms < batch.first_ms:
+            batch.first_ms = first_ms
+        if last_ms > batch.last_ms:
+            batch.last_ms = last_ms
+        return True
 
     def _add_checked(
         self, partition: tuple[str, ...], record_ms: int, line: bytes, batch: OpenBatch | None, cost: int

@@ -214,6 +214,14 @@ class BodyWriter:
         if self._slice_bytes >= SLICE_BYTES:
             self._feed()
 
+    def add_block(self, block: bytes, count: int) -> None:
+        """Append `count` records at once: `block` is them joined by newlines (no trailing one)."""
+        self._slices.append(block.replace(b"\n", b"\n,") if self._array else block)
+        self._slice_bytes += len(block) + count + 1  # as `add` counts them: each record + 2
+        self.records += count
+        if self._slice_bytes >= SLICE_BYTES:
+            self._feed()
+
     def size_bound_with(self, extra_raw_bytes: int) -> int:
         """Upper bound of the sealed object size if a record of `extra_raw_bytes` were added."""
         # bytes still buffered or being written are output of input counted in _fed_since_sync
@@ -231,7 +239,7 @@ class BodyWriter:
             data = lead + b"\n,".join(self._slices) + b"\n"
         else:
             data = b"\n".join(self._slices) + b"\n"
-        self._fed_records += len(self._slices)
+        self._fed_records = self.records
         self._slices.clear()
         self._slice_bytes = 0
         self.raw_bytes += len(data)

@@ -22,14 +22,15 @@ from typing import Any
 
 from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError
 from harmony_pipes._core.options import Runtime, StreamConfig
-from harmony_pipes._core.processor import SINK, CommitToken, Emit, Position, Processor
+from harmony_pipes._core.processor import SINK, CommitToken, Emit, LinesEmit, Position, Processor
 from harmony_pipes._core.state import disk_error
 
 from .batcher import Batcher, OpenBatch
+from .body import SLICE_BYTES
 from .config import COMMAND, SinkConfig
 from .deliver import Deliverer, make_backoff
 from .health import watch
-from .keys import TimeExtractor
+from .keys import _DAY_MS, _HOUR_MS, TimeExtractor
 from .spool import Spool
 from .stores import make_store
 
@@ -203,6 +204,68 @@ class S3Sink(Processor):
             sink.uncommitted = True
             if sealed:
                 to_seal.extend(sealed)  # sealed at the commit point: never ahead of the positions
+
+        return handle
+
+    def lines_handler(self) -> LinesEmit | None:
+        """Whole stdin chunks, a group of lines at a time: when every line of a group is a record
+        (else the per-record path takes over from there, bad lines and all), their times are
+        found in one go and, if they all fall in one partition of a batch they cannot fill, the
+        group joins it as one block — per record, parsing and routing were most of the main
+        thread. Groups of about one compressor slice: the worker compresses a group while this
+        thread parses the next. Not with a validator or `{field:NAME}` partitions (they need
+        every record), nor for lines ending in `\\r` (which `handle` strips)."""
+        if self.validator is not None or self.template.field_paths:
+            return None
+        times_of = self.time_of.of_lines
+        template = self.template
+        bucket_ms = _HOUR_MS if template.uses_hour else _DAY_MS if template.uses_date else 0
+        partition_of = template.partition_of
+        batcher: Batcher = self.batcher  # type: ignore[assignment]
+        add, add_block = batcher.add, batcher.add_block
+        to_seal = self.to_seal
+        sink = self
+        spool_dir = self.config.spool_dir
+        no_record: dict[str, Any] = {}
+
+        def take(lines: list[bytes]) -> bool:
+            """Route one group; False (nothing routed) unless every line is a record."""
+            try:
+                block = b"\n".join(lines)
+            except TypeError:  # an oversized line
+                return False
+            if b"\r" in block:
+                return False
+            times = times_of(lines, sink.arrival_ms)
+            if times is None:
+                return False
+            first_ms, last_ms = min(times), max(times)
+            if not bucket_ms or first_ms // bucket_ms == last_ms // bucket_ms:
+                partition = partition_of(no_record, first_ms) if bucket_ms else ()
+                if add_block(partition, first_ms, last_ms, block, len(lines)):
+                    return True
+            for line, record_ms in zip(lines, times, strict=True):
+                sealed = add(partition_of(no_record, record_ms) if bucket_ms else (), record_ms, line)
+                if sealed:
+                    to_seal.extend(sealed)  # sealed at the commit point: never ahead of the positions
+            return True
+
+        def handle(lines: list[bytes]) -> int:
+            count = len(lines)
+            try:
+                size = sum(map(len, lines))
+            except TypeError:  # an oversized line
+                return 0
+            step = max(1, count * SLICE_BYTES // max(size, 1))
+            taken = 0
+            try:
+                while taken < count and take(lines[taken : taken + step]):
+                    taken = min(count, taken + step)
+            except OSError as exc:  # the spool disk is full or gone: what is committed stays safe
+                raise disk_error(spool_dir, exc) from None
+            if taken:
+                sink.uncommitted = True
+            return taken
 
         return handle
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
 from typing import Any
 
@@ -10,12 +11,13 @@ import pytest
 
 from harmony_pipes._core.errors import AuthError, ConfigError, ExitCode, RuntimeFailure
 from harmony_pipes._core.log import Log
-from harmony_pipes._core.options import Runtime
+from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.output import BatchWriter
 from harmony_pipes._core.processor import SINK, SOURCE, TRANSFORM, CommitToken, Processor, Resume, SkipRecord
 from harmony_pipes._core.runner import Runner, worst_exit_code
 from harmony_pipes._core.signals import StopFlag
 from harmony_pipes._core.stats import Stats
+from harmony_pipes._core.stdio import StdinSource
 from harmony_pipes.chain import split_stages
 
 
@@ -297,3 +299,43 @@ def test_chain_text_splits_like_a_shell_pipe() -> None:
         split_stages("a || b")
     with pytest.raises(ConfigError):
         split_stages("a 'open")
+
+
+class ChunkSink(ListSink):
+    """Takes the leading lines of each chunk that start with `{"fast"` in one call."""
+
+    def __init__(self, rt: Runtime, events: list) -> None:
+        super().__init__(rt, events)
+        self.fast: list[bytes] = []
+
+    def lines_handler(self):
+        def take(lines: list[bytes]) -> int:
+            count = 0
+            for line in lines:
+                if not line.startswith(b'{"fast"'):
+                    break
+                count += 1
+            self.fast += lines[:count]
+            self.records += [orjson.loads(line) for line in lines[:count]]
+            return count
+
+        return take
+
+
+def test_a_stage_can_take_the_leading_lines_of_a_chunk_and_the_rest_go_one_by_one(tmp_path) -> None:
+    events: list = []
+    stop = StopFlag()
+    lines = [b'{"fast":1}', b'{"fast":2}', b"not json", b'{"fast":3}', b"", b"[1]", b'{"slow":4}']
+    data = tmp_path / "in.ndjson"
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    dead = tmp_path / "dead.ndjson"
+    head_rt = runtime("stdin", stop, events)
+    head = StdinSource(head_rt, StreamConfig(dead_letter_path=str(dead)), fd=os.open(data, os.O_RDONLY))
+    sink = ChunkSink(runtime("sink", stop, events), events)
+    assert Runner([head, sink], stop).run() == 0
+    assert sink.fast == lines[:2]  # the first good lines in one call; the rest one by one
+    assert sink.records == [{"fast": 1}, {"fast": 2}, {"fast": 3}, {"slow": 4}]
+    assert head_rt.stats.counters["records_in"] == 4
+    assert head_rt.stats.counters["bad_records"] == 2
+    bad = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [b["line_no"] for b in bad] == [3, 6]  # physical line numbers, as without the fast path

@@ -121,3 +121,48 @@ def test_first_and_last_time(tmp_path: Path) -> None:
     (batch,) = batcher.drain()
     assert (batch.first_ms, batch.last_ms) == (10, 90)
     seal_all([batch])
+
+
+@pytest.mark.parametrize("max_bytes", [20_000, 64 << 20])
+def test_blocks_fill_objects_as_records_one_by_one_do(tmp_path: Path, max_bytes: int) -> None:
+    """The sink's whole-chunk path: `add_block` takes a group only when no record of it could
+    seal the batch, else the caller adds them one by one — so the objects hold the same records."""
+    spec = BodySpec("ndjson", "gzip")
+    limits = Limits(max_records=250, max_bytes=max_bytes)
+    one = make_batcher(tmp_path / "one", limits, spec, Clock())
+    blocks = make_batcher(tmp_path / "blocks", limits, spec, Clock())
+    (tmp_path / "one").mkdir()
+    (tmp_path / "blocks").mkdir()
+    expected, got, refused = [], [], 0
+    for start in range(0, 2000, 40):
+        group = [line(i) for i in range(start, start + 40)]
+        for i, record in enumerate(group):
+            expected += one.add((), start + i, record)
+        if blocks.add_block((), start, start + 39, b"\n".join(group), len(group)):
+            continue
+        refused += 1
+        for i, record in enumerate(group):
+            got += blocks.add((), start + i, record)
+    expected += one.drain()
+    got += blocks.drain()
+
+    def contents(batches) -> list[tuple[list[int], int, int, str]]:
+        out = []
+        for batch in batches:
+            batch.body.finish()
+            ids = [orjson.loads(r)["i"] for r in read_records(batch.body.path, spec)]
+            out.append((ids, batch.first_ms, batch.last_ms, batch.reason))
+        return out
+
+    assert contents(got) == contents(expected)
+    assert 0 < refused < 50  # a new batch, or one that could fill: one by one; else one block
+
+
+def test_a_block_is_refused_where_a_record_could_seal_the_batch(tmp_path: Path) -> None:
+    batcher = make_batcher(tmp_path, Limits(max_records=10), BodySpec("ndjson", "none"), Clock())
+    block = b"\n".join(line(i) for i in range(4))
+    assert not batcher.add_block((), 0, 3, block, 4)  # no open batch yet
+    assert not batcher.add((), 0, line(0))
+    assert batcher.add_block((), 1, 4, block, 4)
+    assert not batcher.add_block((), 5, 9, block + b"\n" + line(9), 5)  # would reach 10: sealed one by one
+    assert batcher.open[()].records == 5

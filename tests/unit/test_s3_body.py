@@ -210,3 +210,26 @@ def test_flushes_that_take_over_queued_segments_keep_the_input_order(tmp_path: P
         (tmp_path / "t").write_bytes(data[:cut])
         got = list(read_records(tmp_path / "t", spec))
         assert got == records[: len(got)]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_blocks_of_records_give_the_body_records_one_by_one_give(tmp_path: Path, fmt: str, compression: str) -> None:
+    """`add_block` (the sink's whole-chunk path) mixed with `add`: the same records, in order."""
+    records = alert_records(3000, seed=3)
+    spec = BodySpec(fmt, compression)
+    with ThreadPoolExecutor(1) as worker:
+        writer = BodyWriter(tmp_path / "b", spec, worker)
+        for start in range(0, len(records), 700):  # ~400 KB per group: more than one slice
+            group = records[start : start + 700]
+            writer.add(group[0])
+            writer.add_block(b"\n".join(group[1:]), len(group) - 1)
+            if start % 1400 == 0:
+                writer.flush()
+                assert writer.flushed_records == start + len(group)
+        assert writer.records == len(records)
+        writer.finish()
+    expected = b"".join(r + b"\n" for r in records) if fmt == "ndjson" else b"[" + b"\n,".join(records) + b"\n]"
+    assert decompress((tmp_path / "b").read_bytes(), compression) == expected
+    assert writer.raw_bytes == len(expected)
+    assert list(read_records(tmp_path / "b", spec)) == records

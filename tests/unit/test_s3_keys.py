@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from harmony_pipes._core.ndjson import OversizedLine
 from harmony_pipes.s3_batch.keys import (
     DEFAULT_KEY_TEMPLATE,
     KeyTemplate,
@@ -212,3 +214,30 @@ def test_record_values_never_make_a_hidden_or_dot_segment(value) -> None:
         prefix="", first_ms=MAY_1, last_ms=MAY_1, written_ms=MAY_1, sha256_hex="0" * 64, ext=".x", field_values=[part]
     )
     assert key_problem(key) is None
+
+
+def test_the_times_of_a_chunk_are_those_of_its_records_one_by_one() -> None:
+    lines = [
+        b'{"timestamp": 1714521600123, "a": 1}',
+        b'{"timestamp": "2024-05-01T00:00:01Z"}',
+        b'{"auditEventTime": 1714521602}',
+        b'{"timestamp": true, "eventCreated": "1714521603000"}',
+        b'{"b": 2}',
+        b'{"timestamp": 1e308}',
+    ]
+    extractor = TimeExtractor()
+    assert extractor.of_lines(lines, 5) == [extractor(orjson.loads(line), 5) for line in lines]
+    assert extractor.of_lines(lines[:1] * 3, 5) == [1_714_521_600_123] * 3  # the all-epoch-ms shortcut
+    nested = TimeExtractor("meta.at")
+    assert nested.of_lines([b'{"meta": {"at": 1714521600000}}', b'{"meta": 3}'], 5) == [1_714_521_600_000, 5]
+
+
+@pytest.mark.parametrize(
+    "bad", [b"", b"   ", b"not json", b"[1]", b'"text"', b"7", b'{"timestamp": 1', b'{"x": 1e400}', b'{"x": "\xff"}']
+)
+def test_a_chunk_with_any_line_that_is_not_a_record_has_no_times(bad: bytes) -> None:
+    """None sends the whole chunk through the per-record path: it counts the bad lines."""
+    good = b'{"timestamp": 1714521600123}'
+    for extractor in (TimeExtractor(), TimeExtractor("meta.at")):
+        assert extractor.of_lines([good, bad, good], 5) is None
+    assert TimeExtractor().of_lines([good, OversizedLine(2 << 20, b"{")], 5) is None  # type: ignore[list-item]
