@@ -135,7 +135,7 @@ def sink_options(f: F) -> F:
                 "--compression-level",
                 env="COMPRESSION_LEVEL",
                 type=click.IntRange(1, 19),
-                help="gzip 1-9 (default 6; 1 is ISA-L, the fastest; 2-9 zlib-ng), zstd 1-19 (default 3). "
+                help="gzip 1-9 (default 5; 1 is ISA-L, the fastest; 2-9 zlib-ng), zstd 1-19 (default 3). "
                 "Speed and size per level: docs/s3-batch.md.",
             ),
             opt(
