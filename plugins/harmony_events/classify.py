@@ -35,6 +35,10 @@ FIX_BAD_REQUEST = "check the configuration: --types, --states, --severities, --s
 FIX_RATE_LIMIT = "the quota recovers by itself: retry later, or poll less often (--interval-secs)"
 FIX_TLS = "install the gateway's CA (set REQUESTS_CA_BUNDLE) or, on a trusted network only, use --insecure"
 FIX_NETWORK = "check --base-url / --region, DNS, proxy (HTTPS_PROXY) and firewall"
+FIX_PROXY_AUTH = (
+    "put the proxy's user and password in HTTPS_PROXY (HTTP_PROXY for an http gateway): "
+    "http://USER:PASSWORD@HOST:PORT, special characters percent-encoded"
+)
 
 
 class TokenRejected(Exception):

@@ -33,6 +33,7 @@ from harmony_pipes._core.stats import Stats
 from .classify import (
     FIX_CREDENTIALS,
     FIX_NETWORK,
+    FIX_PROXY_AUTH,
     FIX_TLS,
     ScrollInterrupted,
     TokenRejected,
@@ -42,7 +43,7 @@ from .classify import (
     retries_exhausted,
 )
 from .page import decode_page
-from .transport import BROKEN, CONNECT, CONNECT_TIMEOUT, TIMEOUT, TLS, Connection, Ticket, TransportError
+from .transport import BROKEN, CONNECT, CONNECT_TIMEOUT, PROXY_AUTH, TIMEOUT, TLS, Connection, Ticket, TransportError
 
 AUTH_PATH = "/auth/external"
 API_PREFIX = "/app/hec-api/v1.0"
@@ -188,6 +189,8 @@ class HecClient:
         fatal (exit 4); the rest is retried."""
         if exc.kind == TLS:
             return UnreachableError(f"TLS verification of {self.base_url} failed ({exc.reason})", FIX_TLS)
+        if exc.kind == PROXY_AUTH:  # never retried: the same credentials get the same answer
+            return AuthError(f"cannot reach {self.base_url}: {exc.reason}", FIX_PROXY_AUTH)
         if exc.kind == CONNECT:
             if not self.reached:
                 return UnreachableError(f"cannot reach {self.base_url} ({exc.reason})", FIX_NETWORK)

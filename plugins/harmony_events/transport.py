@@ -14,16 +14,20 @@ connection, other). After any failure the connection is closed, so the next requ
 one. A connection the server closed while idle is noticed before it is reused (as urllib3 did),
 so a keep-alive timeout costs a reconnect, never a failed request. Redirects are never followed
 (http.client does not). Proxies (HTTPS_PROXY / HTTP_PROXY, NO_PROXY) are honoured: an https
-gateway through a CONNECT tunnel, an http one with absolute request URIs.
+gateway through a CONNECT tunnel, an http one with absolute request URIs; credentials in the proxy
+URL (`http://USER:PASSWORD@HOST:PORT`, percent-encoded) are sent as `Proxy-Authorization: Basic`,
+as requests does. A proxy URL without a scheme is an http:// one (requests' reading too); an
+https:// proxy URL (TLS to the proxy itself) is refused with a clear error.
 """
 
 from __future__ import annotations
 
+import base64
 import select
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:  # imported when the first connection is made: `--help` must not pay for them
     import http.client
@@ -35,7 +39,9 @@ CONNECT = "connect"  # refused, no route, DNS: nothing answered
 CONNECT_TIMEOUT = "connect_timeout"
 TIMEOUT = "timeout"  # connected, but no (complete) answer in time
 BROKEN = "broken"  # reset, closed mid-answer, not HTTP, proxy refused the tunnel
+PROXY_AUTH = "proxy_auth"  # the proxy asked for credentials (407): none, or wrong ones
 OTHER = "other"
+PROXY_AUTH_STATUS = 407
 
 
 class TransportError(Exception):
@@ -81,7 +87,10 @@ class Connection:
         self.path_prefix = target.path.rstrip("/")
         self.timeout_secs = timeout_secs
         self.tls_context = tls_context
+        if proxy and "://" not in proxy:
+            proxy = "http://" + proxy
         self.proxy = urlsplit(proxy) if proxy else None
+        self.proxy_headers = proxy_auth_headers(self.proxy)
         self.headers = headers
         self._conn: http.client.HTTPConnection | None = None
         self._pending: Ticket | None = None
@@ -104,7 +113,7 @@ class Connection:
         proxy_host, proxy_port = self.proxy.hostname or "", self.proxy.port or 80
         if self.scheme == "https":  # TLS with the gateway inside a CONNECT tunnel
             conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=self.tls_context)
-            conn.set_tunnel(self.host, self.port)
+            conn.set_tunnel(self.host, self.port, headers=self.proxy_headers)
             return conn
         return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout)
 
@@ -120,7 +129,10 @@ class Connection:
                 conn.connect()
             except BaseException as exc:
                 conn.close()
-                raise _connect_failure(exc) from None
+                error = _connect_failure(exc)
+                if error.kind == PROXY_AUTH:
+                    error.reason = _proxy_auth_reason(self.proxy_headers)
+                raise error from None
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conn = conn
         return conn
@@ -146,6 +158,9 @@ class Connection:
                 conn.putheader(name, value)
             for name, value in headers.items():
                 conn.putheader(name, value)
+            if self._absolute:  # the proxy reads this request (a tunnel's got them on CONNECT)
+                for name, value in self.proxy_headers.items():
+                    conn.putheader(name, value)
             conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body)
         except TransportError as exc:
@@ -181,6 +196,8 @@ class Connection:
             raise error from None
         if resp.will_close:
             self.close()
+        if resp.status == PROXY_AUTH_STATUS and self._absolute:  # the proxy's answer, not the gateway's
+            raise TransportError(PROXY_AUTH, _proxy_auth_reason(self.proxy_headers))
         return Answer(resp.status, resp.headers, body)
 
     def discard(self, ticket: Ticket) -> None:
@@ -191,6 +208,19 @@ class Connection:
             self.receive(ticket)
         except Exception:
             pass
+
+
+def proxy_auth_headers(proxy: Any) -> dict[str, str]:
+    """`Proxy-Authorization: Basic ...` from the proxy URL's user and password (none without)."""
+    if proxy is None or proxy.username is None:
+        return {}
+    pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}"
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}
+
+
+def _proxy_auth_reason(proxy_headers: dict[str, str]) -> str:
+    sent = "with the credentials in the proxy URL" if proxy_headers else "and the proxy URL holds none"
+    return f"the proxy asked for credentials (HTTP 407) {sent}"
 
 
 def _dropped(sock: socket.socket) -> bool:
@@ -218,6 +248,9 @@ def _connect_failure(exc: BaseException) -> TransportError:
     if isinstance(exc, TimeoutError | socket.timeout):
         return TransportError(CONNECT_TIMEOUT, "timed out")
     if isinstance(exc, OSError) and str(exc).startswith("Tunnel connection failed"):
+        # http.client's text: "Tunnel connection failed: 407 Proxy Authentication Required"
+        if str(exc).split(":", 1)[1].split()[:1] == [str(PROXY_AUTH_STATUS)]:
+            return TransportError(PROXY_AUTH, "the proxy asked for credentials (HTTP 407)")
         return TransportError(BROKEN, "the proxy refused the tunnel")
     if isinstance(exc, OSError | http.client.HTTPException):
         return TransportError(CONNECT, _reason(exc))

@@ -1,17 +1,20 @@
 """harmony-events' HTTP connection against gateways that behave like real ones and unlike
 hec-emulator: one that closes a keep-alive connection once it has been idle a moment, one that
 answers in chunks (Transfer-Encoding: chunked), one behind TLS with a certificate of its own CA,
-and a forward proxy (HTTP_PROXY). Each is a small relay on 127.0.0.1 in front of a real
+and a proxy (HTTP_PROXY forwarding, HTTPS_PROXY tunnelling with CONNECT), with or without
+credentials. Each is a small relay on 127.0.0.1 in front of a real
 hec-emulator, and harmony-events runs as a real process.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.client
 import ipaddress
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import threading
@@ -51,7 +54,8 @@ class Relay:
     """Forwards every POST to `upstream` (also when asked with an absolute URI, as a proxy is).
     `idle_close_secs`: a keep-alive connection idle that long is closed without notice (as a load
     balancer's idle timeout does). `chunked`: answers are sent in 4 KiB chunks. `tls`: (cert,
-    key) PEM files: the relay speaks https."""
+    key) PEM files: the relay speaks https. `proxy_login`: (user, password) a proxy asks for
+    (407 without them). As a proxy it also tunnels CONNECT to any 127.0.0.1 port."""
 
     def __init__(
         self,
@@ -60,9 +64,15 @@ class Relay:
         idle_close_secs: float | None = None,
         chunked: bool = False,
         tls: tuple[Path, Path] | None = None,
+        proxy_login: tuple[str, str] | None = None,
     ) -> None:
         self.connections = 0
         self.targets: list[str] = []
+        self.header_names: set[str] = set()
+        self.refused = 0
+        expected_auth = None
+        if proxy_login is not None:
+            expected_auth = "Basic " + base64.b64encode(":".join(proxy_login).encode()).decode()
         target = urlsplit(upstream)
         relay = self
 
@@ -80,8 +90,51 @@ class Relay:
             def log_error(self, *args) -> None:
                 pass
 
+            def _login_refused(self) -> bool:
+                relay.header_names.update(name.lower() for name in self.headers)
+                if expected_auth is None or self.headers.get("Proxy-Authorization") == expected_auth:
+                    return False
+                relay.refused += 1
+                self.send_response(407)
+                self.send_header("Proxy-Authenticate", 'Basic realm="test"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
+            def do_CONNECT(self) -> None:
+                relay.targets.append("CONNECT " + self.path)
+                if self._login_refused():
+                    return
+                host, port = self.path.rsplit(":", 1)
+                assert host == "127.0.0.1", host  # network traffic stays on this host
+                upstream_sock = socket.create_connection((host, int(port)), timeout=30)
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.flush()
+
+                def pump(source: socket.socket, sink: socket.socket) -> None:
+                    try:
+                        while chunk := source.recv(65536):
+                            sink.sendall(chunk)
+                    except OSError:
+                        pass
+                    for sock in (source, sink):
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+
+                back = threading.Thread(target=pump, args=(upstream_sock, self.connection), daemon=True)
+                back.start()
+                pump(self.connection, upstream_sock)
+                back.join(timeout=30)
+                upstream_sock.close()
+                self.close_connection = True
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self._login_refused():
+                    return
                 relay.targets.append(self.path)
                 upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 headers = {name: self.headers[name] for name in FORWARDED if self.headers.get(name)}
@@ -235,3 +288,58 @@ def test_tls_is_verified_against_the_ca_bundle_or_not_at_all_with_insecure(tenan
     assert trusted.returncode == 0 and trusted.stdout == plain.stdout, trusted.stderr
     assert insecure.returncode == 0 and insecure.stdout == plain.stdout, insecure.stderr
     assert "NOT verified" in insecure.stderr
+
+
+PROXY_USER, PROXY_PASSWORD = "svc-harmony", "p@ss:w/rd%secret"
+PROXY_PASSWORD_IN_URL = "p%40ss%3Aw%2Frd%25secret"  # the same password, percent-encoded
+
+
+@pytest.mark.parametrize("gateway", ["http", "https"])
+def test_a_proxy_that_asks_for_credentials_gets_those_of_its_url(tenant, tmp_path, gateway) -> None:
+    """HTTP_PROXY (an http gateway, absolute URIs) and HTTPS_PROXY (an https one, CONNECT tunnel)
+    with `USER:PASSWORD@` in the URL: the proxy gets them as Proxy-Authorization, the gateway never
+    does, and the bytes are those of a direct run. Without them, or with a wrong password: exit 3,
+    one error line naming the fix, no retries, and the password in no output."""
+    args = ["harmony-events", "--once", "--start", "2h", "--max-retries", "2"]
+    with start_emulator("--events", str(tenant), "--page-size", "100") as emu:
+        direct = run_cli(args, env={**collector_env(emu.url), **NO_PROXY_ENV})
+        with (
+            relaying(emu.url, tls=self_signed(tmp_path) if gateway == "https" else None) as target,
+            relaying(emu.url, proxy_login=(PROXY_USER, PROXY_PASSWORD)) as proxy,
+        ):
+            env = {**collector_env(target.url), **NO_PROXY_ENV}
+            if gateway == "https":
+                env["REQUESTS_CA_BUNDLE"] = str(tmp_path / "gateway.pem")
+            name = f"{gateway.upper()}_PROXY"
+            proxy_host = proxy.url.split("://", 1)[1]
+
+            def via(url: str):
+                return run_cli(args, env={**env, name: url, name.lower(): url})
+
+            logged_in = via(f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@{proxy_host}")
+            tunnels = [t for t in proxy.targets if t.startswith("CONNECT ")]
+            refused_before = proxy.refused
+            anonymous = via(proxy.url)
+            wrong = via(f"{PROXY_USER}:wrong-{PROXY_PASSWORD_IN_URL}@{proxy_host}")  # no scheme: http://
+    assert direct.returncode == 0 and len(direct.stdout_lines) == 700, direct.stderr
+    assert logged_in.returncode == 0, logged_in.stderr
+    assert logged_in.stdout == direct.stdout and logged_in.stats["retries"] == 0
+    assert refused_before == 0
+    if gateway == "https":  # one tunnel per connection, to the gateway named in the URL
+        assert tunnels and all(t == "CONNECT " + target.url.split("://", 1)[1] for t in tunnels)
+    else:
+        assert tunnels == [] and all(t.startswith(target.url + "/") for t in proxy.targets)
+    assert "proxy-authorization" not in target.header_names  # only the proxy gets the credentials
+    assert proxy.refused == 2  # each refused run asked once: a 407 is not retried
+    for refused, sent in (
+        (anonymous, "and the proxy URL holds none"),
+        (wrong, "with the credentials in the proxy URL"),
+    ):
+        assert refused.returncode == 3, refused.stderr
+        lines = error_lines(refused.stderr)
+        assert len(lines) == 1, refused.stderr
+        assert f"proxy asked for credentials (HTTP 407) {sent}" in lines[0]
+        assert "http://USER:PASSWORD@HOST:PORT" in lines[0] and not refused.stdout
+    for run in (logged_in, anonymous, wrong):
+        for secret in (PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, "wrong-"):
+            assert secret not in run.stderr
