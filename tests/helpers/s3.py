@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from tests.conftest import AWS_TEST_ENV, command_path, free_port
+from tests.helpers.sockets import pump
 from tests.helpers.wait import wait_until  # noqa: F401  (re-exported for the s3 tests)
 
 
@@ -357,22 +358,8 @@ class TcpProxy:
                     return
                 self.conns += [client, upstream]
                 self.accepted += 1
-            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
-
-    def _pipe(self, src: Any, dst: Any) -> None:
-        import socket
-
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
 
     def cut(self) -> None:
         import socket

@@ -36,6 +36,7 @@ from tests.conftest import command_path, run_cli
 from tests.helpers.emulator import start_emulator
 from tests.helpers.events import collector_env, ids_of, make_events, write_events
 from tests.helpers.logs import error_lines
+from tests.helpers.sockets import pump
 
 pytestmark = pytest.mark.integration
 
@@ -111,18 +112,6 @@ class Relay:
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.flush()
-
-                def pump(source: socket.socket, sink: socket.socket) -> None:
-                    try:
-                        while chunk := source.recv(65536):
-                            sink.sendall(chunk)
-                    except OSError:
-                        pass
-                    for sock in (source, sink):
-                        try:
-                            sock.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass
 
                 back = threading.Thread(target=pump, args=(upstream_sock, self.connection), daemon=True)
                 back.start()
