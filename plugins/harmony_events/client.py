@@ -108,12 +108,13 @@ class HecClient:
         self.clock = clock
         self.wall_clock = wall_clock
         self.on_retry = on_retry
-        # the environment (HTTPS_PROXY / NO_PROXY, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, as requests
+        # the environment (HTTPS_PROXY / ALL_PROXY / NO_PROXY, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, as requests
         # reads them) read once here, not per request
         self.verify_tls = verify_tls
         scheme, _, rest = self.base_url.partition("://")
         host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-        proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(scheme)
+        proxies = {} if urllib.request.proxy_bypass(host) else urllib.request.getproxies()
+        proxy = proxies.get(scheme) or proxies.get("all")  # ALL_PROXY too, as requests reads it
         self.conn = Connection(
             self.base_url,
             timeout_secs=timeout_secs,

@@ -47,6 +47,8 @@ NO_PROXY_ENV = {
     "https_proxy": "",
     "NO_PROXY": "",
     "no_proxy": "",
+    "ALL_PROXY": "",
+    "all_proxy": "",
 }
 FORWARDED = ("Authorization", "Content-Type", "Accept", "x-av-req-id")
 
@@ -285,7 +287,8 @@ PROXY_PASSWORD_IN_URL = "p%40ss%3Aw%2Frd%25secret"  # the same password, percent
 
 @pytest.mark.parametrize("gateway", ["http", "https"])
 def test_a_proxy_that_asks_for_credentials_gets_those_of_its_url(tenant, tmp_path, gateway) -> None:
-    """HTTP_PROXY (an http gateway, absolute URIs) and HTTPS_PROXY (an https one, CONNECT tunnel)
+    """HTTP_PROXY (an http gateway, absolute URIs) and HTTPS_PROXY (an https one, CONNECT tunnel),
+    or ALL_PROXY for either,
     with `USER:PASSWORD@` in the URL: the proxy gets them as Proxy-Authorization, the gateway never
     does, and the bytes are those of a direct run. Without them, or with a wrong password: exit 3,
     one error line naming the fix, no retries, and the password in no output."""
@@ -306,6 +309,10 @@ def test_a_proxy_that_asks_for_credentials_gets_those_of_its_url(tenant, tmp_pat
                 return run_cli(args, env={**env, name: url, name.lower(): url})
 
             logged_in = via(f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@{proxy_host}")
+            through_proxy = len(proxy.targets)
+            everything = f"http://{PROXY_USER}:{PROXY_PASSWORD_IN_URL}@{proxy_host}"
+            all_proxy = run_cli(args, env={**env, "ALL_PROXY": everything, "all_proxy": everything})
+            all_proxy_requests = len(proxy.targets) - through_proxy
             tunnels = [t for t in proxy.targets if t.startswith("CONNECT ")]
             refused_before = proxy.refused
             anonymous = via(proxy.url)
@@ -313,6 +320,8 @@ def test_a_proxy_that_asks_for_credentials_gets_those_of_its_url(tenant, tmp_pat
     assert direct.returncode == 0 and len(direct.stdout_lines) == 700, direct.stderr
     assert logged_in.returncode == 0, logged_in.stderr
     assert logged_in.stdout == direct.stdout and logged_in.stats["retries"] == 0
+    assert all_proxy.returncode == 0 and all_proxy.stdout == direct.stdout, all_proxy.stderr
+    assert all_proxy_requests > 0  # ALL_PROXY: through the proxy, the same bytes
     assert refused_before == 0
     if gateway == "https":  # one tunnel per connection, to the gateway named in the URL
         assert tunnels and all(t == "CONNECT " + target.url.split("://", 1)[1] for t in tunnels)
@@ -329,6 +338,6 @@ def test_a_proxy_that_asks_for_credentials_gets_those_of_its_url(tenant, tmp_pat
         assert len(lines) == 1, refused.stderr
         assert f"proxy asked for credentials (HTTP 407) {sent}" in lines[0]
         assert "http://USER:PASSWORD@HOST:PORT" in lines[0] and not refused.stdout
-    for run in (logged_in, anonymous, wrong):
+    for run in (logged_in, all_proxy, anonymous, wrong):
         for secret in (PROXY_PASSWORD, PROXY_PASSWORD_IN_URL, "wrong-"):
             assert secret not in run.stderr
