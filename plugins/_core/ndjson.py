@@ -85,14 +85,17 @@ class LineReader:
                 yield line_no, [done]
                 line_no += 1
                 chunk = chunk[cut + 1 :]
-            data = pending + chunk if pending else chunk
-            lines: list[bytes | OversizedLine] = data.split(b"\n")
+            # the pending line joins the chunk's first line only: no copy of the whole chunk
+            data_bytes = len(pending) + len(chunk)
+            lines: list[bytes | OversizedLine] = chunk.split(b"\n")
+            if pending:
+                lines[0] = pending + lines[0]  # type: ignore[operator]
             pending = lines.pop()  # type: ignore[assignment]
             if len(pending) > max_line:
                 skipping = OversizedLine(len(pending), pending[:OVERSIZE_HEAD_BYTES])
                 pending = b""
             # only then can a complete line be too long (max(map(len)): no Python loop per line)
-            if len(data) > max_line and max(map(len, lines), default=0) > max_line:  # type: ignore[arg-type]
+            if data_bytes > max_line and max(map(len, lines), default=0) > max_line:  # type: ignore[arg-type]
                 for i, line in enumerate(lines):
                     if len(line) > max_line:  # type: ignore[arg-type]
                         lines[i] = OversizedLine(len(line), line[:OVERSIZE_HEAD_BYTES])  # type: ignore

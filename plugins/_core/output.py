@@ -9,6 +9,7 @@ from collections.abc import Callable
 from .errors import OutputClosed
 
 DEFAULT_MAX_BUFFER_BYTES = 256 * 1024
+IOV_MAX = 1024
 
 
 class BatchWriter:
@@ -39,10 +40,11 @@ class BatchWriter:
         self.on_flushed: Callable[[], None] | None = None
         self._lines: list[bytes] = []
         self._size = 0
+        self._blocked_lines = 0  # lines that came inside `write_block` blocks, beyond one each
 
     @property
     def pending_lines(self) -> int:
-        return len(self._lines)
+        return len(self._lines) + self._blocked_lines
 
     def write(self, line: bytes) -> None:
         self._lines.append(line)
@@ -57,11 +59,39 @@ class BatchWriter:
         if self._size >= self.max_buffer_bytes:
             self.flush()
 
+    def write_block(self, block: bytes, lines: int) -> None:
+        """`write` for `lines` lines already joined by newlines (no trailing one): no split, no
+        second join."""
+        self._lines.append(block)
+        self._blocked_lines += lines - 1
+        self._size += len(block) + 1
+        if self._size >= self.max_buffer_bytes:
+            self.flush()
+
+    def write_now(self, parts: list[bytes | memoryview], lines: int) -> None:
+        """Write `parts` (together `lines` whole lines, newlines included) at once, after what
+        is buffered, keeping no reference: for blocks in a buffer the caller reuses next (a
+        helper process's shared memory) — written from there, not copied."""
+        self.flush()
+        if self.closed:
+            raise OutputClosed()
+        try:
+            written = write_vectors(self.fd, parts)
+        except BrokenPipeError as exc:
+            self.closed = True
+            raise OutputClosed() from exc
+        self.lines_written += lines
+        self.bytes_written += written
+        self.last_flush_at = self.clock()
+        if self.on_flushed is not None:
+            self.on_flushed()
+
     def flush(self) -> None:
         self.last_flush_at = self.clock()
         if not self._lines:
             return
         lines, self._lines, self._size = self._lines, [], 0
+        count, self._blocked_lines = len(lines) + self._blocked_lines, 0
         data = b"\n".join(lines) + b"\n"
         if self.closed:
             raise OutputClosed()
@@ -73,7 +103,7 @@ class BatchWriter:
         except BrokenPipeError as exc:
             self.closed = True
             raise OutputClosed() from exc
-        self.lines_written += len(lines)
+        self.lines_written += count
         self.bytes_written += len(data)
         if self.on_flushed is not None:
             self.on_flushed()
@@ -82,3 +112,18 @@ class BatchWriter:
         """Flush when lines have waited longer than `max_staleness_secs` (a slow trickle)."""
         if self._lines and self.clock() - self.last_flush_at >= max_staleness_secs:
             self.flush()
+
+
+def write_vectors(fd: int, parts: list[bytes | memoryview]) -> int:
+    """Every byte of `parts` to `fd` with `os.writev` (short writes resumed); returns the count."""
+    views = [memoryview(part) for part in parts if len(part)]
+    total = 0
+    while views:
+        written = os.writev(fd, views[:IOV_MAX])
+        total += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if written:
+            views[0] = views[0][written:]
+    return total

@@ -313,16 +313,17 @@ class Runner:
                 self.codes[index] = code
 
 
-def run_command(processor: Processor) -> int:
+def run_command(processor: Processor, head: StdinSource | None = None) -> int:
     """Run one command the way its console script does: `stdin →` a transform or sink, a
-    source or transform `→ stdout`. Prints every failure as one line; returns the exit code."""
+    source or transform `→ stdout`. Prints every failure as one line; returns the exit code.
+    `head`: stdin read another way (harmony-alerts' helper processes)."""
     runtime = processor.runtime
     stream = processor.stream
     stages: list[Processor] = []
     if processor.role != SOURCE:
         if stream is None:
             raise ValueError(f"{processor.command} reads stdin but has no stream options")
-        stages.append(StdinSource(runtime, stream))
+        stages.append(head or StdinSource(runtime, stream))
     stages.append(processor)
     if processor.role == SINK:
         processor.emit = emit_to_writer(runtime.writer)  # its receipts

@@ -18,6 +18,7 @@ from harmony_pipes._core.runner import run_command
 from harmony_pipes._core.version import version_option
 
 from .config import COMMAND, AlertsConfig, options
+from .pool import PooledStdin, default_workers
 from .run import AlertsProcessor
 
 
@@ -48,7 +49,14 @@ def cli(**params: Any) -> int:
     are deduplicated on --dedupe-key, tenantid + eventId by default (first occurrence wins).
     """
     runtime = Runtime.from_options(COMMAND, params)
-    return run_command(build(params, runtime))
+    alerts = build(params, runtime)
+    stream = alerts.stream
+    workers = alerts.config.workers
+    if workers is None:
+        workers = default_workers()
+    if stream is None or workers <= 0 or stream.strict:
+        return run_command(alerts)
+    return run_command(alerts, head=PooledStdin(runtime, stream, alerts, workers))
 
 
 STAGE_COMMAND = cli  # parses a harmony-alerts stage of `harmony-pipes chain`

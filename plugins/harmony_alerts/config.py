@@ -30,6 +30,7 @@ class AlertsConfig:
     dedupe: bool = True
     dedupe_key: DedupeKey = field(default_factory=lambda: DedupeKey.parse(DEFAULT_DEDUPE_KEY))
     state_dir: str | None = None
+    workers: int | None = None  # helper processes (pool.py); None: one per spare CPU, at most one
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> AlertsConfig:
@@ -45,6 +46,7 @@ class AlertsConfig:
             dedupe=not params["no_dedupe"],
             dedupe_key=params["dedupe_key"],
             state_dir=params["state_dir"],
+            workers=params["workers"],
         )
 
 
@@ -113,6 +115,16 @@ def options(f: F) -> F:
                 f"names ({', '.join(DEDUPE_FIELDS)}).",
             ),
             _opt("--no-dedupe", env="NO_DEDUPE", is_flag=True, help="Emit every alert, duplicates included."),
+            _opt(
+                "--workers",
+                env="WORKERS",
+                type=click.IntRange(min=0),
+                default=None,
+                metavar="N",
+                help="Helper processes that render alerts beside this one; output and state are the same "
+                "as with 0. Default: 1 when two or more CPUs are available, else 0. Not used under --strict "
+                "or inside harmony-pipes chain.",
+            ),
             state_option("HARMONY_ALERTS_STATE_DIR", "alerts"),
             stream_options,
             log_options,

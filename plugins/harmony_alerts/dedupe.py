@@ -22,7 +22,7 @@ import os
 import struct
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,47 @@ class DigestSet:
         self._ring_keys.append(digest)
         self._ring_times.append(now_secs & 0xFFFFFFFF)
         return True
+
+    def add_many(self, digests: Iterable[int], now_secs: int) -> list[int]:
+        """`add` for a chunk's digests in order (0: none, skipped); returns the indexes of the
+        duplicates. The hot path (a new key, no bound reached) is inlined: a helper process
+        renders alerts as fast as this process can take them, so this loop is on the critical
+        path of the pool (pool.py)."""
+        if now_secs != self._expired_at and self.ttl_secs is not None:
+            self._expired_at = now_secs
+            self.expire(now_secs)
+        duplicates: list[int] = []
+        table, mask = self._table, self._mask
+        # below this count an insert neither evicts nor grows the table
+        room = min(self.max_keys, (mask + 1) // 2 if mask + 1 < self._max_capacity else self.max_keys)
+        count = self._count
+        append_key, append_time = self._ring_keys.append, self._ring_times.append
+        stamp = now_secs & 0xFFFFFFFF
+        for index, digest in enumerate(digests):
+            if not digest:
+                continue
+            if count >= room:  # the slow path: evict or grow, then go on with the new table
+                self._count = count
+                if not self.add(digest, now_secs):
+                    duplicates.append(index)
+                table, mask, count = self._table, self._mask, self._count
+                room = min(self.max_keys, (mask + 1) // 2 if mask + 1 < self._max_capacity else self.max_keys)
+                continue
+            slot = digest & mask
+            found = table[slot]
+            while found:
+                if found == digest:
+                    duplicates.append(index)
+                    break
+                slot = (slot + 1) & mask
+                found = table[slot]
+            else:
+                table[slot] = digest
+                count += 1
+                append_key(digest)
+                append_time(stamp)
+        self._count = count
+        return duplicates
 
     def _grow(self) -> None:
         capacity = len(self._table) * 2

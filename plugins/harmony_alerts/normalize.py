@@ -117,6 +117,11 @@ class DedupeKey:
     def parse(cls, text: str) -> DedupeKey:
         return cls(text.split(","))
 
+    @property
+    def text(self) -> str:
+        """The `--dedupe-key` text `parse` makes this key from again (same fields, same order)."""
+        return ",".join((("tenant",) if self.with_tenant else ()) + self.event_fields)
+
     def key(self, event: dict[str, Any], tenant_id: str | None) -> str | None:
         values = [event.get(name) for name in self.event_fields]
         if all(v is None for v in values):

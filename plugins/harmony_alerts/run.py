@@ -19,10 +19,11 @@ from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.processor import TRANSFORM, CommitToken, Emit, Position, Processor, Resume
 from harmony_pipes._core.state import StateDir
 
+from .chunks import Chunk
 from .config import COMMAND, AlertsConfig
 from .dedupe import DedupeLog, DigestSet, PendingKeys, SteadyClock
-from .formats import to_ecs, to_ocsf
 from .normalize import KeepPolicy, build_alert
+from .render import make_finisher
 
 FSYNC_INTERVAL_SECS = 1.0
 
@@ -95,9 +96,7 @@ class AlertsProcessor(Processor):
         persist = self.key_log is not None
         pending_append = self.pending_keys.append
         dumps = orjson.dumps
-        shape = {"native": None, "ecs": to_ecs, "ocsf": to_ocsf}[self.config.output_format]
-        fragment = orjson.Fragment
-        ocsf = self.config.output_format == "ocsf"
+        finish = make_finisher(self.config.output_format)
         now_secs = self.now_secs
         xxh3 = xxh3_64_intdigest
         emit = self.emit
@@ -116,16 +115,57 @@ class AlertsProcessor(Processor):
                 if persist:
                     pending_append((digest, seen_at))
             counters["alerts"] += 1
-            if shape is not None:
-                alert = shape(alert, event, now_secs[0] * 1000)
-            # the original event, byte-exact, without serializing it a second time
-            if ocsf:
-                alert["unmapped"] = {"checkpoint_harmony": fragment(raw.strip())}
-            else:
-                alert["checkpoint_harmony"] = fragment(raw.strip())
+            alert = finish(alert, event, raw, now_secs[0] * 1000)
             emit(alert, dumps(alert))
 
         return on_record
+
+    # -- helper processes (pool.py) -------------------------------------------------------------
+
+    def render_spec(self) -> dict[str, Any]:
+        """What a helper process needs to render alerts as `record_handler` does (render.py)."""
+        config = self.config
+        return {
+            "types": list(config.types),
+            "min_severity": config.min_severity,
+            "keep_all": config.keep_all,
+            "tenant": config.tenant,
+            "dedupe_key": config.dedupe_key.text,
+            "dedupe": config.dedupe,
+            "output_format": config.output_format,
+        }
+
+    def take_chunk(self, chunk: Chunk) -> tuple[list[bytes | bytearray | memoryview], int]:
+        """Dedupe a rendered chunk in input order (as `record_handler` does per alert): returns
+        the parts of `chunk.blob` to write (whole lines) and how many alerts they hold."""
+        counters = self.runtime.stats.counters
+        counters["filtered"] += chunk.filtered
+        digests = chunk.digests
+        duplicates: list[int] = []
+        if self.config.dedupe and digests:
+            seen_at = self.now_secs[0]
+            duplicates = self.digests.add_many(digests, seen_at)
+            if self.key_log is not None:
+                skip = set(duplicates)
+                self.pending_keys += [(d, seen_at) for i, d in enumerate(digests) if d and i not in skip]
+        kept = len(digests) - len(duplicates)
+        counters["alerts"] += kept
+        counters["duplicates"] += len(duplicates)
+        if not kept:
+            return [], 0
+        blob, ends = chunk.blob, chunk.ends
+        if not duplicates:
+            return [blob], kept
+        parts: list[bytes | bytearray | memoryview] = []
+        start = 0  # of the run of kept alerts up to the next duplicate
+        for index in duplicates:
+            begin = ends[index - 1] + 1 if index else 0
+            if begin > start:
+                parts.append(blob[start:begin])
+            start = ends[index] + 1
+        if start < len(blob):
+            parts.append(blob[start:])
+        return parts, kept
 
     # -- commits ------------------------------------------------------------------------------
 

@@ -1,0 +1,289 @@
+"""A second core for a standalone harmony-alerts: helper processes render chunks of input.
+
+Why: per event harmony-alerts parses the event (as any NDJSON tool must), then builds, formats
+and serializes an alert about twice the event's size; on a corpus that is nearly all alerts that
+is ~2.5x the CPU of the orjson floor (one loads, one dumps), most of it in C already. Another
+process is the one way left to keep up with the floor there (issue #14).
+
+How: `PooledStdin` is stdin as the head of `stdin → harmony-alerts → stdout`. It reads chunks as
+`StdinSource` does, cuts them into pieces of about `PIECE_BYTES`, and hands each to a helper with
+a free slot (`Helper`: a fresh interpreter running helper.py, which imports only rendering — a
+fork would double the parent's memory in the pair's peak), or renders it itself when every slot
+is taken — so this process works too, and the split follows the speed of each. Pieces and
+results travel through shared memory (memfd slots, each an input and an output area); the pipes
+carry a few bytes per piece: copying megabytes through pipes cost more system time than the
+rendering saved (the first prototype of this ran at 0.46x the floor).
+
+This process takes the results strictly in input order and does everything that has state:
+dedupe, counters, bad records, stdout and the key log. So the output, the stats line, the dead
+letters and the saved keys are those of the one-process path, byte for byte. A helper that dies
+(kill -9, out of memory) costs nothing: its pieces are rendered here, and the run goes on.
+
+Not used: in `harmony-pipes chain` (records are handed on in memory there), under `--strict`
+(the first bad record must stop everything after it), with `--workers 0`, and until a chunk of at
+least `POOL_MIN_LINES` lines arrives (an empty or trickling input never starts a helper).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import select
+import subprocess
+import sys
+from collections import deque
+from typing import Any
+
+import orjson
+
+from harmony_pipes._core.errors import BadInputError, OutputClosed
+from harmony_pipes._core.ndjson import OversizedLine
+from harmony_pipes._core.options import Runtime, StreamConfig
+from harmony_pipes._core.processor import StageFailed
+from harmony_pipes._core.stdio import StdinSource
+
+from .chunks import Chunk, Render, render_chunk
+from .helper import FAILED, IN_BYTES, RESULT, SLOT_BYTES, TASK, TOO_BIG, read_exact
+from .render import make_render
+from .run import AlertsProcessor
+
+POOL_MIN_LINES = 64
+SLOTS_PER_HELPER = int(os.environ.get('AL_SLOTS', 4))  # pieces handed to a helper and not yet taken back: it never idles on us
+PIECE_BYTES = int(os.environ.get('AL_PIECE', 256 << 10))  # input chunks are cut into pieces of about this size (one line at least)
+# a helper's stop signals are ignored before it imports anything (helper.py)
+HELPER_CODE = (
+    "import signal, sys\n"
+    "for name in ('SIGINT', 'SIGTERM', 'SIGHUP'):\n"
+    "    signal.signal(getattr(signal, name), signal.SIG_IGN)\n"
+    "from harmony_pipes.harmony_alerts.helper import main\n"
+    "main(sys.argv[1:])\n"
+)
+
+
+class HelperFailed(RuntimeError):
+    """A helper process died or could not render a piece."""
+
+
+def default_workers() -> int:
+    """One helper when this process may run on two or more CPUs, else none."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return 1 if cpus >= 2 else 0
+
+
+class Helper:
+    """One helper process (helper.py), its two pipes and its shared-memory slots."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.slots: list[mmap.mmap] = []
+        fds: list[int] = []  # the helper's ends: closed here once it has them
+        try:
+            for _ in range(SLOTS_PER_HELPER):
+                fd = os.memfd_create("harmony-alerts-slot", os.MFD_CLOEXEC)
+                fds.append(fd)
+                os.ftruncate(fd, SLOT_BYTES)  # sparse: only what pieces touch takes memory
+                self.slots.append(mmap.mmap(fd, SLOT_BYTES))
+            task_r, self.task_fd = os.pipe()
+            self.result_fd, result_w = os.pipe()
+            argv = [orjson.dumps(spec).decode(), str(task_r), str(result_w), *map(str, fds)]
+            fds += (task_r, result_w)
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", HELPER_CODE, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=fds,
+                process_group=0,  # Ctrl-C on a terminal is the parent's to handle, not ours
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)  # the helper has its copies; the mappings keep the slots
+        self.pid = self.process.pid
+        self.outputs = [memoryview(slot)[IN_BYTES:] for slot in self.slots]
+        self.free_slots = list(range(SLOTS_PER_HELPER))
+        self.in_flight: deque[int] = deque()  # slots, in the order the helper answers them
+        self.alive = True
+
+    def send(self, data: bytes, now_ms: int) -> None:
+        slot = self.free_slots.pop()
+        self.slots[slot][: len(data)] = data
+        os.write(self.task_fd, TASK.pack(slot, len(data), now_ms))  # a few bytes: never blocks
+        self.in_flight.append(slot)
+
+    def ready(self) -> bool:
+        """True when the next result (or the helper's end) can be read without waiting."""
+        return bool(select.select([self.result_fd], [], [], 0)[0])
+
+    def receive(self) -> Chunk | None:
+        """The oldest piece in flight, rendered; None when it was too big for its slot. Its slot
+        is free again: the chunk (a view of the slot) must be written out before the next `send`."""
+        slot = self.in_flight.popleft()
+        self.free_slots.append(slot)
+        head = read_exact(self.result_fd, RESULT.size)
+        if head is None:
+            raise HelperFailed(f"harmony-alerts helper process {self.pid} ended unexpectedly{self._how()}")
+        status, kept, bad, filtered, good, blob_bytes = RESULT.unpack(head)
+        if status == TOO_BIG:
+            return None
+        if status == FAILED:
+            raise HelperFailed(f"harmony-alerts helper process {self.pid} could not render a piece")
+        return Chunk.unpack_from(self.outputs[slot], kept, bad, filtered, good, blob_bytes)
+
+    def _how(self) -> str:
+        try:
+            code = self.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return ""
+        return f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
+
+    def stop(self) -> None:
+        """Close its pipes (it exits at end of input, or on its next write) and reap it."""
+        self.alive = False
+        for fd in (self.task_fd, self.result_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.process.wait()
+        for view in self.outputs:
+            view.release()
+        for slot in self.slots:
+            try:
+                slot.close()
+            except BufferError:  # a view of it is still alive (an error mid-write): the GC frees it
+                pass
+
+
+class PooledStdin(StdinSource):
+    """stdin for a standalone harmony-alerts, rendering chunks in helper processes (module doc)."""
+
+    def __init__(self, runtime: Runtime, config: StreamConfig, alerts: AlertsProcessor, workers: int) -> None:
+        super().__init__(runtime, config)
+        self.alerts = alerts
+        self.workers = workers
+        self.helpers: list[Helper] | None = None
+        self.render: Render | None = None
+        # chunks in input order: (first line no, lines, the Helper rendering it, or the Chunk)
+        self.queue: deque[tuple[int, list[Any], Helper | Chunk]] = deque()
+
+    def poll(self) -> bool:
+        if self.give_up():
+            self._take(wait_all=True)
+            return False
+        try:
+            first_line_no, lines = next(self._batches)
+        except StopIteration:
+            self._take(wait_all=True)
+            return False
+        self.runtime.stats.counters["bytes_in"] = self.reader.bytes_read
+        if not lines:  # input idle: write out everything read, so the commit can flush it
+            self._take(wait_all=True)
+            return True
+        if self.helpers is None:
+            if self.workers <= 0 or len(lines) < POOL_MIN_LINES:
+                self._feed(first_line_no, lines)
+                return True
+            spec = self.alerts.render_spec()
+            self.render = make_render(spec)
+            self.helpers = self._start_helpers(spec)
+        # pieces of about PIECE_BYTES: what a piece of tiny events grows into stays small (memory)
+        # and the two processes trade work often enough to stay busy together
+        # an oversized line stands in a piece as a blank one: `_apply` makes it a bad record
+        oversized = any(type(line) is not bytes for line in lines)
+        plain = [line if type(line) is bytes else b"" for line in lines] if oversized else lines
+        size = sum(map(len, plain)) + len(plain)
+        step = max(POOL_MIN_LINES, len(plain) * PIECE_BYTES // max(size, 1))
+        for start in range(0, len(plain), step):
+            self._dispatch(first_line_no + start, lines[start : start + step], plain[start : start + step])
+        return True
+
+    def _dispatch(self, first_line_no: int, lines: list[Any], plain: list[bytes]) -> None:
+        """One piece to a helper with a free slot, else rendered here; then what is done is written."""
+        self._take(wait_all=False)  # results already there free their slots
+        now_ms = self.alerts.now_secs[0] * 1000
+        data = b"\n".join(plain)
+        helper = next((h for h in self.helpers or () if h.alive and h.free_slots), None)
+        if helper is not None and len(data) <= IN_BYTES:
+            try:
+                helper.send(data, now_ms)
+                self.queue.append((first_line_no, lines, helper))
+            except OSError:  # it died before this piece: rendered here, as its others will be
+                helper.alive = False
+                helper = None
+        if helper is None:
+            self.queue.append((first_line_no, lines, self._render_here(plain, now_ms)))
+        self._take(wait_all=len(self.queue) > (SLOTS_PER_HELPER + 1) * len(self.helpers or ()) + 1)
+
+    def _start_helpers(self, spec: dict[str, Any]) -> list[Helper]:
+        """The helper processes; none (everything rendered here) when they cannot start."""
+        helpers: list[Helper] = []
+        try:
+            for _ in range(self.workers):
+                helpers.append(Helper(spec))
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.runtime.log.warning(f"cannot start a helper process ({exc}); {len(helpers)} of {self.workers} run")
+        self.runtime.stats.extra["helper_processes"] = len(helpers)
+        return helpers
+
+    def _render_here(self, plain: list[bytes], now_ms: int) -> Chunk:
+        try:
+            return render_chunk(plain, self.render, now_ms)  # type: ignore[arg-type]
+        except BaseException as exc:  # the main process's own rendering, as `_feed` reports it
+            raise StageFailed(self.downstream, exc) from exc
+
+    def _take(self, wait_all: bool) -> None:
+        """Write out the chunks at the front of the queue that are done (`wait_all`: every one)."""
+        queue = self.queue
+        while queue:
+            first_line_no, lines, work = queue[0]
+            if isinstance(work, Helper):
+                if not wait_all and work.alive and not work.ready():
+                    return
+                chunk = self._receive(work, lines)
+            else:
+                chunk = work
+            queue.popleft()
+            self._apply(first_line_no, lines, chunk)
+
+    def _receive(self, helper: Helper, lines: list[Any]) -> Chunk:
+        """The helper's result; rendered here when it was too big for the slot, or the helper
+        is gone (its chunks still in flight are rendered here too, in their turn)."""
+        plain = [line if type(line) is bytes else b"" for line in lines]
+        if helper.alive:
+            try:
+                chunk = helper.receive()
+            except (OSError, HelperFailed) as exc:
+                helper.alive = False
+                self.runtime.log.warning(f"{exc}; its chunks are rendered in the main process, nothing is lost")
+            else:
+                if chunk is not None:
+                    return chunk
+        else:
+            helper.in_flight.popleft()
+        return self._render_here(plain, self.alerts.now_secs[0] * 1000)
+
+    def _apply(self, first_line_no: int, lines: list[Any], chunk: Chunk) -> None:
+        bad = list(chunk.bad)
+        oversized = [i for i, line in enumerate(lines) if type(line) is OversizedLine]
+        if oversized:
+            bad = sorted(bad + oversized)
+        for index in bad:
+            self.bad(first_line_no + index, lines[index])
+        self.runtime.stats.counters["records_in"] += chunk.good
+        try:
+            parts, count = self.alerts.take_chunk(chunk)
+            if count:
+                self.runtime.writer.write_now(parts, count)
+        except (BadInputError, OutputClosed, StageFailed):
+            raise
+        except BaseException as exc:  # a full disk under the key log, as `_feed` reports it
+            raise StageFailed(self.downstream, exc) from exc
+
+    def close(self) -> int:
+        try:
+            return super().close()
+        finally:
+            for helper in self.helpers or ():
+                helper.stop()
