@@ -48,8 +48,9 @@ from .render import make_render
 from .run import AlertsProcessor
 
 POOL_MIN_LINES = 64
-SLOTS_PER_HELPER = int(os.environ.get('AL_SLOTS', 4))  # pieces handed to a helper and not yet taken back: it never idles on us
-PIECE_BYTES = int(os.environ.get('AL_PIECE', 256 << 10))  # input chunks are cut into pieces of about this size (one line at least)
+SLOTS_PER_HELPER = 4  # pieces handed to a helper and not yet taken back: it never idles on us
+PIECE_BYTES = 256 << 10  # input chunks are cut into pieces of about this size (one line at least)
+STOP_TIMEOUT_SECS = 5.0  # a helper ends at once when its pipes close, unless inside a huge piece
 # a helper's stop signals are ignored before it imports anything (helper.py)
 HELPER_CODE = (
     "import signal, sys\n"
@@ -146,7 +147,11 @@ class Helper:
                 os.close(fd)
             except OSError:
                 pass
-        self.process.wait()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_SECS)
+        except subprocess.TimeoutExpired:  # stuck in a piece: nothing of it is wanted any more
+            self.process.kill()
+            self.process.wait()
         for view in self.outputs:
             view.release()
         for slot in self.slots:
@@ -214,7 +219,7 @@ class PooledStdin(StdinSource):
                 helper = None
         if helper is None:
             self.queue.append((first_line_no, lines, self._render_here(plain, now_ms)))
-        self._take(wait_all=len(self.queue) > (SLOTS_PER_HELPER + 1) * len(self.helpers or ()) + 1)
+        self._take(keep_at_most=(SLOTS_PER_HELPER + 1) * len(self.helpers or ()) + 1)
 
     def _start_helpers(self, spec: dict[str, Any]) -> list[Helper]:
         """The helper processes; none (everything rendered here) when they cannot start."""
@@ -233,13 +238,16 @@ class PooledStdin(StdinSource):
         except BaseException as exc:  # the main process's own rendering, as `_feed` reports it
             raise StageFailed(self.downstream, exc) from exc
 
-    def _take(self, wait_all: bool) -> None:
-        """Write out the chunks at the front of the queue that are done (`wait_all`: every one)."""
+    def _take(self, wait_all: bool = False, keep_at_most: int | None = None) -> None:
+        """Write out the pieces at the front of the queue that are done; `wait_all`: every
+        piece, `keep_at_most`: wait only until the queue is that short (waiting for more would
+        leave the helper idle while this process catches up)."""
         queue = self.queue
         while queue:
             first_line_no, lines, work = queue[0]
             if isinstance(work, Helper):
-                if not wait_all and work.alive and not work.ready():
+                must = wait_all or (keep_at_most is not None and len(queue) > keep_at_most)
+                if not must and work.alive and not work.ready():
                     return
                 chunk = self._receive(work, lines)
             else:
@@ -250,18 +258,18 @@ class PooledStdin(StdinSource):
     def _receive(self, helper: Helper, lines: list[Any]) -> Chunk:
         """The helper's result; rendered here when it was too big for the slot, or the helper
         is gone (its chunks still in flight are rendered here too, in their turn)."""
-        plain = [line if type(line) is bytes else b"" for line in lines]
         if helper.alive:
             try:
                 chunk = helper.receive()
             except (OSError, HelperFailed) as exc:
                 helper.alive = False
-                self.runtime.log.warning(f"{exc}; its chunks are rendered in the main process, nothing is lost")
+                self.runtime.log.warning(f"{exc}; its input is rendered in the main process, nothing is lost")
             else:
                 if chunk is not None:
                     return chunk
         else:
             helper.in_flight.popleft()
+        plain = [line if type(line) is bytes else b"" for line in lines]
         return self._render_here(plain, self.alerts.now_secs[0] * 1000)
 
     def _apply(self, first_line_no: int, lines: list[Any], chunk: Chunk) -> None:
