@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import termios
 import time
 from typing import Any
@@ -299,6 +300,16 @@ class StdoutSink(Processor):
         self.writer.flush()
 
 
+def grow_pipe(fd: int, size_bytes: int) -> None:
+    """Ask for a larger pipe buffer on `fd` if it is a pipe (best effort: Linux only, limits apply)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    try:
+        if setpipe is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, setpipe, size_bytes)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size or the user's pipe quota: keep the default
+
+
 def emit_to_writer(writer: BatchWriter) -> Emit:
     """An `emit` that writes the record's bytes to `writer` (a sink's receipts)."""
     write = writer.write
@@ -310,8 +321,6 @@ def emit_to_writer(writer: BatchWriter) -> Emit:
 
 
 def stdin_is_regular_file(fd: int = 0) -> bool:
-    import stat
-
     try:
         return stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:

@@ -21,7 +21,8 @@ letters and the saved keys are those of the one-process path, byte for byte. A h
 
 Not used: in `harmony-pipes chain` (records are handed on in memory there), under `--strict`
 (the first bad record must stop everything after it), with `--workers 0`, and until a chunk of at
-least `POOL_MIN_LINES` lines arrives (an empty or trickling input never starts a helper).
+least `POOL_MIN_LINES` lines or `POOL_MIN_BYTES` arrives (an empty or trickling input never starts a
+helper).
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ from harmony_pipes._core.errors import BadInputError, OutputClosed
 from harmony_pipes._core.ndjson import OversizedLine
 from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.processor import StageFailed
-from harmony_pipes._core.stdio import StdinSource
+from harmony_pipes._core.stdio import StdinSource, grow_pipe
 
 from .chunks import Chunk, Render, render_chunk
 from .helper import FAILED, IN_BYTES, RESULT, SLOT_BYTES, TASK, TOO_BIG, read_exact
 from .render import make_render
 from .run import AlertsProcessor
 
-POOL_MIN_LINES = 64
+POOL_MIN_LINES = 64  # a piece holds at least this many lines
+POOL_MIN_BYTES = 48 << 10  # a read this large (or of POOL_MIN_LINES lines) starts the helpers
+STDIN_PIPE_BYTES = 1 << 20  # reads of up to 1 MiB from a pipe, as from a file, when the writer is ahead
 SLOTS_PER_HELPER = 4  # pieces handed to a helper and not yet taken back: it never idles on us
 PIECE_BYTES = 256 << 10  # input chunks are cut into pieces of about this size (one line at least)
 STOP_TIMEOUT_SECS = 5.0  # a helper ends at once when its pipes close, unless inside a huge piece
@@ -124,7 +127,7 @@ class Helper:
         self.free_slots.append(slot)
         head = read_exact(self.result_fd, RESULT.size)
         if head is None:
-            raise HelperFailed(f"harmony-alerts helper process {self.pid} ended unexpectedly{self._how()}")
+            raise HelperFailed(f"harmony-alerts helper process {self.pid} ended unexpectedly")
         status, kept, bad, filtered, good, blob_bytes = RESULT.unpack(head)
         if status == TOO_BIG:
             return None
@@ -132,10 +135,10 @@ class Helper:
             raise HelperFailed(f"harmony-alerts helper process {self.pid} could not render a piece")
         return Chunk.unpack_from(self.outputs[slot], kept, bad, filtered, good, blob_bytes)
 
-    def _how(self) -> str:
+    def how_it_ended(self) -> str:
         try:
             code = self.process.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # alive, but it failed a piece
             return ""
         return f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
 
@@ -173,6 +176,11 @@ class PooledStdin(StdinSource):
         # chunks in input order: (first line no, lines, the Helper rendering it, or the Chunk)
         self.queue: deque[tuple[int, list[Any], Helper | Chunk]] = deque()
 
+    def open(self, resume: Any = None) -> None:
+        super().open(resume)
+        if self.workers > 0:  # a 64 KiB pipe would cut the input into pieces of ~45 events
+            grow_pipe(self.fd, STDIN_PIPE_BYTES)
+
     def poll(self) -> bool:
         if self.give_up():
             self._take(wait_all=True)
@@ -187,7 +195,7 @@ class PooledStdin(StdinSource):
             self._take(wait_all=True)
             return True
         if self.helpers is None:
-            if self.workers <= 0 or len(lines) < POOL_MIN_LINES:
+            if self.workers <= 0 or (len(lines) < POOL_MIN_LINES and _bytes_of(lines) < POOL_MIN_BYTES):
                 self._feed(first_line_no, lines)
                 return True
             spec = self.alerts.render_spec()
@@ -214,8 +222,8 @@ class PooledStdin(StdinSource):
             try:
                 helper.send(data, now_ms)
                 self.queue.append((first_line_no, lines, helper))
-            except OSError:  # it died before this piece: rendered here, as its others will be
-                helper.alive = False
+            except OSError as exc:  # it died before this piece: rendered here, as its others will be
+                self._lost(helper, f"harmony-alerts helper process {helper.pid} is gone ({exc.strerror})")
                 helper = None
         if helper is None:
             self.queue.append((first_line_no, lines, self._render_here(plain, now_ms)))
@@ -262,8 +270,7 @@ class PooledStdin(StdinSource):
             try:
                 chunk = helper.receive()
             except (OSError, HelperFailed) as exc:
-                helper.alive = False
-                self.runtime.log.warning(f"{exc}; its input is rendered in the main process, nothing is lost")
+                self._lost(helper, str(exc))
             else:
                 if chunk is not None:
                     return chunk
@@ -271,6 +278,12 @@ class PooledStdin(StdinSource):
             helper.in_flight.popleft()
         plain = [line if type(line) is bytes else b"" for line in lines]
         return self._render_here(plain, self.alerts.now_secs[0] * 1000)
+
+    def _lost(self, helper: Helper, why: str) -> None:
+        helper.alive = False
+        self.runtime.log.warning(
+            f"{why}{helper.how_it_ended()}; its input is rendered in the main process, nothing is lost"
+        )
 
     def _apply(self, first_line_no: int, lines: list[Any], chunk: Chunk) -> None:
         bad = list(chunk.bad)
@@ -295,3 +308,7 @@ class PooledStdin(StdinSource):
         finally:
             for helper in self.helpers or ():
                 helper.stop()
+
+
+def _bytes_of(lines: list[Any]) -> int:
+    return sum(len(line) for line in lines if type(line) is bytes)  # (an OversizedLine: skipped)

@@ -11,11 +11,8 @@ thread per destination uploads (see `deliver.py`). When the spool holds `--max-s
 
 from __future__ import annotations
 
-import fcntl
-import os
 import queue
 import shutil
-import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +21,7 @@ from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError
 from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.processor import SINK, CommitToken, Emit, LinesEmit, Position, Processor
 from harmony_pipes._core.state import disk_error
+from harmony_pipes._core.stdio import grow_pipe
 
 from .batcher import Batcher, OpenBatch
 from .body import SLICE_BYTES
@@ -41,16 +39,6 @@ BACKLOG_REFRESH_SECS = 0.5
 # default limit for unprivileged processes) gives 1 MiB chunks whenever the writer is ahead.
 STDIN_PIPE_BYTES = 1 << 20
 DEFAULT_PIPE_BYTES = 64 * 1024
-
-
-def grow_pipe(fd: int, size_bytes: int) -> None:
-    """Ask for a larger pipe buffer on `fd` if it is a pipe (best effort: Linux only, limits apply)."""
-    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
-    try:
-        if setpipe is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
-            fcntl.fcntl(fd, setpipe, size_bytes)
-    except OSError:
-        pass  # above /proc/sys/fs/pipe-max-size or the user's pipe quota: keep the default
 
 
 class S3Sink(Processor):

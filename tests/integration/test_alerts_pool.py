@@ -1,0 +1,225 @@
+"""harmony-alerts' helper processes (`--workers`, pool.py): the same output, dead letters, stats
+and saved keys as one process, byte for byte; a helper killed mid-run costs nothing; a stop
+signal still drains everything; no helper outlives its parent."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import psutil
+import pytest
+
+from harmony_pipes.hec_emulator.generate import EventGenerator
+from tests.conftest import command_path
+from tests.helpers.wait import wait_until
+
+COUNTERS = ("records_in", "records_out", "bad_records", "alerts", "duplicates", "filtered", "dedupe_keys")
+START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def events(count: int, seed: int, tenant: str = "exampletest") -> list[bytes]:
+    generator = EventGenerator(seed, customer_id=tenant)
+    return [orjson.dumps(generator.make(START_US + i * 250_000)) for i in range(count)]
+
+
+def hostile_corpus(count: int, seed: int) -> list[bytes]:
+    """Real-shaped events with what a pool must keep in order: duplicates (also at the very
+    start and end, and across pieces), blank and whitespace lines, bad JSON, JSON that is not an
+    object, CRLF endings, tiny events whose alerts are many times their size, and one line over
+    `--max-line-bytes 65536`."""
+    rng = random.Random(seed)
+    lines = events(count, seed)
+    # (with an eventCreated: ECS and OCSF put the clock's time in an event without one)
+    tiny = [
+        orjson.dumps({"eventId": f"tiny-{i}", "type": "phishing", "eventCreated": "2026-01-02T00:00:00Z"})
+        for i in range(3000)
+    ]
+    out: list[bytes] = [lines[0], lines[0]]
+    for i, line in enumerate(lines[1:], 1):
+        out.append(line)
+        roll = rng.random()
+        if roll < 0.03:
+            out.append(lines[rng.randrange(i)])  # a duplicate of an earlier event
+        elif roll < 0.04:
+            out.append(rng.choice([b"", b"   ", b"{not json", b"[1, 2]", b'"text"', line + b"\r"]))
+        if i == count // 2:
+            out += tiny
+            out.append(b'{"eventId": "' + b"x" * 70_000 + b'", "type": "phishing"}')  # over the line limit
+    out.append(lines[-1])
+    return out
+
+
+def run_file(args: list[str], path: Path, timeout_secs: float = 120) -> tuple[int, bytes, str]:
+    with open(path, "rb") as stdin:
+        proc = subprocess.run(
+            [command_path("harmony-alerts"), *args], stdin=stdin, capture_output=True, timeout=timeout_secs
+        )
+    return proc.returncode, proc.stdout, proc.stderr.decode()
+
+
+def stats_of(stderr: str) -> dict:
+    [line] = [line for line in stderr.splitlines() if line.startswith('{"stats"')]
+    return orjson.loads(line)["stats"]
+
+
+def helper_pids(tenant: str) -> list[int]:
+    """Helper processes are found by the spec on their command line (which names the tenant)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        mine = any(tenant in part for part in cmdline) and any("harmony_alerts.helper" in part for part in cmdline)
+        if mine and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc.pid)
+    return found
+
+
+@pytest.mark.parametrize("output_format", ["native", "ecs", "ocsf"])
+def test_helpers_write_what_one_process_writes_byte_for_byte(tmp_path: Path, output_format: str) -> None:
+    corpus = tmp_path / "events.ndjson"
+    corpus.write_bytes(b"\n".join(hostile_corpus(4000, seed=3)) + b"\n")
+    assert corpus.stat().st_size > 4 << 20  # several reads, many pieces
+    runs = {}
+    for workers in (0, 1, 2):
+        dead = tmp_path / f"dead-{workers}.ndjson"
+        args = ["--format", output_format, "--max-line-bytes", "65536", "--dead-letter", str(dead)]
+        code, out, err = run_file([*args, "--workers", str(workers)], corpus)
+        assert code == 0, err
+        runs[workers] = (out, dead.read_bytes(), stats_of(err))
+    one_out, one_dead, one_stats = runs[0]
+    assert "helper_processes" not in one_stats
+    assert one_stats["bad_records"] == one_dead.count(b"\n") >= 20
+    assert one_stats["duplicates"] >= 50 and one_stats["filtered"] > 0
+    for workers in (1, 2):
+        out, dead, stats = runs[workers]
+        assert stats["helper_processes"] == workers
+        assert out == one_out
+        assert dead == one_dead
+        assert {k: stats[k] for k in COUNTERS} == {k: one_stats[k] for k in COUNTERS}
+
+
+def test_keys_the_pool_saves_dedupe_the_next_run_as_one_process_does(tmp_path: Path) -> None:
+    lines = events(5000, seed=5)
+    first, both = tmp_path / "first.ndjson", tmp_path / "both.ndjson"
+    first.write_bytes(b"\n".join(lines[:3500]) + b"\n")
+    both.write_bytes(b"\n".join(lines) + b"\n")
+    outputs = {}
+    for workers in (0, 1):
+        state = ["--state-dir", str(tmp_path / f"state-{workers}"), "--workers", str(workers)]
+        code, _, err = run_file(state, first)
+        assert code == 0, err
+        saved = stats_of(err)["dedupe_keys"]
+        code, out, err = run_file(state, both)
+        assert code == 0, err
+        outputs[workers] = out
+        assert stats_of(err)["dedupe_keys_loaded"] == saved > 1000
+    new_ids = {orjson.loads(line)["eventId"] for line in lines[3500:]}
+    assert {orjson.loads(line)["event_id"] for line in outputs[1].splitlines()} <= new_ids
+    assert outputs[1] == outputs[0] and outputs[0]
+
+
+def start_streaming(tenant: str, extra: list[str] = ()) -> subprocess.Popen:
+    return subprocess.Popen(
+        [command_path("harmony-alerts"), "--workers", "1", "--tenant", tenant, *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def feed_and_collect(proc: subprocess.Popen, halves: tuple[bytes, bytes], between) -> tuple[bytes, str]:
+    """Write the first half, call `between()`, write the second half, close; stdout is read by a
+    thread all along (a full stdout pipe would stop the command reading)."""
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()))
+    reader.start()
+    proc.stdin.write(halves[0])
+    proc.stdin.flush()
+    between()
+    proc.stdin.write(halves[1])
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    reader.join(timeout=60)
+    return out[0], err
+
+
+def reference(data: bytes, tenant: str) -> bytes:
+    proc = subprocess.run(
+        [command_path("harmony-alerts"), "--workers", "0", "--tenant", tenant], input=data, capture_output=True
+    )
+    assert proc.returncode == 0
+    return proc.stdout
+
+
+def test_a_helper_killed_mid_run_costs_nothing(tmp_path: Path) -> None:
+    tenant = f"pool-kill-{uuid.uuid4().hex[:8]}"
+    lines = events(6000, seed=9)
+    halves = (b"\n".join(lines[:3000]) + b"\n", b"\n".join(lines[3000:]) + b"\n")
+    proc = start_streaming(tenant)
+
+    def kill_the_helper() -> None:
+        wait_until(lambda: helper_pids(tenant), what="the helper process to start")
+        for pid in helper_pids(tenant):
+            os.kill(pid, signal.SIGKILL)
+
+    out, err = feed_and_collect(proc, halves, kill_the_helper)
+    assert proc.returncode == 0, err
+    assert "(killed by signal 9); its input is rendered in the main process, nothing is lost" in err
+    assert "Traceback" not in err
+    assert out == reference(halves[0] + halves[1], tenant)
+    assert stats_of(err)["helper_processes"] == 1
+
+
+def test_a_stop_signal_to_parent_and_helper_drains_everything(tmp_path: Path) -> None:
+    tenant = f"pool-term-{uuid.uuid4().hex[:8]}"
+    lines = events(5000, seed=13)
+    halves = (b"\n".join(lines[:2500]) + b"\n", b"\n".join(lines[2500:]) + b"\n")
+    proc = start_streaming(tenant)
+    helpers: list[int] = []
+
+    def signal_everyone() -> None:  # what systemd's stop does to every process of the unit
+        wait_until(lambda: helper_pids(tenant), what="the helper process to start")
+        helpers.extend(helper_pids(tenant))
+        for pid in [proc.pid, *helpers]:
+            os.kill(pid, signal.SIGTERM)
+        time.sleep(0.2)
+
+    out, err = feed_and_collect(proc, halves, signal_everyone)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM; everything read was committed" in err
+    assert "ended unexpectedly" not in err  # the helper ignores stop signals; its parent drains
+    assert out == reference(halves[0] + halves[1], tenant)
+    assert helpers and not helper_pids(tenant)  # reaped with its parent
+
+
+def test_a_reader_that_goes_away_takes_the_helper_with_it(tmp_path: Path) -> None:
+    tenant = f"pool-epipe-{uuid.uuid4().hex[:8]}"
+    corpus = tmp_path / "events.ndjson"
+    corpus.write_bytes(b"\n".join(events(8000, seed=17)) + b"\n")
+    shell = f"{command_path('harmony-alerts')} --workers 1 --tenant {tenant} < {corpus} | head -c 1000 > /dev/null"
+    proc = subprocess.run(["/bin/bash", "-o", "pipefail", "-c", shell], capture_output=True, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 75, err
+    assert "stdout was closed by its reader" in err and "Traceback" not in err
+    assert not helper_pids(tenant)
+
+
+def test_no_helper_for_a_small_input_or_under_strict(tmp_path: Path) -> None:
+    small = tmp_path / "small.ndjson"
+    small.write_bytes(b"\n".join(events(20, seed=1)) + b"\n")
+    big = tmp_path / "big.ndjson"
+    big.write_bytes(b"\n".join(events(2000, seed=1)) + b"\n")
+    code, _, err = run_file(["--workers", "1"], small)
+    assert code == 0 and "helper_processes" not in stats_of(err)
+    code, _, err = run_file(["--workers", "1", "--strict"], big)
+    assert code == 0 and "helper_processes" not in stats_of(err)
+    code, _, err = run_file(["--workers", "1"], big)
+    assert code == 0 and stats_of(err)["helper_processes"] == 1
