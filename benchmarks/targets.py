@@ -33,8 +33,8 @@ TARGETS = [
     Target("#3", "harmony-alerts ≥ 4× jq (records/s)", "harmony-alerts", "alerts", "ratio", 4.0, "alerts_jq"),
     Target("#3", "start-up: `harmony-alerts < /dev/null` < 150 ms (median wall)", "start-up", "startup", "max_ms",
            150.0),
-    Target("#3", "1,000,000 dedupe keys ≤ 100 MB RSS (peak VmHWM of harmony-alerts fed 1M unique alerts)", "dedupe",
-           "dedupe_keys", "max_rss", 100.0, min_records=1_000_000),
+    Target("#3", "1,000,000 dedupe keys ≤ 100 MB RSS (peak VmHWM of harmony-alerts and its helper, summed, fed 1M "
+           "unique alerts)", "dedupe", "dedupe_keys", "max_rss", 100.0, min_records=1_000_000),
     Target("#5", "s3-batch → moto S3 ≥ 0.7× the floor (records/s)", "s3-batch", "s3_moto", "ratio", 0.7, "s3_floor"),
     Target("#5", "s3-batch → moto S3 ≥ 1× Fluent Bit out_s3 into the same moto (records/s)", "s3-batch", "s3_moto",
            "ratio", 1.0, "fb_out_s3"),

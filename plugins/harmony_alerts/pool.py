@@ -32,6 +32,7 @@ import os
 import select
 import subprocess
 import sys
+from bisect import bisect_right
 from collections import deque
 from typing import Any
 
@@ -286,17 +287,29 @@ class PooledStdin(StdinSource):
         )
 
     def _apply(self, first_line_no: int, lines: list[Any], chunk: Chunk) -> None:
+        """A rendered piece, in input order: its bad lines, then its alerts in writes of at most
+        the output batch size, each followed by saving its alerts' dedupe keys — so a kill -9
+        repeats at most one batch, as one process does."""
         bad = list(chunk.bad)
         oversized = [i for i, line in enumerate(lines) if type(line) is OversizedLine]
         if oversized:
             bad = sorted(bad + oversized)
         for index in bad:
             self.bad(first_line_no + index, lines[index])
-        self.runtime.stats.counters["records_in"] += chunk.good
+        counters = self.runtime.stats.counters
+        counters["records_in"] += chunk.good
+        counters["filtered"] += chunk.filtered
+        writer = self.runtime.writer
+        ends = chunk.ends
+        start = 0
         try:
-            parts, count = self.alerts.take_chunk(chunk)
-            if count:
-                self.runtime.writer.write_now(parts, count)
+            while start < len(ends):
+                begin = ends[start - 1] + 1 if start else 0
+                stop = max(start + 1, bisect_right(ends, begin + writer.max_buffer_bytes - 1, start))
+                parts, count = self.alerts.take_alerts(chunk, start, stop)
+                if count:
+                    writer.write_now(parts, count)
+                start = stop
         except (BadInputError, OutputClosed, StageFailed):
             raise
         except BaseException as exc:  # a full disk under the key log, as `_feed` reports it

@@ -135,36 +135,32 @@ class AlertsProcessor(Processor):
             "output_format": config.output_format,
         }
 
-    def take_chunk(self, chunk: Chunk) -> tuple[list[bytes | bytearray | memoryview], int]:
-        """Dedupe a rendered chunk in input order (as `record_handler` does per alert): returns
-        the parts of `chunk.blob` to write (whole lines) and how many alerts they hold."""
+    def take_alerts(self, chunk: Chunk, start: int, stop: int) -> tuple[list[bytes | bytearray | memoryview], int]:
+        """Dedupe alerts `start:stop` of a rendered chunk, in input order (as `record_handler`
+        does per alert): returns the parts of `chunk.blob` to write (whole lines) and how many
+        alerts they hold. Their keys wait in `pending_keys` for the write, as the handler's do."""
         counters = self.runtime.stats.counters
-        counters["filtered"] += chunk.filtered
-        digests = chunk.digests
+        blob, ends = chunk.blob, chunk.ends
         duplicates: list[int] = []
-        if self.config.dedupe and digests:
+        if self.config.dedupe:
+            digests = chunk.digests[start:stop]
             seen_at = self.now_secs[0]
-            duplicates = self.digests.add_many(digests, seen_at)
+            duplicates = [start + index for index in self.digests.add_many(digests, seen_at)]
             if self.key_log is not None:
                 skip = set(duplicates)
-                self.pending_keys += [(d, seen_at) for i, d in enumerate(digests) if d and i not in skip]
-        kept = len(digests) - len(duplicates)
+                self.pending_keys += [(d, seen_at) for i, d in enumerate(digests, start) if d and i not in skip]
+        kept = stop - start - len(duplicates)
         counters["alerts"] += kept
         counters["duplicates"] += len(duplicates)
-        if not kept:
-            return [], 0
-        blob, ends = chunk.blob, chunk.ends
-        if not duplicates:
-            return [blob], kept
         parts: list[bytes | bytearray | memoryview] = []
-        start = 0  # of the run of kept alerts up to the next duplicate
+        cursor = ends[start - 1] + 1 if start else 0  # the first byte of the next run of kept alerts
         for index in duplicates:
             begin = ends[index - 1] + 1 if index else 0
-            if begin > start:
-                parts.append(blob[start:begin])
-            start = ends[index] + 1
-        if start < len(blob):
-            parts.append(blob[start:])
+            if begin > cursor:
+                parts.append(blob[cursor:begin])
+            cursor = ends[index] + 1
+        if ends[stop - 1] + 1 > cursor:
+            parts.append(blob[cursor : ends[stop - 1] + 1])
         return parts, kept
 
     # -- commits ------------------------------------------------------------------------------
