@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ import orjson
 Render = Callable[[dict[str, Any], bytes, int], "tuple[int, bytes] | None"]
 
 
+@dataclass(slots=True)
 class Chunk:
     """The rendered alerts of one chunk, in input order.
 
@@ -30,17 +32,12 @@ class Chunk:
     the records (JSON objects), `filtered` those that were not alerts.
     """
 
-    __slots__ = ("bad", "blob", "digests", "ends", "filtered", "good")
-
-    def __init__(
-        self, digests: array, ends: array, blob: bytes | bytearray | memoryview, bad: array, filtered: int, good: int
-    ) -> None:
-        self.digests = digests
-        self.ends = ends
-        self.blob = blob
-        self.bad = bad
-        self.filtered = filtered
-        self.good = good
+    digests: array
+    ends: array
+    blob: bytes | bytearray | memoryview
+    bad: array
+    filtered: int
+    good: int
 
     def packed_bytes(self) -> int:
         return 8 * len(self.digests) + 4 * len(self.ends) + 4 * len(self.bad) + len(self.blob)
