@@ -40,11 +40,10 @@ class BatchWriter:
         self.on_flushed: Callable[[], None] | None = None
         self._lines: list[bytes] = []
         self._size = 0
-        self._blocked_lines = 0  # lines that came inside `write_block` blocks, beyond one each
 
     @property
     def pending_lines(self) -> int:
-        return len(self._lines) + self._blocked_lines
+        return len(self._lines)
 
     def write(self, line: bytes) -> None:
         self._lines.append(line)
@@ -56,15 +55,6 @@ class BatchWriter:
         """`write` for many lines at once (any bytes-like objects): one call per page, not per record."""
         self._lines.extend(lines)
         self._size += sum(map(len, lines)) + len(lines)
-        if self._size >= self.max_buffer_bytes:
-            self.flush()
-
-    def write_block(self, block: bytes, lines: int) -> None:
-        """`write` for `lines` lines already joined by newlines (no trailing one): no split, no
-        second join."""
-        self._lines.append(block)
-        self._blocked_lines += lines - 1
-        self._size += len(block) + 1
         if self._size >= self.max_buffer_bytes:
             self.flush()
 
@@ -91,7 +81,6 @@ class BatchWriter:
         if not self._lines:
             return
         lines, self._lines, self._size = self._lines, [], 0
-        count, self._blocked_lines = len(lines) + self._blocked_lines, 0
         data = b"\n".join(lines) + b"\n"
         if self.closed:
             raise OutputClosed()
@@ -103,7 +92,7 @@ class BatchWriter:
         except BrokenPipeError as exc:
             self.closed = True
             raise OutputClosed() from exc
-        self.lines_written += count
+        self.lines_written += len(lines)
         self.bytes_written += len(data)
         if self.on_flushed is not None:
             self.on_flushed()

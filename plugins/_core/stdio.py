@@ -300,6 +300,11 @@ class StdoutSink(Processor):
         self.writer.flush()
 
 
+# Linux's default limit for an unprivileged process's pipe: reads of up to 1 MiB from a pipe, as
+# from a file, whenever the writer is ahead (a default 64 KiB pipe gives 64 KiB chunks)
+STDIN_PIPE_BYTES = 1 << 20
+
+
 def grow_pipe(fd: int, size_bytes: int) -> None:
     """Ask for a larger pipe buffer on `fd` if it is a pipe (best effort: Linux only, limits apply)."""
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)

@@ -42,7 +42,7 @@ from harmony_pipes._core.errors import BadInputError, OutputClosed
 from harmony_pipes._core.ndjson import OversizedLine
 from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.processor import StageFailed
-from harmony_pipes._core.stdio import StdinSource, grow_pipe
+from harmony_pipes._core.stdio import STDIN_PIPE_BYTES, StdinSource, grow_pipe
 
 from .chunks import Chunk, Render, render_chunk
 from .helper import FAILED, IN_BYTES, RESULT, SLOT_BYTES, TASK, TOO_BIG, read_exact
@@ -51,7 +51,6 @@ from .run import AlertsProcessor
 
 POOL_MIN_LINES = 64  # a piece holds at least this many lines
 POOL_MIN_BYTES = 48 << 10  # a read this large (or of POOL_MIN_LINES lines) starts the helpers
-STDIN_PIPE_BYTES = 1 << 20  # reads of up to 1 MiB from a pipe, as from a file, when the writer is ahead
 SLOTS_PER_HELPER = 4  # pieces handed to a helper and not yet taken back: it never idles on us
 PIECE_BYTES = 256 << 10  # input chunks are cut into pieces of about this size (one line at least)
 STOP_TIMEOUT_SECS = 5.0  # a helper ends at once when its pipes close, unless inside a huge piece
@@ -195,8 +194,10 @@ class PooledStdin(StdinSource):
         if not lines:  # input idle: write out everything read, so the commit can flush it
             self._take(wait_all=True)
             return True
+        plain = _plain(lines)
+        size = sum(map(len, plain)) + len(plain)
         if self.helpers is None:
-            if self.workers <= 0 or (len(lines) < POOL_MIN_LINES and _bytes_of(lines) < POOL_MIN_BYTES):
+            if self.workers <= 0 or (len(lines) < POOL_MIN_LINES and size < POOL_MIN_BYTES):
                 self._feed(first_line_no, lines)
                 return True
             spec = self.alerts.render_spec()
@@ -204,10 +205,6 @@ class PooledStdin(StdinSource):
             self.helpers = self._start_helpers(spec)
         # pieces of about PIECE_BYTES: what a piece of tiny events grows into stays small (memory)
         # and the two processes trade work often enough to stay busy together
-        # an oversized line stands in a piece as a blank one: `_apply` makes it a bad record
-        oversized = any(type(line) is not bytes for line in lines)
-        plain = [line if type(line) is bytes else b"" for line in lines] if oversized else lines
-        size = sum(map(len, plain)) + len(plain)
         step = max(POOL_MIN_LINES, len(plain) * PIECE_BYTES // max(size, 1))
         for start in range(0, len(plain), step):
             self._dispatch(first_line_no + start, lines[start : start + step], plain[start : start + step])
@@ -277,8 +274,7 @@ class PooledStdin(StdinSource):
                     return chunk
         else:
             helper.in_flight.popleft()
-        plain = [line if type(line) is bytes else b"" for line in lines]
-        return self._render_here(plain, self.alerts.now_secs[0] * 1000)
+        return self._render_here(_plain(lines), self.alerts.now_secs[0] * 1000)
 
     def _lost(self, helper: Helper, why: str) -> None:
         helper.alive = False
@@ -323,5 +319,9 @@ class PooledStdin(StdinSource):
                 helper.stop()
 
 
-def _bytes_of(lines: list[Any]) -> int:
-    return sum(len(line) for line in lines if type(line) is bytes)  # (an OversizedLine: skipped)
+def _plain(lines: list[Any]) -> list[bytes]:
+    """The lines as a helper gets them: an oversized line stands as a blank one (`_apply` makes
+    it a bad record)."""
+    if all(type(line) is bytes for line in lines):
+        return lines
+    return [line if type(line) is bytes else b"" for line in lines]

@@ -21,7 +21,7 @@ from harmony_pipes._core.errors import OutputClosed, PipesError, TempFailError
 from harmony_pipes._core.options import Runtime, StreamConfig
 from harmony_pipes._core.processor import SINK, CommitToken, Emit, LinesEmit, Position, Processor
 from harmony_pipes._core.state import disk_error
-from harmony_pipes._core.stdio import grow_pipe
+from harmony_pipes._core.stdio import STDIN_PIPE_BYTES, grow_pipe
 
 from .batcher import Batcher, OpenBatch
 from .body import SLICE_BYTES
@@ -35,9 +35,8 @@ from .stores import make_store
 DRAIN_POLL_SECS = 0.02
 BACKLOG_REFRESH_SECS = 0.5
 # s3-batch commits after every chunk it reads (before reading the next); from a 64 KiB pipe the
-# chunks are too small for the compressor thread to overlap with parsing. A 1 MiB pipe (Linux's
-# default limit for unprivileged processes) gives 1 MiB chunks whenever the writer is ahead.
-STDIN_PIPE_BYTES = 1 << 20
+# chunks are too small for the compressor thread to overlap with parsing: it asks for
+# STDIN_PIPE_BYTES (bounded by --max-spool-bytes).
 DEFAULT_PIPE_BYTES = 64 * 1024
 
 

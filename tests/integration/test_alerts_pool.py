@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from harmony_pipes.hec_emulator.generate import EventGenerator
-from tests.conftest import command_path
+from tests.conftest import CliResult, command_path
 from tests.helpers.wait import wait_until
 
 COUNTERS = ("records_in", "records_out", "bad_records", "alerts", "duplicates", "filtered", "dedupe_keys")
@@ -66,8 +66,7 @@ def run_file(args: list[str], path: Path, timeout_secs: float = 120) -> tuple[in
 
 
 def stats_of(stderr: str) -> dict:
-    [line] = [line for line in stderr.splitlines() if line.startswith('{"stats"')]
-    return orjson.loads(line)["stats"]
+    return CliResult(0, b"", stderr).stats  # (exactly one stats line, as run_cli's results check)
 
 
 def helper_pids(tenant: str) -> list[int]:

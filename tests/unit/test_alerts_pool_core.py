@@ -102,7 +102,7 @@ def test_write_now_writes_after_what_is_buffered_and_counts_lines(tmp_path) -> N
         view = memoryview(shared)
         writer.write_now([view[:8]], 1)
         view.release()
-    writer.write_block(b'{"d":4}\n{"e":5}', 2)
+    writer.write_lines([b'{"d":4}', b'{"e":5}'])
     writer.flush()
     os.close(fd)
     assert path.read_bytes() == b'{"a":1}\n{"b":2}\n{"d":4}\n{"e":5}\n'
