@@ -104,10 +104,12 @@ def check_roles(specs: list[StageSpec]) -> None:
 def build_stages(specs: list[StageSpec], stop: StopFlag) -> tuple[list[Processor], dict[int, BadRecords]]:
     """Processors for the parsed stages, with stdin in front and stdout behind where needed."""
     check_roles(specs)
+    paced = STAGE_MODULES[specs[0].command][0] == SOURCE and STAGE_MODULES[specs[-1].command][0] == SINK
     processors: list[Processor] = []
     for position, spec in enumerate(specs, start=1):
         module = importlib.import_module(STAGE_MODULES[spec.command][1])
         runtime = Runtime.from_options(spec.command, dict(spec.params), stop=stop, register=False)
+        runtime.between_source_and_sink = paced and 1 < position < len(specs)
         params = dict(spec.params)
         for key in ("log_format", "log_level", "debug", "stats_interval_secs", "metrics_addr", "metrics_file"):
             params.pop(key, None)

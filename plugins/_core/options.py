@@ -338,6 +338,9 @@ class Runtime:
         self.health = Health()
         self.gauges: list[Gauge] = []
         self.metrics: Exporter | None = None
+        # a stage of `harmony-pipes chain` between a source and a sink: it may hold records until
+        # the next commit point (`Processor.settle`), and hand them on in blocks
+        self.between_source_and_sink = False
 
     def _count_output(self) -> None:
         """records_out/bytes_out are what reached stdout: progress lines and the status agree."""

@@ -97,6 +97,9 @@ class Processor:
 
     role: ClassVar[str] = TRANSFORM
     command: ClassVar[str] = ""
+    takes_raw: ClassVar[bool] = False
+    """True when `record_handler` needs only the bytes: a source's bytes-only record reaches it
+    unparsed (`record` None)."""
     progress: int = 0
     """Sources: grows whenever the position moves (a window read, a cycle done), so the runner
     commits a move that emitted nothing."""
@@ -105,6 +108,9 @@ class Processor:
         self.runtime = runtime
         self.stream = stream  # the stdin options, for a command that reads stdin
         self.emit: Emit = _nowhere
+        self.emit_lines: Callable[[list[bytes]], None] = _nowhere_lines
+        """Hand several records on at once, as lines (JSON objects without the newline): the
+        downstream stage's `lines_handler` takes what it can, the rest goes one by one."""
         self.stage_key = self.command
 
     # -- all roles ----------------------------------------------------------------------------
@@ -160,8 +166,10 @@ class Processor:
         """The function called per input record (the hot path; built once after `open`)."""
         return self.on_record
 
-    def lines_handler(self) -> LinesEmit | None:
-        """Optional: a faster path for whole chunks of stdin lines (see `LinesEmit`)."""
+    def lines_handler(self, objects: bool = False) -> LinesEmit | None:
+        """Optional: a faster path for whole chunks of lines (see `LinesEmit`): stdin's, or
+        with `objects` an upstream stage's `emit_lines` (JSON objects it serialized itself, so
+        the handler may trust their shape)."""
         return None
 
     def on_record(self, record: dict[str, Any], raw: bytes) -> None:
@@ -170,6 +178,16 @@ class Processor:
     def can_accept(self) -> bool:
         """Back-pressure: False pauses the source until the stage has room again."""
         return True
+
+    def holding(self) -> bool:
+        """Transforms: True while records handed to this stage are not yet handed on (a
+        transform that works in batches, in another process)."""
+        return False
+
+    def settle(self) -> None:
+        """Transforms: hand on everything handed to this stage so far. Called at a commit
+        point before any `checkpoint`, so the sink's commit covers every record upstream
+        positions name."""
 
     # -- the commit protocol ------------------------------------------------------------------
 
@@ -206,3 +224,7 @@ class Processor:
 
 def _nowhere(record: dict[str, Any], raw: bytes) -> None:
     raise RuntimeError("emit used before the runner connected this stage")
+
+
+def _nowhere_lines(lines: list[bytes]) -> None:
+    raise RuntimeError("emit_lines used before the runner connected this stage")

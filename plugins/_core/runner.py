@@ -112,6 +112,8 @@ class Runner:
         # from the tail back: a stage's handler captures its `emit`, so that must be wired first
         for upstream, downstream in reversed(list(zip(self.upstream, self.stages[1:], strict=True))):
             upstream.emit = self._hop(upstream, downstream)
+            if not isinstance(upstream, StdinSource):
+                upstream.emit_lines = self._hop_lines(upstream, downstream, upstream.emit)
 
     def _hop(self, sender: Processor, stage: Processor) -> Emit:
         """The `emit` of `sender`: counts the record out and in, then hands it to `stage`."""
@@ -126,12 +128,13 @@ class Runner:
         in_counters = stage.runtime.stats.counters
         bad = self.bad_records.get(id(stage))
         loads = orjson.loads
+        parse = not stage.takes_raw
 
         def emit(record: dict[str, Any] | None, raw: bytes) -> None:
             out_counters["records_out"] += 1
             in_counters["records_in"] += 1
             try:
-                if record is None:  # a source handing on bytes only (events as the API sent them)
+                if record is None and parse:  # a source handing on bytes only (events as the API sent them)
                     record = loads(raw)
                 handler(record, raw)
             except SkipRecord as exc:
@@ -144,6 +147,29 @@ class Runner:
                 raise StageFailed(stage, exc) from exc
 
         return emit
+
+    def _hop_lines(self, sender: Processor, stage: Processor, emit: Emit) -> Callable[[list[bytes]], None]:
+        """The `emit_lines` of `sender`: the lines `stage`'s `lines_handler` takes are counted
+        here, the rest go through `emit` (the per-record hop) one by one."""
+        take = stage.lines_handler(objects=True)
+        out_counters = sender.runtime.stats.counters
+        in_counters = stage.runtime.stats.counters
+
+        def emit_lines(lines: list[bytes]) -> None:
+            taken = 0
+            if take is not None:
+                try:
+                    taken = take(lines)
+                except (StageFailed, OutputClosed):
+                    raise
+                except BaseException as exc:
+                    raise StageFailed(stage, exc) from exc
+                out_counters["records_out"] += taken
+                in_counters["records_in"] += taken
+            for line in lines[taken:] if taken else lines:
+                emit(None, line)
+
+        return emit_lines
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -225,13 +251,20 @@ class Runner:
         moved (an empty window still moves a cursor) — for a paced chain, not sooner than
         CHAIN_COMMIT_INTERVAL_SECS after the last commit unless `at_end` or `urgent`."""
         tail = self.tail
-        if not (tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress):
+        transforms = self.stages[1:-1]
+        holding = any(stage.holding() for stage in transforms)
+        if not (holding or tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress):
             return
         if self._paced:
             now = self.clock()
             if not (at_end or urgent) and now - self._last_commit_at < CHAIN_COMMIT_INTERVAL_SECS:
                 return
             self._last_commit_at = now
+        if holding:
+            for stage in transforms:  # nearest the head first: what it hands on, the next settles
+                stage.settle()
+            if not (tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress):
+                return
         self._committed_progress = self.head.progress
         token = tail.next_token()
         positions: dict[str, Position] = {}

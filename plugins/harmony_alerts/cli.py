@@ -18,14 +18,27 @@ from harmony_pipes._core.runner import run_command
 from harmony_pipes._core.version import version_option
 
 from .config import COMMAND, AlertsConfig, options
-from .pool import PooledStdin, default_workers
+from .pool import PooledAlerts, PooledStdin, default_workers
 from .run import AlertsProcessor
 
 
 def build(params: dict[str, Any], runtime: Runtime) -> AlertsProcessor:
-    """The processor from parsed options (also used by `harmony-pipes chain`)."""
+    """The processor from parsed options (also used by `harmony-pipes chain`: between a source
+    and a sink there, it renders in helper processes as on stdin)."""
     stream = StreamConfig.pop_from(params)
-    return AlertsProcessor(runtime, AlertsConfig.from_params(params), stream)
+    config = AlertsConfig.from_params(params)
+    workers = helper_count(config, stream)
+    if runtime.between_source_and_sink and workers > 0:
+        return PooledAlerts(runtime, config, stream, workers)
+    return AlertsProcessor(runtime, config, stream)
+
+
+def helper_count(config: AlertsConfig, stream: StreamConfig | None) -> int:
+    """--workers, or the default for this machine; none under --strict (the first bad record
+    must stop everything after it)."""
+    if stream is not None and stream.strict:
+        return 0
+    return default_workers() if config.workers is None else config.workers
 
 
 @click.command(
@@ -51,10 +64,8 @@ def cli(**params: Any) -> int:
     runtime = Runtime.from_options(COMMAND, params)
     alerts = build(params, runtime)
     stream = alerts.stream
-    workers = alerts.config.workers
-    if workers is None:
-        workers = default_workers()
-    if stream is None or workers <= 0 or stream.strict:
+    workers = helper_count(alerts.config, stream)
+    if stream is None or workers <= 0:
         return run_command(alerts)
     return run_command(alerts, head=PooledStdin(runtime, stream, alerts, workers))
 

@@ -34,6 +34,7 @@ import subprocess
 import sys
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -41,10 +42,11 @@ import orjson
 from harmony_pipes._core.errors import BadInputError, OutputClosed
 from harmony_pipes._core.ndjson import OversizedLine
 from harmony_pipes._core.options import Runtime, StreamConfig
-from harmony_pipes._core.processor import StageFailed
+from harmony_pipes._core.processor import Emit, StageFailed
 from harmony_pipes._core.stdio import STDIN_PIPE_BYTES, StdinSource, grow_pipe
 
 from .chunks import Chunk, Render, render_chunk
+from .config import AlertsConfig
 from .helper import FAILED, IN_BYTES, RESULT, SLOT_BYTES, TASK, TOO_BIG, read_exact
 from .render import make_render
 from .run import AlertsProcessor
@@ -53,6 +55,8 @@ POOL_MIN_LINES = 64  # a piece holds at least this many lines
 POOL_MIN_BYTES = 48 << 10  # a read this large (or of POOL_MIN_LINES lines) starts the helpers
 SLOTS_PER_HELPER = 4  # pieces handed to a helper and not yet taken back: it never idles on us
 PIECE_BYTES = 256 << 10  # input chunks are cut into pieces of about this size (one line at least)
+Apply = Callable[[Any, Chunk], None]
+"""`apply(tag, chunk)`: what the owner of a `RenderPool` does with each rendered piece, in order."""
 STOP_TIMEOUT_SECS = 5.0  # a helper ends at once when its pipes close, unless inside a huge piece
 # a helper's stop signals are ignored before it imports anything (helper.py)
 HELPER_CODE = (
@@ -164,71 +168,28 @@ class Helper:
                 pass
 
 
-class PooledStdin(StdinSource):
-    """stdin for a standalone harmony-alerts, rendering chunks in helper processes (module doc)."""
+class RenderPool:
+    """Pieces of event lines rendered in helper processes (or here, when every slot is taken),
+    handed back strictly in the order they were given (module doc). `apply(tag, chunk)` gets each
+    result; `stage` is whose failure an error rendering here is."""
 
-    def __init__(self, runtime: Runtime, config: StreamConfig, alerts: AlertsProcessor, workers: int) -> None:
-        super().__init__(runtime, config)
+    def __init__(self, runtime: Runtime, alerts: AlertsProcessor, workers: int, stage: Any) -> None:
+        self.runtime = runtime
         self.alerts = alerts
         self.workers = workers
-        self.helpers: list[Helper] | None = None
+        self.stage = stage
+        self.helpers: list[Helper] | None = None  # started with the first piece
         self.render: Render | None = None
-        # chunks in input order: (first line no, lines, the Helper rendering it, or the Chunk)
-        self.queue: deque[tuple[int, list[Any], Helper | Chunk]] = deque()
+        # pieces in input order: (the caller's tag, the lines, the Helper rendering it, or the Chunk)
+        self.queue: deque[tuple[Any, list[bytes], Helper | Chunk]] = deque()
 
-    def open(self, resume: Any = None) -> None:
-        super().open(resume)
-        if self.workers > 0:  # a 64 KiB pipe would cut the input into pieces of ~45 events
-            grow_pipe(self.fd, STDIN_PIPE_BYTES)
+    @property
+    def started(self) -> bool:
+        return self.helpers is not None
 
-    def poll(self) -> bool:
-        if self.give_up():
-            self._take(wait_all=True)
-            return False
-        try:
-            first_line_no, lines = next(self._batches)
-        except StopIteration:
-            self._take(wait_all=True)
-            return False
-        self.runtime.stats.counters["bytes_in"] = self.reader.bytes_read
-        if not lines:  # input idle: write out everything read, so the commit can flush it
-            self._take(wait_all=True)
-            return True
-        plain = _plain(lines)
-        size = sum(map(len, plain)) + len(plain)
-        if self.helpers is None:
-            if self.workers <= 0 or (len(lines) < POOL_MIN_LINES and size < POOL_MIN_BYTES):
-                self._feed(first_line_no, lines)
-                return True
-            spec = self.alerts.render_spec()
-            self.render = make_render(spec)
-            self.helpers = self._start_helpers(spec)
-        # pieces of about PIECE_BYTES: what a piece of tiny events grows into stays small (memory)
-        # and the two processes trade work often enough to stay busy together
-        step = max(POOL_MIN_LINES, len(plain) * PIECE_BYTES // max(size, 1))
-        for start in range(0, len(plain), step):
-            self._dispatch(first_line_no + start, lines[start : start + step], plain[start : start + step])
-        return True
-
-    def _dispatch(self, first_line_no: int, lines: list[Any], plain: list[bytes]) -> None:
-        """One piece to a helper with a free slot, else rendered here; then what is done is written."""
-        self._take(wait_all=False)  # results already there free their slots
-        now_ms = self.alerts.now_secs[0] * 1000
-        data = b"\n".join(plain)
-        helper = next((h for h in self.helpers or () if h.alive and h.free_slots), None)
-        if helper is not None and len(data) <= IN_BYTES:
-            try:
-                helper.send(data, now_ms)
-                self.queue.append((first_line_no, lines, helper))
-            except OSError as exc:  # it died before this piece: rendered here, as its others will be
-                self._lost(helper, f"harmony-alerts helper process {helper.pid} is gone ({exc.strerror})")
-                helper = None
-        if helper is None:
-            self.queue.append((first_line_no, lines, self._render_here(plain, now_ms)))
-        self._take(keep_at_most=(SLOTS_PER_HELPER + 1) * len(self.helpers or ()) + 1)
-
-    def _start_helpers(self, spec: dict[str, Any]) -> list[Helper]:
-        """The helper processes; none (everything rendered here) when they cannot start."""
+    def start(self) -> None:
+        spec = self.alerts.render_spec()
+        self.render = make_render(spec)
         helpers: list[Helper] = []
         try:
             for _ in range(self.workers):
@@ -236,34 +197,55 @@ class PooledStdin(StdinSource):
         except (OSError, subprocess.SubprocessError) as exc:
             self.runtime.log.warning(f"cannot start a helper process ({exc}); {len(helpers)} of {self.workers} run")
         self.runtime.stats.extra["helper_processes"] = len(helpers)
-        return helpers
+        self.helpers = helpers
 
-    def _render_here(self, plain: list[bytes], now_ms: int) -> Chunk:
+    def dispatch(self, tag: Any, plain: list[bytes], apply: Apply) -> None:
+        """One piece to a helper with a free slot, else rendered here; then what is done is applied."""
+        if self.helpers is None:
+            self.start()
+        self.take(apply)  # results already there free their slots
+        now_ms = self.alerts.now_secs[0] * 1000
+        data = b"\n".join(plain)
+        helper = next((h for h in self.helpers or () if h.alive and h.free_slots), None)
+        if helper is not None and len(data) <= IN_BYTES:
+            try:
+                helper.send(data, now_ms)
+                self.queue.append((tag, plain, helper))
+            except OSError as exc:  # it died before this piece: rendered here, as its others will be
+                self._lost(helper, f"harmony-alerts helper process {helper.pid} is gone ({exc.strerror})")
+                helper = None
+        if helper is None:
+            self.queue.append((tag, plain, self.render_here(plain)))
+        self.take(apply, keep_at_most=(SLOTS_PER_HELPER + 1) * len(self.helpers or ()) + 1)
+
+    def render_here(self, plain: list[bytes]) -> Chunk:
+        if self.render is None:
+            self.render = make_render(self.alerts.render_spec())
         try:
-            return render_chunk(plain, self.render, now_ms)  # type: ignore[arg-type]
-        except BaseException as exc:  # the main process's own rendering, as `_feed` reports it
-            raise StageFailed(self.downstream, exc) from exc
+            return render_chunk(plain, self.render, self.alerts.now_secs[0] * 1000)
+        except BaseException as exc:  # this process's own rendering, as a record handler's error
+            raise StageFailed(self.stage, exc) from exc
 
-    def _take(self, wait_all: bool = False, keep_at_most: int | None = None) -> None:
-        """Write out the pieces at the front of the queue that are done; `wait_all`: every
-        piece, `keep_at_most`: wait only until the queue is that short (waiting for more would
-        leave the helper idle while this process catches up)."""
+    def take(self, apply: Apply, wait_all: bool = False, keep_at_most: int | None = None) -> None:
+        """Apply the pieces at the front of the queue that are done; `wait_all`: every piece,
+        `keep_at_most`: wait only until the queue is that short (waiting for more would leave
+        the helper idle while this process catches up)."""
         queue = self.queue
         while queue:
-            first_line_no, lines, work = queue[0]
+            tag, plain, work = queue[0]
             if isinstance(work, Helper):
                 must = wait_all or (keep_at_most is not None and len(queue) > keep_at_most)
                 if not must and work.alive and not work.ready():
                     return
-                chunk = self._receive(work, lines)
+                chunk = self._receive(work, plain)
             else:
                 chunk = work
             queue.popleft()
-            self._apply(first_line_no, lines, chunk)
+            apply(tag, chunk)
 
-    def _receive(self, helper: Helper, lines: list[Any]) -> Chunk:
+    def _receive(self, helper: Helper, plain: list[bytes]) -> Chunk:
         """The helper's result; rendered here when it was too big for the slot, or the helper
-        is gone (its chunks still in flight are rendered here too, in their turn)."""
+        is gone (its pieces still in flight are rendered here too, in their turn)."""
         if helper.alive:
             try:
                 chunk = helper.receive()
@@ -274,7 +256,7 @@ class PooledStdin(StdinSource):
                     return chunk
         else:
             helper.in_flight.popleft()
-        return self._render_here(_plain(lines), self.alerts.now_secs[0] * 1000)
+        return self.render_here(plain)
 
     def _lost(self, helper: Helper, why: str) -> None:
         helper.alive = False
@@ -282,10 +264,57 @@ class PooledStdin(StdinSource):
             f"{why}{helper.how_it_ended()}; its input is rendered in the main process, nothing is lost"
         )
 
-    def _apply(self, first_line_no: int, lines: list[Any], chunk: Chunk) -> None:
+    def stop(self) -> None:
+        for helper in self.helpers or ():
+            helper.stop()
+
+
+class PooledStdin(StdinSource):
+    """stdin for a standalone harmony-alerts, rendering chunks in helper processes (module doc)."""
+
+    def __init__(self, runtime: Runtime, config: StreamConfig, alerts: AlertsProcessor, workers: int) -> None:
+        super().__init__(runtime, config)
+        self.alerts = alerts
+        self.workers = workers
+        self.pool = RenderPool(runtime, alerts, workers, alerts)
+
+    def open(self, resume: Any = None) -> None:
+        super().open(resume)
+        if self.workers > 0:  # a 64 KiB pipe would cut the input into pieces of ~45 events
+            grow_pipe(self.fd, STDIN_PIPE_BYTES)
+
+    def poll(self) -> bool:
+        pool = self.pool
+        if self.give_up():
+            pool.take(self._apply, wait_all=True)
+            return False
+        try:
+            first_line_no, lines = next(self._batches)
+        except StopIteration:
+            pool.take(self._apply, wait_all=True)
+            return False
+        self.runtime.stats.counters["bytes_in"] = self.reader.bytes_read
+        if not lines:  # input idle: write out everything read, so the commit can flush it
+            pool.take(self._apply, wait_all=True)
+            return True
+        plain = _plain(lines)
+        size = sum(map(len, plain)) + len(plain)
+        if not pool.started and (self.workers <= 0 or (len(lines) < POOL_MIN_LINES and size < POOL_MIN_BYTES)):
+            self._feed(first_line_no, lines)
+            return True
+        # pieces of about PIECE_BYTES: what a piece of tiny events grows into stays small (memory)
+        # and the two processes trade work often enough to stay busy together
+        step = max(POOL_MIN_LINES, len(plain) * PIECE_BYTES // max(size, 1))
+        for start in range(0, len(plain), step):
+            piece = (first_line_no + start, lines[start : start + step])
+            pool.dispatch(piece, plain[start : start + step], self._apply)
+        return True
+
+    def _apply(self, tag: tuple[int, list[Any]], chunk: Chunk) -> None:
         """A rendered piece, in input order: its bad lines, then its alerts in writes of at most
         the output batch size, each followed by saving its alerts' dedupe keys — so a kill -9
         repeats at most one batch, as one process does."""
+        first_line_no, lines = tag
         bad = list(chunk.bad)
         oversized = [i for i, line in enumerate(lines) if type(line) is OversizedLine]
         if oversized:
@@ -315,8 +344,79 @@ class PooledStdin(StdinSource):
         try:
             return super().close()
         finally:
-            for helper in self.helpers or ():
-                helper.stop()
+            self.pool.stop()
+
+
+class PooledAlerts(AlertsProcessor):
+    """harmony-alerts inside `harmony-pipes chain`, between a source and a sink: the events it
+    is handed (as the source's bytes, never parsed here) are rendered in pieces by a `RenderPool`
+    and handed to the sink as blocks of lines, in input order. It holds what it was handed until
+    a piece fills or the next commit point (`settle`), so the sink's commit still covers every
+    record the source's checkpoint names: the exactly-once protocol is unchanged."""
+
+    takes_raw = True
+
+    def __init__(self, runtime: Runtime, config: AlertsConfig, stream: StreamConfig | None, workers: int) -> None:
+        super().__init__(runtime, config, stream)
+        self.pool = RenderPool(runtime, self, workers, self)
+        self.pending: list[bytes] = []  # lines handed to us, not yet in a piece
+        self.pending_bytes = 0
+
+    def record_handler(self) -> Emit:
+        pending = self.pending
+        append = pending.append
+
+        def on_record(record: dict[str, Any] | None, raw: bytes) -> None:
+            append(raw)
+            self.pending_bytes += len(raw) + 1
+            if self.pending_bytes >= PIECE_BYTES:
+                self._dispatch()
+
+        return on_record
+
+    def _dispatch(self) -> None:
+        """The pending lines as one piece: to a helper (started with the first full piece), or
+        rendered here while none runs (a trickle never starts one)."""
+        plain = self.pending[:]
+        self.pending.clear()
+        full = self.pending_bytes >= PIECE_BYTES
+        self.pending_bytes = 0
+        if self.pool.started or full:
+            self.pool.dispatch(None, plain, self._apply)
+        else:
+            self._apply(None, self.pool.render_here(plain))
+
+    def holding(self) -> bool:
+        return bool(self.pending) or bool(self.pool.queue)
+
+    def settle(self) -> None:
+        if self.pending:
+            self._dispatch()
+        self.pool.take(self._apply, wait_all=True)
+
+    def _apply(self, tag: Any, chunk: Chunk) -> None:
+        """A rendered piece, in input order: its alerts deduplicated and handed on as lines."""
+        if chunk.bad:  # the source hands on JSON objects only: one that is not is this stage's failure
+            error = BadInputError(f"{len(chunk.bad)} records handed to harmony-alerts are not JSON objects")
+            raise StageFailed(self, error)
+        self.runtime.stats.counters["filtered"] += chunk.filtered
+        if not len(chunk.ends):
+            return
+        parts, count = self.take_alerts(chunk, 0, len(chunk.ends))
+        if count:
+            lines: list[bytes] = []
+            for part in parts:
+                lines += bytes(part).split(b"\n")[:-1]
+            self.emit_lines(lines)
+
+    def drain(self) -> None:
+        self.settle()
+
+    def close(self) -> int:
+        try:
+            return super().close()
+        finally:
+            self.pool.stop()
 
 
 def _plain(lines: list[Any]) -> list[bytes]:

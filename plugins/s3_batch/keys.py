@@ -156,6 +156,32 @@ class TimeExtractor:
         except (orjson.JSONDecodeError, AttributeError, TypeError):  # TypeError: an oversized line
             return None
 
+    def of_object_lines(self, lines: Sequence[bytes], arrival_ms: int) -> list[int] | None:
+        """`of_lines` for lines known to be JSON objects (a stage of this process serialized them,
+        `Processor.emit_lines`): a line that starts with the time field, holding epoch ms, and
+        names that field nowhere else gives its time without being parsed (a key's quotes cannot
+        occur unescaped inside a string, so one occurrence is the top-level key, and the value
+        read is the one a parser keeps). Any other line is parsed."""
+        key = self._first_key
+        if key is None or not key.isascii() or not key.isprintable() or '"' in key or "\\" in key:
+            return self.of_lines(lines, arrival_ms)
+        needle = f'"{key}":'.encode()
+        prefix = b"{" + needle
+        start = len(prefix)
+        loads = orjson.loads
+        times: list[int] = []
+        append = times.append
+        for line in lines:
+            if line.startswith(prefix) and line.count(needle) == 1:
+                value = line[start : line.find(b",", start)]
+                if value.isdigit():
+                    found_ms = int(value)
+                    if _SECS_LIMIT <= found_ms < _MS_LIMIT:
+                        append(found_ms)
+                        continue
+            append(self(loads(line), arrival_ms))
+        return times
+
     def _search(self, record: Mapping[str, Any], arrival_ms: int) -> int:
         for path in self.paths:
             if len(path) == 1:

@@ -194,7 +194,7 @@ class S3Sink(Processor):
 
         return handle
 
-    def lines_handler(self) -> LinesEmit | None:
+    def lines_handler(self, objects: bool = False) -> LinesEmit | None:
         """Whole stdin chunks, a group of lines at a time: when every line of a group is a record
         (else the per-record path takes over from there, bad lines and all), their times are
         found in one go and, if they all fall in one partition of a batch they cannot fill, the
@@ -204,7 +204,7 @@ class S3Sink(Processor):
         every record), nor for lines ending in `\\r` (which `handle` strips)."""
         if self.validator is not None or self.template.field_paths:
             return None
-        times_of = self.time_of.of_lines
+        times_of = self.time_of.of_object_lines if objects else self.time_of.of_lines
         template = self.template
         bucket_ms = _HOUR_MS if template.uses_hour else _DAY_MS if template.uses_date else 0
         partition_of = template.partition_of
