@@ -19,6 +19,9 @@ import pytest
 
 from harmony_pipes.hec_emulator.generate import EventGenerator
 from tests.conftest import CliResult, command_path
+from tests.helpers.emulator import start_emulator
+from tests.helpers.events import collector_env
+from tests.helpers.s3 import read_file_store
 from tests.helpers.wait import wait_until
 
 COUNTERS = ("records_in", "records_out", "bad_records", "alerts", "duplicates", "filtered", "dedupe_keys")
@@ -222,3 +225,77 @@ def test_no_helper_for_a_small_input_or_under_strict(tmp_path: Path) -> None:
     assert code == 0 and "helper_processes" not in stats_of(err)
     code, _, err = run_file(["--workers", "1"], big)
     assert code == 0 and stats_of(err)["helper_processes"] == 1
+
+
+# -- inside `harmony-pipes chain` (PooledAlerts): between harmony-events and s3-batch ------------
+
+
+def chain_text(url: str, root: Path, store: Path, alerts_options: str) -> str:
+    return (
+        f"harmony-events --base-url {url} --once --start 3h --state-dir {root}/events | "
+        f"harmony-alerts --format ecs --state-dir {root}/alerts {alerts_options} | "
+        f"s3-batch --dest file://{store}/ --state-dir {root}/s3 --compression none"
+    )
+
+
+def chain_env(url: str) -> dict[str, str]:
+    env = {**os.environ, **collector_env(url)}
+    env.pop("HARMONY_ALERTS_WORKERS", None)
+    return env
+
+
+def stored_lines(store: Path) -> list[bytes]:
+    objects = read_file_store(store)
+    return sorted(b"".join(objects.values()).splitlines())
+
+
+def stage_stats(stderr: str, stage: int) -> dict:
+    return stats_of(stderr)["stages"][stage - 1]
+
+
+def test_in_a_chain_the_helper_renders_and_the_store_holds_what_one_process_stores(tmp_path: Path) -> None:
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30))
+    with start_emulator("--generate", "4000", "--seed", "13", "--end-time", end, "--page-size", "500") as emu:
+        runs = {}
+        for workers in (0, 1, 2):
+            root, store = tmp_path / f"state-{workers}", tmp_path / f"store-{workers}"
+            text = chain_text(emu.url, root, store, f"--workers {workers}")
+            proc = subprocess.run(
+                [command_path("harmony-pipes"), "chain", text], capture_output=True, env=chain_env(emu.url), timeout=120
+            )
+            assert proc.returncode == 0, proc.stderr.decode()
+            runs[workers] = (stored_lines(store), stage_stats(proc.stderr.decode(), 2))
+    one_lines, one_stats = runs[0]
+    assert "helper_processes" not in one_stats
+    assert len(one_lines) == one_stats["alerts"] > 1000 and one_stats["filtered"] > 0
+    for workers in (1, 2):
+        lines, stats = runs[workers]
+        assert stats["helper_processes"] == workers
+        assert lines == one_lines
+        assert {k: stats[k] for k in COUNTERS} == {k: one_stats[k] for k in COUNTERS}
+
+
+def test_in_a_chain_a_helper_killed_mid_run_costs_nothing(tmp_path: Path) -> None:
+    tenant = f"chain-kill-{uuid.uuid4().hex[:8]}"
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30))
+    emulator_args = ["--generate", "5000", "--seed", "17", "--end-time", end, "--page-size", "100"]
+    with start_emulator(*emulator_args, "--delay-ms", "30") as emu:
+        reference = tmp_path / "store-ref"
+        text = chain_text(emu.url, tmp_path / "ref", reference, f"--tenant {tenant}-ref --workers 0")
+        env = chain_env(emu.url)
+        done = subprocess.run([command_path("harmony-pipes"), "chain", text], capture_output=True, env=env, timeout=180)
+        assert done.returncode == 0, done.stderr.decode()
+        store = tmp_path / "store"
+        text = chain_text(emu.url, tmp_path / "state", store, f"--tenant {tenant}")
+        proc = subprocess.Popen(
+            [command_path("harmony-pipes"), "chain", text], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env
+        )
+        pids = wait_until(lambda: helper_pids(tenant), 60, "the chain's helper process to start")
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err.decode()
+    assert "(killed by signal 9); its input is rendered in the main process, nothing is lost" in err.decode()
+    expected = [line.replace(f"{tenant}-ref".encode(), tenant.encode()) for line in stored_lines(reference)]
+    assert stored_lines(store) == sorted(expected)
+    assert stage_stats(err.decode(), 2)["helper_processes"] == 1

@@ -77,6 +77,10 @@ def clean(emulator: EmulatorHandle, tmp_path_factory: pytest.TempPathFactory) ->
     assert result.returncode == 0, result.stderr
     lines = stored_lines(read_file_store(store))
     assert len(lines) > EVENTS // 3 and max(lines.values()) == 1
+    # the trials run harmony-alerts as by default: with its helper process on two or more CPUs
+    stats = [orjson.loads(line) for line in result.stderr.splitlines() if line.startswith('{"stats"')]
+    alerts_stage = stats[-1]["stats"]["stages"][1]
+    assert alerts_stage.get("helper_processes", 0) == (1 if len(os.sched_getaffinity(0)) >= 2 else 0)
     return lines
 
 

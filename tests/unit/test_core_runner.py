@@ -339,3 +339,88 @@ def test_a_stage_can_take_the_leading_lines_of_a_chunk_and_the_rest_go_one_by_on
     assert head_rt.stats.counters["bad_records"] == 2
     bad = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert [b["line_no"] for b in bad] == [3, 6]  # physical line numbers, as without the fast path
+
+
+class Batcher(Processor):
+    """A transform that holds what it is handed (bytes only) and hands it on as lines, in blocks
+    of `block` or when the runner settles it — as harmony-alerts with its helper does in a chain."""
+
+    role = TRANSFORM
+    command = "batch"
+    takes_raw = True
+
+    def __init__(self, rt: Runtime, events: list, block: int) -> None:
+        super().__init__(rt)
+        self.events, self.block = events, block
+        self.held: list[bytes] = []
+        self.handed_on = 0
+        self.parsed_here: list[Any] = []
+
+    def on_record(self, record: dict[str, Any] | None, raw: bytes) -> None:
+        self.parsed_here.append(record)
+        self.held.append(raw)
+        if len(self.held) >= self.block:
+            self.settle()
+
+    def holding(self) -> bool:
+        return bool(self.held)
+
+    def settle(self) -> None:
+        lines, self.held = self.held, []
+        self.handed_on += len(lines)
+        self.emit_lines(lines)
+
+    def checkpoint(self, token: CommitToken) -> Any:
+        assert not self.held, "a checkpoint while records are held"
+        return {"handed_on": self.handed_on}
+
+
+class BytesSource(CountingSource):
+    """CountingSource handing on bytes only (as harmony-events does)."""
+
+    def poll(self) -> bool:
+        if self.sent >= self.total:
+            return False
+        for _ in range(self.every):
+            self.sent += 1
+            self.emit(None, orjson.dumps({"n": self.sent}))  # type: ignore[arg-type]
+        self.progress += 1
+        return True
+
+
+class LinesSink(ListSink):
+    """ListSink with a lines path that takes the first `take` lines of each block it is handed."""
+
+    def __init__(self, rt: Runtime, events: list, take: int) -> None:
+        super().__init__(rt, events)
+        self.take, self.blocks = take, []
+
+    def lines_handler(self, objects: bool = False):
+        def handle(lines: list[bytes]) -> int:
+            self.blocks.append((objects, len(lines)))
+            taken = lines[: self.take]
+            self.records += [orjson.loads(line) for line in taken]
+            return len(taken)
+
+        return handle
+
+
+def test_a_transform_that_holds_records_is_settled_before_every_commit_and_hands_on_lines() -> None:
+    events: list = []
+    stop = StopFlag()
+    src = BytesSource(runtime("src", stop, events), events, total=25, every=5)
+    batch = Batcher(runtime("batch", stop, events), events, block=4)
+    sink = LinesSink(runtime("sink", stop, events), events, take=3)
+    clock = StepClock(2.0)  # every safe point may commit
+    assert Runner([src, batch, sink], stop, clock=clock).run() == 0
+    assert batch.parsed_here == [None] * 25  # bytes only: nothing parsed for a stage that takes raw
+    assert [r["n"] for r in sink.records] == list(range(1, 26))  # in order, each once
+    # the lines path took 3 of each block, the 4th went one by one; blocks are marked as objects
+    assert all(objects for objects, _ in sink.blocks) and sum(n for _, n in sink.blocks) == 25
+    # every commit covers exactly what the source's position names: settled first
+    for _number, positions in sink.commits:
+        assert positions["1:batch"] == {"handed_on": positions["0:src"]}
+    assert sink.commits[-1][1]["0:src"] == 25
+    assert batch.runtime.stats.counters["records_in"] == 25
+    assert batch.runtime.stats.counters["records_out"] == 25
+    assert sink.runtime.stats.counters["records_in"] == 25

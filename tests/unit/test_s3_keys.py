@@ -241,3 +241,39 @@ def test_a_chunk_with_any_line_that_is_not_a_record_has_no_times(bad: bytes) -> 
     for extractor in (TimeExtractor(), TimeExtractor("meta.at")):
         assert extractor.of_lines([good, bad, good], 5) is None
     assert TimeExtractor().of_lines([good, OversizedLine(2 << 20, b"{")], 5) is None  # type: ignore[list-item]
+
+
+OBJECT_LINES = [
+    {"timestamp": 1714564800123, "a": 1},  # the shortcut: first key, epoch ms, named once
+    {"timestamp": 1714564800123},  # the only key
+    {"timestamp": 1714564800, "a": 1},  # seconds: parsed
+    {"timestamp": 1714564800123.5, "a": 1},  # a float
+    {"timestamp": -5, "eventCreated": "2024-05-01T00:00:00Z"},
+    {"timestamp": "1714564800123", "a": 1},  # a string
+    {"timestamp": 9999999999999999999, "a": 1},  # out of range
+    {"timestamp": 1714564800123, "nested": {"timestamp": 1}},  # named twice: parsed
+    {"note": 'say "timestamp":5 here', "timestamp": 1714564800999},  # not first
+    {"timestamp": 1714564800123, "note": '\\"timestamp\\":1'},  # escaped quotes in a string
+    {"eventCreated": "2024-05-01T00:00:00Z"},
+    {"other": 1},  # arrival time
+    {"timestamp": 1714564800123, "ünï": "cödé"},
+]
+
+
+@pytest.mark.parametrize("field", [None, "timestamp", "eventCreated", "meta.at", 'we"ird'])
+def test_times_of_lines_handed_on_as_objects_equal_the_per_record_path(field: str | None) -> None:
+    extract = TimeExtractor(field)
+    lines = [orjson.dumps(record) for record in OBJECT_LINES]
+    expected = [extract(orjson.loads(line), 42) for line in lines]
+    assert extract.of_object_lines(lines, 42) == expected
+    if field is None:
+        assert expected[0] == expected[1] == 1714564800123 and expected[8] == 1714564800999
+        assert expected[7] == 1714564800123  # the top-level value, not the nested one
+        assert expected[11] == 42
+
+
+def test_a_duplicated_time_key_is_parsed_as_a_parser_would_read_it() -> None:
+    """Two top-level keys of the same name: the line is parsed (orjson keeps the last value)."""
+    line = b'{"timestamp":1714564800123,"timestamp":1714564800456}'
+    assert TimeExtractor().of_object_lines([line], 42) == [TimeExtractor()(orjson.loads(line), 42)]
+    assert TimeExtractor().of_object_lines([line], 42) == [1714564800456]
