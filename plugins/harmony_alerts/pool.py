@@ -19,9 +19,12 @@ dedupe, counters, bad records, stdout and the key log. So the output, the stats 
 letters and the saved keys are those of the one-process path, byte for byte. A helper that dies
 (kill -9, out of memory) costs nothing: its pieces are rendered here, and the run goes on.
 
-Not used: in `harmony-pipes chain` (records are handed on in memory there), under `--strict`
-(the first bad record must stop everything after it), with `--workers 0`, and until a chunk of at
-least `POOL_MIN_LINES` lines or `POOL_MIN_BYTES` arrives (an empty or trickling input never starts a
+In `harmony-pipes chain`, between a source and a sink, `PooledAlerts` does the same with the
+events the source hands on: pieces of the source's bytes go to the helper, and the rendered
+alerts go to the sink as blocks of lines (`emit_lines`), held at most until the next commit point
+(`settle`). Not used: under `--strict` (the first bad record must stop everything after it), with
+`--workers 0`, in a chain that reads stdin or writes stdout, and until a chunk of at least
+`POOL_MIN_LINES` lines or `POOL_MIN_BYTES` arrives (an empty or trickling input never starts a
 helper).
 """
 
