@@ -17,7 +17,9 @@ The lifecycle, in the spirit of singer-sdk's sink (`process_record`, `is_full`,
 sink, so between two records every stage's state describes exactly the records the sink has
 received. At a *safe point* of the source (a window fully read, a cycle emitted, an input chunk
 consumed) the runner asks each upstream stage for its `checkpoint` (a JSON-able position) and
-hands them to the sink's `commit`, which stores them with the records. Once the sink says the
+hands them to the sink's `commit`, which stores them with the records (a transform that holds
+records — harmony-alerts rendering in its helper process — is first told to `settle`: hand on
+everything it holds, so the commit covers every record the positions name). Once the sink says the
 commit is durable, the runner tells the upstream stages, nearest first (`committed`): each
 transform saves its state for what the sink committed, then the source saves its cursor. After a
 kill -9 the sink's last commit is the truth: the runner reads it (`resume_positions`) and every
