@@ -340,12 +340,9 @@ def _split_and_plan(data: str, cache: bool) -> tuple[_Plan, list[str | None]] | 
     """The sentence's plan and its entities' fields, flat: entity k's id, type and label are
     `fields[4k + 1 : 4k + 4]` (the layout `re.split` gives)."""
     regexes = _regexes()
-    for phrase in regexes.phrases:  # `in` per phrase: 4x faster than one regex alternation
-        if phrase in data:
-            break
-    else:  # no known sentence: nothing to split
-        return None
     if cache:
+        if "#{" not in data:  # no placeholder: no entity, nothing a plan could name
+            return None
         # The usual case, in one C pass: every placeholder in the API's plain form. `re.split`
         # gives [text, id, type, label, text, ...]; a `#{` left in the text (the richer form of a
         # user report, escapes, or text) sends the sentence to split_data's loop, which decides
@@ -354,8 +351,14 @@ def _split_and_plan(data: str, cache: bool) -> tuple[_Plan, list[str | None]] | 
         fields = plain.split(data.replace(MARK, "\ufffd") if MARK in data else data)
         skeleton = MARK.join(fields[::4])
         if len(fields) > 1 and "#{" not in skeleton:
-            plan = _plan_of(skeleton, True)
+            plan = _plans.get(skeleton)  # a known template: its phrase is in the skeleton, so in data
+            if plan is None:
+                if not _has_phrase(data, regexes.phrases):
+                    return None
+                plan = _plan_of(skeleton, True)
             return None if plan is None else (plan, fields)
+    if not _has_phrase(data, regexes.phrases):  # no known sentence: nothing to split
+        return None
     skeleton, entities = split_data(data)
     if not entities:
         return None
@@ -366,6 +369,12 @@ def _split_and_plan(data: str, cache: bool) -> tuple[_Plan, list[str | None]] | 
     for entity in entities:
         fields += (*entity, None)
     return plan, fields
+
+
+def _has_phrase(data: str, phrases: tuple[str, ...]) -> bool:
+    """Whether `data` holds a known sentence's phrase (`in` per phrase: 4x faster than one regex
+    alternation)."""
+    return any(phrase in data for phrase in phrases)
 
 
 def _entities(fields: list[str | None]) -> list[Entity]:
