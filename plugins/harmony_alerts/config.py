@@ -122,7 +122,8 @@ def options(f: F) -> F:
                 default=None,
                 metavar="N",
                 help="Helper processes that render alerts beside this one; output and state are the same "
-                "as with 0. Default: 1 when two or more CPUs are available, else 0. Not used under --strict; "
+                "as with 0. Default: 1 when two or more CPUs are available (the affinity mask, capped by a "
+                "container's CPU limit), else 0. Not used under --strict; "
                 "in harmony-pipes chain only between a source and a sink.",
             ),
             state_option("HARMONY_ALERTS_STATE_DIR", "alerts"),

@@ -286,7 +286,7 @@ def test_in_a_chain_a_helper_killed_mid_run_costs_nothing(tmp_path: Path) -> Non
         done = subprocess.run([command_path("harmony-pipes"), "chain", text], capture_output=True, env=env, timeout=180)
         assert done.returncode == 0, done.stderr.decode()
         store = tmp_path / "store"
-        text = chain_text(emu.url, tmp_path / "state", store, f"--tenant {tenant}")
+        text = chain_text(emu.url, tmp_path / "state", store, f"--tenant {tenant} --workers 1")
         proc = subprocess.Popen(
             [command_path("harmony-pipes"), "chain", text], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env
         )

@@ -15,6 +15,7 @@ from harmony_pipes._core.output import IOV_MAX, BatchWriter, write_vectors
 from harmony_pipes.harmony_alerts.chunks import Chunk, render_chunk
 from harmony_pipes.harmony_alerts.dedupe import DigestSet
 from harmony_pipes.harmony_alerts.normalize import DedupeKey
+from harmony_pipes.harmony_alerts.pool import available_cpus
 from harmony_pipes.harmony_alerts.render import make_render
 from harmony_pipes.hec_emulator.generate import EventGenerator
 
@@ -116,3 +117,28 @@ def test_write_vectors_writes_more_parts_than_one_writev_takes(tmp_path) -> None
     assert write_vectors(fd, parts) == sum(map(len, parts))
     os.close(fd)
     assert path.read_bytes() == b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "v1", "cap"),
+    [
+        ("max 100000\n", None, None),  # v2, no limit
+        ("150000 100000\n", None, 1.5),  # v2: a limit of 1.5 CPUs
+        ("300000 100000\n", None, 3.0),
+        (None, ("-1", "100000"), None),  # v1, no limit
+        (None, ("50000", "100000"), 0.5),  # v1: half a CPU
+        (None, None, None),  # no cgroup files: the affinity mask alone
+        ("garbage\n", None, None),
+    ],
+)
+def test_available_cpus_is_the_affinity_capped_by_the_cgroup_quota(tmp_path, cpu_max, v1, cap) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    v2_file, v1_dir = tmp_path / "cpu.max", tmp_path / "cpu"
+    if cpu_max is not None:
+        v2_file.write_text(cpu_max)
+    if v1 is not None:
+        v1_dir.mkdir()
+        (v1_dir / "cpu.cfs_quota_us").write_text(v1[0] + "\n")
+        (v1_dir / "cpu.cfs_period_us").write_text(v1[1] + "\n")
+    expected = affinity if cap is None else min(affinity, cap)
+    assert available_cpus(v2_file, v1_dir) == expected
