@@ -252,8 +252,12 @@ class Runner:
         CHAIN_COMMIT_INTERVAL_SECS after the last commit unless `at_end` or `urgent`."""
         tail = self.tail
         transforms = self.stages[1:-1]
+
+        def due() -> bool:
+            return tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress
+
         holding = any(stage.holding() for stage in transforms)
-        if not (holding or tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress):
+        if not (holding or due()):
             return
         if self._paced:
             now = self.clock()
@@ -263,7 +267,7 @@ class Runner:
         if holding:
             for stage in transforms:  # nearest the head first: what it hands on, the next settles
                 stage.settle()
-            if not (tail.commit_due(at_end=at_end) or self.head.progress != self._committed_progress):
+            if not due():
                 return
         self._committed_progress = self.head.progress
         token = tail.next_token()

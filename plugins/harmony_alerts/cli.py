@@ -27,9 +27,10 @@ def build(params: dict[str, Any], runtime: Runtime) -> AlertsProcessor:
     and a sink there, it renders in helper processes as on stdin)."""
     stream = StreamConfig.pop_from(params)
     config = AlertsConfig.from_params(params)
-    workers = helper_count(config, stream)
-    if runtime.between_source_and_sink and workers > 0:
-        return PooledAlerts(runtime, config, stream, workers)
+    if runtime.between_source_and_sink:
+        workers = helper_count(config, stream)
+        if workers > 0:
+            return PooledAlerts(runtime, config, stream, workers)
     return AlertsProcessor(runtime, config, stream)
 
 

@@ -200,13 +200,12 @@ class Helper:
 class RenderPool:
     """Pieces of event lines rendered in helper processes (or here, when every slot is taken),
     handed back strictly in the order they were given (module doc). `apply(tag, chunk)` gets each
-    result; `stage` is whose failure an error rendering here is."""
+    result; an error rendering here is a failure of the `alerts` stage."""
 
-    def __init__(self, runtime: Runtime, alerts: AlertsProcessor, workers: int, stage: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, alerts: AlertsProcessor, workers: int) -> None:
+        self.runtime = alerts.runtime
         self.alerts = alerts
         self.workers = workers
-        self.stage = stage
         self.helpers: list[Helper] | None = None  # started with the first piece
         self.render: Render | None = None
         # pieces in input order: (the caller's tag, the lines, the Helper rendering it, or the Chunk)
@@ -218,7 +217,6 @@ class RenderPool:
 
     def start(self) -> None:
         spec = self.alerts.render_spec()
-        self.render = make_render(spec)
         helpers: list[Helper] = []
         try:
             for _ in range(self.workers):
@@ -253,7 +251,7 @@ class RenderPool:
         try:
             return render_chunk(plain, self.render, self.alerts.now_secs[0] * 1000)
         except BaseException as exc:  # this process's own rendering, as a record handler's error
-            raise StageFailed(self.stage, exc) from exc
+            raise StageFailed(self.alerts, exc) from exc
 
     def take(self, apply: Apply, wait_all: bool = False, keep_at_most: int | None = None) -> None:
         """Apply the pieces at the front of the queue that are done; `wait_all`: every piece,
@@ -304,12 +302,11 @@ class PooledStdin(StdinSource):
     def __init__(self, runtime: Runtime, config: StreamConfig, alerts: AlertsProcessor, workers: int) -> None:
         super().__init__(runtime, config)
         self.alerts = alerts
-        self.workers = workers
-        self.pool = RenderPool(runtime, alerts, workers, alerts)
+        self.pool = RenderPool(alerts, workers)
 
     def open(self, resume: Any = None) -> None:
         super().open(resume)
-        if self.workers > 0:  # a 64 KiB pipe would cut the input into pieces of ~45 events
+        if self.pool.workers > 0:  # a 64 KiB pipe would cut the input into pieces of ~45 events
             grow_pipe(self.fd, STDIN_PIPE_BYTES)
 
     def poll(self) -> bool:
@@ -328,7 +325,7 @@ class PooledStdin(StdinSource):
             return True
         plain = _plain(lines)
         size = sum(map(len, plain)) + len(plain)
-        if not pool.started and (self.workers <= 0 or (len(lines) < POOL_MIN_LINES and size < POOL_MIN_BYTES)):
+        if not pool.started and (pool.workers <= 0 or (len(lines) < POOL_MIN_LINES and size < POOL_MIN_BYTES)):
             self._feed(first_line_no, lines)
             return True
         # pieces of about PIECE_BYTES: what a piece of tiny events grows into stays small (memory)
@@ -387,7 +384,7 @@ class PooledAlerts(AlertsProcessor):
 
     def __init__(self, runtime: Runtime, config: AlertsConfig, stream: StreamConfig | None, workers: int) -> None:
         super().__init__(runtime, config, stream)
-        self.pool = RenderPool(runtime, self, workers, self)
+        self.pool = RenderPool(self, workers)
         self.pending: list[bytes] = []  # lines handed to us, not yet in a piece
         self.pending_bytes = 0
 
