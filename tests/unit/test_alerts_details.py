@@ -205,3 +205,64 @@ def test_mutated_golden_sentences_equal_the_reference(case: dict, edits: list[tu
         data = data[:at] + token + data[at:]
     assert_same_as_reference(data)
     assert_same_as_reference(data.replace(MARK, ""))
+
+
+# -- a user report's richer placeholder ------------------------------------------------------------
+
+
+def api_json(value: object) -> str:
+    """JSON in the API's layout: `", "` between items, `": "` after keys."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{orjson.dumps(k).decode()}: {api_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(api_json(v) for v in value) + "]"
+    return orjson.dumps(value).decode()
+
+
+def rich(entity_id: str | None, label: str, entity_type: str, tooltips: list[dict[str, str]]) -> str:
+    """The reporter as the API writes it in a user report."""
+    placeholder = {
+        "display": "embedded-entity", "entity_id": entity_id, "label": label, "entity_type": entity_type,
+        "tooltip_fields": tooltips,
+    }  # fmt: skip
+    return "#" + api_json(placeholder)
+
+
+def test_a_user_reports_rich_placeholder_is_read_without_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    tooltips = [{"type": "text", "value": "noa@example.net", "key": "Email address"}, {"type": "text", "value": "N"}]
+    for entity_id, tips in (("dc96-a171", tooltips), (None, []), ("", tooltips[:1])):
+        data = f"User {rich(entity_id, 'noa@example.net', 'office365_emails_user', tips)} reported a phishing email "
+        data += ph("c8dc", "office365_emails_email", "Meeting notes")
+        expected = reference(data)
+        monkeypatch.setattr(entities, "split_data", None)  # the loop: must not be needed
+        assert orjson.dumps(data_details(data)) == expected
+        monkeypatch.undo()
+        assert orjson.loads(expected) == {
+            "shape": "user_report",
+            "subject": "Meeting notes",
+            "email_id": "c8dc",
+            "recipient": "noa@example.net",
+            **({"recipient_id": entity_id} if entity_id else {}),
+        }
+
+
+tooltip_text = st.text(st.characters(codec="utf-8"), max_size=6)  # quotes, backslashes, control characters
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.none() | st.sampled_from(["", "dc96-a171", "ext:x@y.example"]) | tooltip_text,
+    labels | tooltip_text | st.just("<Unknown>"),
+    st.sampled_from(["office365_emails_user", "google_user"]) | tooltip_text,
+    st.lists(st.dictionaries(tooltip_text, tooltip_text, max_size=3), max_size=3),
+    st.sampled_from(["", ", ", ",", "  "]),
+)
+def test_rich_placeholders_equal_the_reference(
+    entity_id: str | None, label: str, entity_type: str, tooltips: list[dict[str, str]], spacing: str
+) -> None:
+    reporter = rich(entity_id, label, entity_type, tooltips)
+    if spacing:  # layouts the one pass does not know: the loop reads them, the result is the same
+        reporter = reporter.replace(", ", spacing, 1)
+    email = ph("m", "office365_emails_email", "Subject")
+    assert_same_as_reference(f"User {reporter} reported a phishing email {email}")
+    assert_same_as_reference(f"User {email} reported a phishing email {reporter}")
