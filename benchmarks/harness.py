@@ -105,6 +105,16 @@ class BenchContext:
         """`run` (a measurement that leaves nothing behind for the next one) `repeats` times: the best."""
         return best_of([run() for _ in range(self.repeats)])
 
+    def measure_rounds(self, runs: dict[str, Callable[[], Measurement]]) -> dict[str, Measurement]:
+        """Each of `runs` `repeats` times, in rounds (one run of each per round, in order), and
+        the best of each: a slow minute of a shared machine then costs every command compared in
+        a ratio alike, instead of all runs of one of them."""
+        measured: dict[str, list[Measurement]] = {name: [] for name in runs}
+        for _ in range(self.repeats):
+            for name, run in runs.items():
+                measured[name].append(run())
+        return {name: best_of(found) for name, found in measured.items()}
+
     def bin(self, name: str) -> str:
         return str(Path(sys.executable).parent / name)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +69,17 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     corpus, records, size = ctx.corpus()
     label = f"HEC corpus {size_label(size)}"
     rows = []
-    floor = ctx.measure_best(lambda: ctx.measure([ctx.python, "-c", FLOOR], stdin_path=corpus))
+    floor, ours, every, alone = compared_runs(ctx, corpus)
     rows.append(
         row(GROUP, "orjson floor (loads+dumps)", records, size, floor, baseline=True, key="alerts_floor", input=label)
     )
     if ctx.jq:
         jq = ctx.measure([ctx.jq, "-c", JQ_FILTER], stdin_path=corpus)
         rows.append(row(GROUP, "jq -c select+reshape", records, size, jq, baseline=True, key="alerts_jq", input=label))
-    ours = ctx.measure_best(lambda: ctx.measure([ctx.bin("harmony-alerts")], stdin_path=corpus))
     rows.append(
         row(
             GROUP, "harmony-alerts", records, size, ours, notes="normalize + filter + dedupe", key="alerts", input=label
         )
-    )
-    every = ctx.measure_best(
-        lambda: ctx.measure([ctx.bin("harmony-alerts"), "--all", "--no-dedupe"], stdin_path=corpus)
     )
     rows.append(
         row(
@@ -96,7 +93,6 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
             input=label,
         )
     )
-    alone = ctx.measure_best(lambda: ctx.measure([ctx.bin("harmony-alerts"), "--workers", "0"], stdin_path=corpus))
     rows.append(
         row(GROUP, "harmony-alerts --workers 0", records, size, alone, notes=ONE_PROCESS, key="alerts_one",
             input=label)
@@ -121,16 +117,28 @@ def run(ctx: BenchContext) -> list[dict[str, Any]]:
     return rows
 
 
+def compared_runs(ctx: BenchContext, corpus: Path) -> list[Measurement]:
+    """The floor, harmony-alerts (defaults), `--all --no-dedupe` and `--workers 0` on one input,
+    measured in rounds (`measure_rounds`), so a ratio never pairs a quiet minute with a busy one."""
+
+    def command(argv: list[str]) -> Callable[[], Measurement]:
+        return lambda: ctx.measure(argv, stdin_path=corpus)
+
+    alerts = ctx.bin("harmony-alerts")
+    runs = {
+        "floor": command([ctx.python, "-c", FLOOR]),
+        "ours": command([alerts]),
+        "every": command([alerts, "--all", "--no-dedupe"]),
+        "alone": command([alerts, "--workers", "0"]),
+    }
+    return list(ctx.measure_rounds(runs).values())
+
+
 def alerts_corpus_rows(ctx: BenchContext) -> list[dict[str, Any]]:
     """The same floor and harmony-alerts (defaults, `--all --no-dedupe`) on the alerts corpus."""
     corpus, records, size = ctx.alerts_corpus()
     label = f"alerts corpus {size_label(size)} (hec-emulator events, 95% alerts)"
-    floor = ctx.measure_best(lambda: ctx.measure([ctx.python, "-c", FLOOR], stdin_path=corpus))
-    ours = ctx.measure_best(lambda: ctx.measure([ctx.bin("harmony-alerts")], stdin_path=corpus))
-    every = ctx.measure_best(
-        lambda: ctx.measure([ctx.bin("harmony-alerts"), "--all", "--no-dedupe"], stdin_path=corpus)
-    )
-    alone = ctx.measure_best(lambda: ctx.measure([ctx.bin("harmony-alerts"), "--workers", "0"], stdin_path=corpus))
+    floor, ours, every, alone = compared_runs(ctx, corpus)
     return [
         row(GROUP, "orjson floor (loads+dumps)", records, size, floor, baseline=True, key="alerts_hec_floor",
             input=label),

@@ -24,11 +24,12 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.harness import row, run_standalone, size_label
+from benchmarks.harness import Measurement, row, run_standalone, size_label
 
 GROUP = "s3-batch"
 GIB = 1024**3
@@ -137,20 +138,21 @@ def _create_bucket(endpoint: str) -> str:
     return bucket
 
 
-def _floor(
-    ctx: Any, key: str, source: Path, records: int, size: int, module: str = "gzip", level: int = GZIP_LEVEL,
-    label: str = f"python gzip (zlib) level {GZIP_LEVEL}",
-) -> dict[str, Any]:  # fmt: skip
-    floor_out = Path(ctx.workdir) / "s3_floor_out"
-
-    def once() -> Any:
-        shutil.rmtree(floor_out, ignore_errors=True)
-        argv = [ctx.python, "-c", FLOOR, str(floor_out), str(level), str(RECORDS_PER_OBJECT), module]
+def _floor_run(ctx: Any, source: Path, out_dir: Path, module: str, level: int) -> Callable[[], Measurement]:
+    def once() -> Measurement:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        argv = [ctx.python, "-c", FLOOR, str(out_dir), str(level), str(RECORDS_PER_OBJECT), module]
         return ctx.measure(argv, stdin_path=source)
 
-    m = ctx.measure_best(once)
-    stored = sum(p.stat().st_size for p in floor_out.iterdir())
-    shutil.rmtree(floor_out, ignore_errors=True)
+    return once
+
+
+def _floor_row(
+    key: str, m: Measurement, out_dir: Path, records: int, size: int, module: str = "gzip",
+    label: str = f"python gzip (zlib) level {GZIP_LEVEL}",
+) -> dict[str, Any]:  # fmt: skip
+    stored = sum(p.stat().st_size for p in out_dir.iterdir())
+    shutil.rmtree(out_dir, ignore_errors=True)
     notes = f"{label}, {RECORDS_PER_OBJECT:,} records per file, no parse/fsync; {stored / 1e6:.1f} MB gzip"
     name = "floor: python gzip batches to local files" if module == "gzip" else f"floor: {label} batches"
     return row(
@@ -166,11 +168,11 @@ def _floor(
     )
 
 
-def _to_file(ctx: Any, key: str, source: Path, records: int, size: int, notes: str) -> dict[str, Any]:
+def _file_run(ctx: Any, source: Path) -> Callable[[], Measurement]:
     workdir = Path(ctx.workdir)
     store, spool = workdir / "s3_file_store", workdir / "s3_file_spool"
 
-    def once() -> Any:
+    def once() -> Measurement:
         for path in (store, spool):
             shutil.rmtree(path, ignore_errors=True)
         return ctx.measure(
@@ -179,9 +181,13 @@ def _to_file(ctx: Any, key: str, source: Path, records: int, size: int, notes: s
             stdout_path=workdir / "s3_file_receipts.ndjson",
         )
 
-    m = ctx.measure_best(once)
+    return once
+
+
+def _file_row(ctx: Any, key: str, m: Measurement, records: int, size: int, notes: str) -> dict[str, Any]:
+    workdir = Path(ctx.workdir)
     objects, stored = _receipts(workdir / "s3_file_receipts.ndjson", records)
-    for path in (store, spool):
+    for path in (workdir / "s3_file_store", workdir / "s3_file_spool"):
         shutil.rmtree(path, ignore_errors=True)
     return row(
         GROUP,
@@ -211,10 +217,11 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     workdir = Path(ctx.workdir)
     rows: list[dict[str, Any]] = []
 
-    # 1. the 256 MiB input: floor, moto, file:// (and Fluent Bit in s3_fluentbit.py) — the ratios
+    # 1. the 256 MiB input: floors, moto, file:// in rounds (and Fluent Bit in s3_fluentbit.py)
     small, small_records, small_size = compare_input(ctx)
-    for suffix, module, level, label in FLOORS:
-        rows.append(_floor(ctx, f"s3_floor{suffix}", small, small_records, small_size, module, level, label))
+    floor_dirs = {suffix: workdir / f"s3_floor_out{suffix}" for suffix, *_ in FLOORS}
+    runs = {f"s3_floor{suffix}": _floor_run(ctx, small, floor_dirs[suffix], module, level)
+            for suffix, module, level, _ in FLOORS}  # fmt: skip
     endpoint = ctx.moto_endpoint()
     bucket = _create_bucket(endpoint)
     env = {
@@ -226,7 +233,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
     }
     spool = workdir / "s3_moto_spool"
 
-    def once() -> Any:
+    def to_moto() -> Measurement:
         shutil.rmtree(spool, ignore_errors=True)
         return ctx.measure(
             [
@@ -243,7 +250,12 @@ def run(ctx: Any) -> list[dict[str, Any]]:
             env=env,
         )
 
-    m = ctx.measure_best(once)
+    runs["s3_moto"] = to_moto
+    runs["s3_file"] = _file_run(ctx, small)
+    measured = ctx.measure_rounds(runs)
+    for suffix, module, _, label in FLOORS:
+        key = f"s3_floor{suffix}"
+        rows.append(_floor_row(key, measured[key], floor_dirs[suffix], small_records, small_size, module, label))
     objects, stored = _receipts(workdir / "s3_moto_receipts.ndjson", small_records)
     rows.append(
         row(
@@ -251,7 +263,7 @@ def run(ctx: Any) -> list[dict[str, Any]]:
             f"s3-batch -> moto S3 (HTTP, {size_label(small_size)})",
             small_records,
             small_size,
-            m,
+            measured["s3_moto"],
             key="s3_moto",
             input=input_label(small_size),
             notes=f"into moto on 127.0.0.1 (the server shares the 2 CPUs); {objects} objects, "
@@ -259,12 +271,15 @@ def run(ctx: Any) -> list[dict[str, Any]]:
         )
     )
     shutil.rmtree(spool, ignore_errors=True)
-    rows.append(_to_file(ctx, "s3_file", small, small_records, small_size, "same input as the moto row"))
+    rows.append(_file_row(ctx, "s3_file", measured["s3_file"], small_records, small_size, "same input as the moto row"))
 
     # 2. the 1 GiB input: peak RSS with 1 GiB (target <= 150 MB), with its own floor
     big, records, size = make_input(ctx, int(FILE_INPUT_BYTES * _scale()))
-    rows.append(_floor(ctx, "s3_floor_1g", big, records, size))
-    rows.append(_to_file(ctx, "s3_file_1g", big, records, size, "the peak-RSS run (target <= 150 MB with 1 GiB)"))
+    big_floor = workdir / "s3_floor_out_1g"
+    m = ctx.measure_best(_floor_run(ctx, big, big_floor, "gzip", GZIP_LEVEL))
+    rows.append(_floor_row("s3_floor_1g", m, big_floor, records, size))
+    m = ctx.measure_best(_file_run(ctx, big))
+    rows.append(_file_row(ctx, "s3_file_1g", m, records, size, "the peak-RSS run (target <= 150 MB with 1 GiB)"))
     big.unlink()
     return rows
 
