@@ -157,7 +157,8 @@ def event_time_ms(value: Any) -> int | None:
         else:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            found = (moment - EPOCH) // _ONE_MS
+            since = moment - EPOCH  # its parts, not `// _ONE_MS`: a third of the cost, the same floor
+            found = since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if not MIN_MS <= value <= MAX_MS:  # also NaN, ±inf, -1e306 (whose * 1000 is -inf)
             return None
