@@ -17,6 +17,7 @@ import orjson
 import psutil
 import pytest
 
+from harmony_pipes.harmony_alerts.pool import Helper
 from harmony_pipes.hec_emulator.generate import EventGenerator
 from tests.conftest import CliResult, command_path
 from tests.helpers.emulator import start_emulator
@@ -299,3 +300,25 @@ def test_in_a_chain_a_helper_killed_mid_run_costs_nothing(tmp_path: Path) -> Non
     expected = [line.replace(f"{tenant}-ref".encode(), tenant.encode()) for line in stored_lines(reference)]
     assert stored_lines(store) == sorted(expected)
     assert stage_stats(err.decode(), 2)["helper_processes"] == 1
+
+
+def test_a_stop_signal_while_a_helper_starts_up_does_not_kill_it() -> None:
+    """systemd signals every process of the unit at once: one that reaches a helper whose
+    interpreter is still starting (before it can ignore stop signals) must not end it. Right after
+    the spawn returns, the new interpreter has not yet run a line of our code."""
+    spec = {"types": ["phishing"], "min_severity": 4, "keep_all": False, "tenant": "t", "dedupe_key": "tenant,eventId",
+            "dedupe": True, "output_format": "native"}  # fmt: skip
+    for _ in range(5):
+        helper = Helper(spec)
+        try:
+            os.kill(helper.pid, signal.SIGTERM)
+            os.kill(helper.pid, signal.SIGINT)
+            os.kill(helper.pid, signal.SIGHUP)
+            event = {"eventId": "e1", "type": "phishing", "severity": "5", "eventCreated": "2026-01-01T00:00:00Z"}
+            helper.send(orjson.dumps(event), 0)
+            chunk = helper.receive()  # HelperFailed ("ended unexpectedly") if a signal killed it
+            assert chunk is not None and len(chunk.ends) == 1 and chunk.good == 1
+            assert orjson.loads(bytes(chunk.blob[: chunk.ends[0]]))["event_id"] == "e1"
+        finally:
+            helper.stop()
+        assert helper.process.returncode == 0
