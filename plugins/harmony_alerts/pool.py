@@ -61,11 +61,12 @@ POOL_MIN_BYTES = 48 << 10  # a read this large (or of POOL_MIN_LINES lines) star
 SLOTS_PER_HELPER = 4  # pieces handed to a helper and not yet taken back: it never idles on us
 PIECE_BYTES = 256 << 10  # input chunks are cut into pieces of about this size (one line at least)
 # Pieces this process may render ahead of the oldest one a helper still holds (output is in input
-# order). With 2 it waited for a slow helper piece 13 % of its time (py-spy); with 7 the pair
-# kept both cores busy (1.85-1.89 CPUs used vs 1.72-1.79) and ran 7-25 % faster in alternating
-# runs on the alerts corpus, for 0.3 MB more peak memory with 1M dedupe keys (each piece held
-# is about 0.5 MB of rendered alerts).
+# order), while they hold at most RENDER_AHEAD_BYTES (input and alerts). With 2 pieces it waited
+# for a slow helper piece 13 % of its time (py-spy) and the pair used 1.70-1.81 CPUs; with 7 it
+# used 1.85-1.90. Bounded in bytes too: a piece of tiny events renders into more than a piece of
+# big ones, and 7 such pieces put the 1M-dedupe-keys run at 98-99 MB peak (90-91 with 2).
 RENDER_AHEAD_PIECES = 7
+RENDER_AHEAD_BYTES = 3 << 20
 Apply = Callable[[Any, Chunk], None]
 """`apply(tag, chunk)`: what the owner of a `RenderPool` does with each rendered piece, in order."""
 STOP_TIMEOUT_SECS = 5.0  # a helper ends at once when its pipes close, unless inside a huge piece
@@ -225,8 +226,10 @@ class RenderPool:
         self.workers = workers
         self.helpers: list[Helper] | None = None  # started with the first piece
         self.render: Render | None = None
-        # pieces in input order: (the caller's tag, the lines, the Helper rendering it, or the Chunk)
-        self.queue: deque[tuple[Any, list[bytes], Helper | Chunk]] = deque()
+        # pieces in input order: (the caller's tag, the lines, the Helper rendering it or the Chunk,
+        # and for a Chunk rendered here the bytes it holds: its input and its alerts)
+        self.queue: deque[tuple[Any, list[bytes], Helper | Chunk, int]] = deque()
+        self.held_bytes = 0  # of the pieces rendered here, not yet applied
 
     @property
     def started(self) -> bool:
@@ -254,12 +257,15 @@ class RenderPool:
         if helper is not None and len(data) <= IN_BYTES:
             try:
                 helper.send(data, now_ms)
-                self.queue.append((tag, plain, helper))
+                self.queue.append((tag, plain, helper, 0))
             except OSError as exc:  # it died before this piece: rendered here, as its others will be
                 self._lost(helper, f"harmony-alerts helper process {helper.pid} is gone ({exc.strerror})")
                 helper = None
         if helper is None:
-            self.queue.append((tag, plain, self.render_here(plain)))
+            chunk = self.render_here(plain)
+            held = len(data) + len(chunk.blob)
+            self.held_bytes += held
+            self.queue.append((tag, plain, chunk, held))
         self.take(apply, keep_at_most=SLOTS_PER_HELPER * len(self.helpers or ()) + RENDER_AHEAD_PIECES)
 
     def render_here(self, plain: list[bytes]) -> Chunk:
@@ -272,18 +278,22 @@ class RenderPool:
 
     def take(self, apply: Apply, wait_all: bool = False, keep_at_most: int | None = None) -> None:
         """Apply the pieces at the front of the queue that are done; `wait_all`: every piece,
-        `keep_at_most`: wait only until the queue is that short (waiting for more would leave
-        the helper idle while this process catches up)."""
+        `keep_at_most`: wait only until the queue is that short and the pieces rendered here hold
+        at most RENDER_AHEAD_BYTES (waiting sooner would leave this process idle while a helper
+        finishes its oldest piece)."""
         queue = self.queue
         while queue:
-            tag, plain, work = queue[0]
+            tag, plain, work, held = queue[0]
             if isinstance(work, Helper):
-                must = wait_all or (keep_at_most is not None and len(queue) > keep_at_most)
+                must = wait_all or (
+                    keep_at_most is not None and (len(queue) > keep_at_most or self.held_bytes > RENDER_AHEAD_BYTES)
+                )
                 if not must and work.alive and not work.ready():
                     return
                 chunk = self._receive(work, plain)
             else:
                 chunk = work
+                self.held_bytes -= held
             queue.popleft()
             apply(tag, chunk)
 

@@ -4,6 +4,7 @@ signal still drains everything; no helper outlives its parent."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -17,7 +18,22 @@ import orjson
 import psutil
 import pytest
 
-from harmony_pipes.harmony_alerts.pool import Helper
+from harmony_pipes._core.log import Log
+from harmony_pipes._core.options import Runtime
+from harmony_pipes._core.output import BatchWriter
+from harmony_pipes._core.signals import StopFlag
+from harmony_pipes._core.stats import Stats
+from harmony_pipes.harmony_alerts.chunks import render_chunk
+from harmony_pipes.harmony_alerts.config import AlertsConfig
+from harmony_pipes.harmony_alerts.pool import (
+    RENDER_AHEAD_BYTES,
+    RENDER_AHEAD_PIECES,
+    SLOTS_PER_HELPER,
+    Helper,
+    RenderPool,
+)
+from harmony_pipes.harmony_alerts.render import make_render
+from harmony_pipes.harmony_alerts.run import AlertsProcessor
 from harmony_pipes.hec_emulator.generate import EventGenerator
 from tests.conftest import CliResult, command_path
 from tests.helpers.emulator import start_emulator
@@ -322,3 +338,36 @@ def test_a_stop_signal_while_a_helper_starts_up_does_not_kill_it() -> None:
         finally:
             helper.stop()
         assert helper.process.returncode == 0
+
+
+def test_the_pool_renders_ahead_within_its_bounds_and_applies_in_input_order() -> None:
+    """RenderPool in this process, one real helper: 30 pieces dispatched as fast as they come.
+    This process renders pieces itself while the helper's slots are full, never holds more than
+    RENDER_AHEAD_BYTES of them or queues more than the slots plus RENDER_AHEAD_PIECES, and every
+    piece is applied once, in order, as one process renders it."""
+    log = Log("harmony-alerts", stream=io.StringIO())
+    runtime = Runtime("harmony-alerts", log, Stats("harmony-alerts", log), BatchWriter(1), StopFlag())
+    alerts = AlertsProcessor(runtime, AlertsConfig(keep_all=True))
+    generator = EventGenerator(21)
+    pieces = [
+        [orjson.dumps(generator.make(1_767_225_600_000_000 + (p * 200 + i) * 1000)) for i in range(200)]
+        for p in range(30)
+    ]
+    render = make_render(alerts.render_spec())
+    applied: list[tuple[int, bytes]] = []
+    pool = RenderPool(alerts, workers=1)
+    largest_queue = largest_held = 0
+    try:
+        for index, piece in enumerate(pieces):
+            pool.dispatch(index, piece, lambda tag, chunk: applied.append((tag, bytes(chunk.blob))))
+            largest_queue = max(largest_queue, len(pool.queue))
+            largest_held = max(largest_held, pool.held_bytes)
+        pool.take(lambda tag, chunk: applied.append((tag, bytes(chunk.blob))), wait_all=True)
+    finally:
+        pool.stop()
+    assert [tag for tag, _ in applied] == list(range(30))
+    assert [blob for _, blob in applied] == [bytes(render_chunk(piece, render, 0).blob) for piece in pieces]
+    assert runtime.stats.extra["helper_processes"] == 1
+    assert 0 < largest_held <= RENDER_AHEAD_BYTES  # it did render ahead, within the bound
+    assert largest_queue <= SLOTS_PER_HELPER + RENDER_AHEAD_PIECES
+    assert pool.held_bytes == 0 and not pool.queue
