@@ -62,6 +62,7 @@ class Measurement:
     stderr_tail: str
     cpu_secs: float = 0.0  # user + system CPU of the measured process (and the children it waited for)
     runs: int = 1  # how many runs this figure is the best of
+    in_rounds: bool = False  # those runs alternated with the runs of the rows it is compared with
 
 
 # Throughput rows keep the best of this many runs (env HARMONY_BENCH_REPEATS): on a shared machine
@@ -69,7 +70,7 @@ class Measurement:
 DEFAULT_REPEATS = 3
 
 
-def best_of(runs: list[Measurement]) -> Measurement:
+def best_of(runs: list[Measurement], in_rounds: bool = False) -> Measurement:
     """The shortest wall (and CPU) of several runs of one command; peak RSS is the largest seen."""
     best = min(runs, key=lambda m: m.wall_secs)
     return Measurement(
@@ -79,6 +80,7 @@ def best_of(runs: list[Measurement]) -> Measurement:
         best.stderr_tail,
         min(m.cpu_secs for m in runs),
         runs=len(runs),
+        in_rounds=in_rounds,
     )
 
 
@@ -113,7 +115,7 @@ class BenchContext:
         for _ in range(self.repeats):
             for name, run in runs.items():
                 measured[name].append(run())
-        return {name: best_of(found) for name, found in measured.items()}
+        return {name: best_of(found, in_rounds=True) for name, found in measured.items()}
 
     def bin(self, name: str) -> str:
         return str(Path(sys.executable).parent / name)
@@ -297,7 +299,10 @@ def row(
     runs = getattr(m, "runs", 1)
     if runs > 1:
         out["runs"] = runs
-        out["notes"] = f"best of {runs} runs; {notes}" if notes else f"best of {runs} runs"
+        best = f"best of {runs} runs"
+        if getattr(m, "in_rounds", False):
+            best += " (in rounds with the rows it is compared with)"
+        out["notes"] = f"{best}; {notes}" if notes else best
     if compare is not None:
         out["compare"] = list(compare)
     return out
