@@ -168,9 +168,14 @@ def _floor_row(
     )
 
 
+def _file_dirs(workdir: Path) -> tuple[Path, Path]:
+    """The file:// rows' store and spool (made by a run, removed once its row is read)."""
+    return workdir / "s3_file_store", workdir / "s3_file_spool"
+
+
 def _file_run(ctx: Any, source: Path) -> Callable[[], Measurement]:
     workdir = Path(ctx.workdir)
-    store, spool = workdir / "s3_file_store", workdir / "s3_file_spool"
+    store, spool = _file_dirs(workdir)
 
     def once() -> Measurement:
         for path in (store, spool):
@@ -187,7 +192,7 @@ def _file_run(ctx: Any, source: Path) -> Callable[[], Measurement]:
 def _file_row(ctx: Any, key: str, m: Measurement, records: int, size: int, notes: str) -> dict[str, Any]:
     workdir = Path(ctx.workdir)
     objects, stored = _receipts(workdir / "s3_file_receipts.ndjson", records)
-    for path in (workdir / "s3_file_store", workdir / "s3_file_spool"):
+    for path in _file_dirs(workdir):
         shutil.rmtree(path, ignore_errors=True)
     return row(
         GROUP,

@@ -40,10 +40,11 @@ _decoder = json.JSONDecoder()
 _raw_decode = _decoder.raw_decode
 # The API's usual placeholder, with no escape in any string: read by this one regex (C speed);
 # any other form (escapes, extra keys such as tooltip_fields, other key order) by the JSON parser.
-_PLAIN = (
-    r'#\{"entity_id": (?:null|"([^"\\]*)"), "entity_type": "([^"\\]*)", (?:"disable_link": (?:true|false), )?'
-    r'"label": "([^"\\]*)"\}'
+_PLAIN_BODY = (  # between `#{` and `}`; groups: id, type, label
+    r'"entity_id": (?:null|"([^"\\]*)"), "entity_type": "([^"\\]*)", (?:"disable_link": (?:true|false), )?'
+    r'"label": "([^"\\]*)"'
 )
+_PLAIN = r"#\{" + _PLAIN_BODY + r"\}"
 # A user report names its reporter in a richer form: `#{"display": "embedded-entity", "entity_id":
 # …, "label": …, "entity_type": …, "tooltip_fields": [{"type": "text", "value": …, "key": …}]}`.
 # Read as the plain form or this one by one more regex pass, in the API's exact layout and with
@@ -52,7 +53,7 @@ _TEXT = r'([^"\\\x00-\x1f]*)'
 _STR = rf'"{_TEXT[1:-1]}"'  # any JSON string without escapes (no group)
 _OBJECT = rf"\{{{_STR}: {_STR}(?:, {_STR}: {_STR})*\}}"  # a flat object of strings
 _RICH = (
-    r"#\{(?:" + _PLAIN[3:-2] + "|"  # the plain form (groups 1-3: id, type, label), or the rich one:
+    r"#\{(?:" + _PLAIN_BODY + "|"  # the plain form (groups 1-3: id, type, label), or the rich one:
     rf'"display": {_STR}, "entity_id": (?:null|"{_TEXT}"), "label": "{_TEXT}", "entity_type": "{_TEXT}", '
     rf'"tooltip_fields": \[(?:{_OBJECT}(?:, {_OBJECT})*)?\]'  # (groups 4-6: id, label, type)
     r")\}"
