@@ -7,7 +7,9 @@ Started by pool.py (`HELPER_CODE`: stop signals ignored before anything is impor
 drains, then closes the task pipe, and end of file ends us.
 
 Each slot is a shared-memory file: the chunk's lines at offset 0, the rendered chunk at
-`IN_BYTES` (chunks.Chunk.pack_into). The pipes carry only `TASK` and `RESULT` messages.
+`IN_BYTES` (chunks.Chunk.pack_into). The pipes carry only `TASK` and `RESULT` messages; the
+first `RESULT` (status `READY`) says the imports are done, so the parent renders everything
+itself until then instead of waiting ~0.1 s for a helper that is still starting up.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ OUT_BYTES = 32 << 20  # alerts are ~2x their event, tiny events grow more; large
 SLOT_BYTES = IN_BYTES + OUT_BYTES
 TASK = struct.Struct("<BIQ")  # slot, input bytes, now_ms
 RESULT = struct.Struct("<BIIIIQ")  # status, kept, bad, filtered, good, blob bytes
-OK, TOO_BIG, FAILED = 0, 1, 2
+OK, TOO_BIG, FAILED, READY = 0, 1, 2, 3
 
 
 def read_exact(fd: int, size: int) -> bytes | None:
@@ -46,6 +48,7 @@ def read_exact(fd: int, size: int) -> bytes | None:
 def serve(task_fd: int, result_fd: int, render: Render, slots: list[mmap.mmap]) -> None:
     """Render chunks until the parent closes the task pipe."""
     outputs = [memoryview(slot)[IN_BYTES:] for slot in slots]
+    os.write(result_fd, RESULT.pack(READY, 0, 0, 0, 0, 0))
     while True:
         head = read_exact(task_fd, TASK.size)
         if head is None:

@@ -9,7 +9,8 @@ How: `PooledStdin` is stdin as the head of `stdin → harmony-alerts → stdout`
 `StdinSource` does, cuts them into pieces of about `PIECE_BYTES`, and hands each to a helper with
 a free slot (`Helper`: a fresh interpreter running helper.py, which imports only rendering — a
 fork would double the parent's memory in the pair's peak), or renders it itself when every slot
-is taken — so this process works too, and the split follows the speed of each. Pieces and
+is taken or the helper is still starting up — so this process works too, never waits for the
+helper's ~0.1 s of imports, and the split follows the speed of each. Pieces and
 results travel through shared memory (memfd slots, each an input and an output area); the pipes
 carry a few bytes per piece: copying megabytes through pipes cost more system time than the
 rendering saved (the first prototype of this ran at 0.46x the floor).
@@ -52,7 +53,7 @@ from harmony_pipes._core.stdio import STDIN_PIPE_BYTES, StdinSource, grow_pipe
 
 from .chunks import Chunk, Render, render_chunk
 from .config import AlertsConfig
-from .helper import FAILED, IN_BYTES, RESULT, SLOT_BYTES, TASK, TOO_BIG, read_exact
+from .helper import FAILED, IN_BYTES, READY, RESULT, SLOT_BYTES, TASK, TOO_BIG, read_exact
 from .render import make_render
 from .run import AlertsProcessor
 
@@ -160,6 +161,20 @@ class Helper:
         self.free_slots = list(range(SLOTS_PER_HELPER))
         self.in_flight: deque[int] = deque()  # slots, in the order the helper answers them
         self.alive = True
+        self.up = False  # it said READY: its interpreter and imports are done (~0.1 s after the spawn)
+
+    def is_up(self) -> bool:
+        """Whether it has started up, found out without waiting: until then this process renders
+        every piece itself rather than queue one behind a helper still importing."""
+        if not self.up and self.ready():
+            self._read_ready()
+        return self.up
+
+    def _read_ready(self) -> None:
+        head = read_exact(self.result_fd, RESULT.size)
+        if head is None or RESULT.unpack(head)[0] != READY:
+            raise HelperFailed(f"harmony-alerts helper process {self.pid} ended while starting up")
+        self.up = True
 
     def send(self, data: bytes, now_ms: int) -> None:
         slot = self.free_slots.pop()
@@ -176,6 +191,8 @@ class Helper:
         is free again: the chunk (a view of the slot) must be written out before the next `send`."""
         slot = self.in_flight.popleft()
         self.free_slots.append(slot)
+        if not self.up:
+            self._read_ready()
         head = read_exact(self.result_fd, RESULT.size)
         if head is None:
             raise HelperFailed(f"harmony-alerts helper process {self.pid} ended unexpectedly")
@@ -194,8 +211,11 @@ class Helper:
         return f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
 
     def stop(self) -> None:
-        """Close its pipes (it exits at end of input, or on its next write) and reap it."""
+        """Close its pipes (it exits at end of input, or on its next write) and reap it; one that
+        never started up holds no work and is killed (a short input does not wait for its imports)."""
         self.alive = False
+        if not self.up and not self.in_flight:
+            self.process.kill()
         for fd in (self.task_fd, self.result_fd):
             try:
                 os.close(fd)
@@ -253,7 +273,7 @@ class RenderPool:
         self.take(apply)  # results already there free their slots
         now_ms = self.alerts.now_secs[0] * 1000
         data = b"\n".join(plain)
-        helper = next((h for h in self.helpers or () if h.alive and h.free_slots), None)
+        helper = next((h for h in self.helpers or () if h.alive and h.free_slots and self._is_up(h)), None)
         if helper is not None and len(data) <= IN_BYTES:
             try:
                 helper.send(data, now_ms)
@@ -311,6 +331,13 @@ class RenderPool:
         else:
             helper.in_flight.popleft()
         return self.render_here(plain)
+
+    def _is_up(self, helper: Helper) -> bool:
+        try:
+            return helper.is_up()
+        except (OSError, HelperFailed) as exc:
+            self._lost(helper, str(exc))
+            return False
 
     def _lost(self, helper: Helper, why: str) -> None:
         helper.alive = False

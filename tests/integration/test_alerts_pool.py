@@ -340,11 +340,8 @@ def test_a_stop_signal_while_a_helper_starts_up_does_not_kill_it() -> None:
         assert helper.process.returncode == 0
 
 
-def test_the_pool_renders_ahead_within_its_bounds_and_applies_in_input_order() -> None:
-    """RenderPool in this process, one real helper: 30 pieces dispatched as fast as they come.
-    This process renders pieces itself while the helper's slots are full, never holds more than
-    RENDER_AHEAD_BYTES of them or queues more than the slots plus RENDER_AHEAD_PIECES, and every
-    piece is applied once, in order, as one process renders it."""
+def pool_alerts_and_pieces() -> tuple[AlertsProcessor, list[list[bytes]]]:
+    """An `--all` AlertsProcessor in this process, and 30 pieces of 200 real-shaped events."""
     log = Log("harmony-alerts", stream=io.StringIO())
     runtime = Runtime("harmony-alerts", log, Stats("harmony-alerts", log), BatchWriter(1), StopFlag())
     alerts = AlertsProcessor(runtime, AlertsConfig(keep_all=True))
@@ -353,11 +350,23 @@ def test_the_pool_renders_ahead_within_its_bounds_and_applies_in_input_order() -
         [orjson.dumps(generator.make(1_767_225_600_000_000 + (p * 200 + i) * 1000)) for i in range(200)]
         for p in range(30)
     ]
+    return alerts, pieces
+
+
+def test_the_pool_renders_ahead_within_its_bounds_and_applies_in_input_order() -> None:
+    """RenderPool in this process, one real helper: 30 pieces dispatched as fast as they come.
+    This process renders pieces itself while the helper's slots are full, never holds more than
+    RENDER_AHEAD_BYTES of them or queues more than the slots plus RENDER_AHEAD_PIECES, and every
+    piece is applied once, in order, as one process renders it."""
+    alerts, pieces = pool_alerts_and_pieces()
     render = make_render(alerts.render_spec())
+    runtime = alerts.runtime
     applied: list[tuple[int, bytes]] = []
     pool = RenderPool(alerts, workers=1)
     largest_queue = largest_held = 0
     try:
+        pool.start()  # (pieces go to the helper only once it is up: see the next test)
+        wait_until(pool.helpers[0].is_up, what="the helper to start up")
         for index, piece in enumerate(pieces):
             pool.dispatch(index, piece, lambda tag, chunk: applied.append((tag, bytes(chunk.blob))))
             largest_queue = max(largest_queue, len(pool.queue))
@@ -371,3 +380,62 @@ def test_the_pool_renders_ahead_within_its_bounds_and_applies_in_input_order() -
     assert 0 < largest_held <= RENDER_AHEAD_BYTES  # it did render ahead, within the bound
     assert largest_queue <= SLOTS_PER_HELPER + RENDER_AHEAD_PIECES
     assert pool.held_bytes == 0 and not pool.queue
+
+
+def starting_up(alerts: AlertsProcessor) -> tuple[RenderPool, Helper]:
+    """A pool whose helper is stopped (SIGSTOP) before it could say READY: as a helper still
+    importing is, for as long as the test likes. (Tried again in the rare case its imports won.)"""
+    for _ in range(5):
+        pool = RenderPool(alerts, workers=1)
+        pool.start()
+        helper = pool.helpers[0]
+        os.kill(helper.pid, signal.SIGSTOP)
+        process = psutil.Process(helper.pid)
+        wait_until(lambda: process.status() == psutil.STATUS_STOPPED, what="the helper to stop")  # noqa: B023
+        if not helper.ready():
+            return pool, helper
+        pool.stop()
+    pytest.fail("the helper said READY before a SIGSTOP could reach it, 5 times")
+
+
+def test_pieces_are_rendered_here_while_the_helper_starts_up() -> None:
+    """A helper still starting up (a new interpreter importing: ~0.1 s; here held there by
+    SIGSTOP) is handed nothing: each piece is rendered here and applied at once, where it used to
+    queue behind the helper and leave this process idle. Once the helper is up, pieces go to it."""
+    alerts, pieces = pool_alerts_and_pieces()
+    render = make_render(alerts.render_spec())
+    applied: list[tuple[int, bytes]] = []
+
+    def apply(tag: int, chunk) -> None:
+        applied.append((tag, bytes(chunk.blob)))
+
+    pool, helper = starting_up(alerts)
+    to_helper = 0
+    try:
+        for index, piece in enumerate(pieces[:10]):
+            pool.dispatch(index, piece, apply)
+            assert not pool.queue and not helper.in_flight  # rendered and applied here, at once
+        os.kill(helper.pid, signal.SIGCONT)
+        wait_until(helper.is_up, what="the helper to start up once continued")
+        for index, piece in enumerate(pieces[10:], 10):
+            pool.dispatch(index, piece, apply)
+            to_helper += bool(helper.in_flight)
+        pool.take(apply, wait_all=True)
+    finally:
+        pool.stop()
+    assert [tag for tag, _ in applied] == list(range(30))
+    assert [blob for _, blob in applied] == [bytes(render_chunk(piece, render, 0).blob) for piece in pieces]
+    assert to_helper > 0
+    assert helper.process.returncode == 0
+
+
+def test_a_helper_that_never_started_up_is_not_waited_for() -> None:
+    """At the end of a short input the helper may still be importing: it holds no work, so it is
+    killed rather than waited for (up to STOP_TIMEOUT_SECS for one that hangs)."""
+    alerts, pieces = pool_alerts_and_pieces()
+    pool, helper = starting_up(alerts)
+    applied: list[int] = []
+    pool.dispatch(0, pieces[0], lambda tag, chunk: applied.append(len(chunk.ends)))
+    pool.stop()
+    assert applied == [200]
+    assert helper.process.returncode == -signal.SIGKILL
