@@ -59,10 +59,16 @@ class LineReader:
         ready, _, _ = select.select([self.fd], [], [], self.idle_secs)
         return bool(ready)
 
-    def batches(self) -> Iterator[tuple[int, list[bytes | OversizedLine]]]:
+    def batches(self, whole: bool = False) -> Iterator[tuple[int, list[bytes | OversizedLine] | bytes]]:
+        """`whole`: a read whose complete lines are all within the limit comes as one `bytes` of
+        those lines (newline-separated, without the last newline), not split: for a caller that
+        hands most of its input on unsplit (harmony-alerts' helper processes, which split their
+        pieces themselves). Any other read still comes as a list. Counting a read's newlines
+        costs as much as splitting it, so in this mode lines are not numbered (the first item
+        is always 0, lists included): the caller numbers them once it has split them."""
         pending = b""
         skipping: OversizedLine | None = None  # inside an oversized line, waiting for its end
-        line_no = 1
+        line_no = 0 if whole else 1  # whole: not counted (see above)
         max_line = self.max_line_bytes
         while True:
             if not self._readable():
@@ -83,8 +89,18 @@ class LineReader:
                 done = OversizedLine(skipping.length_bytes + cut, skipping.head)
                 skipping = None
                 yield line_no, [done]
-                line_no += 1
+                line_no += not whole
                 chunk = chunk[cut + 1 :]
+            if whole:
+                cut = chunk.rfind(b"\n")
+                block = (pending + chunk[:cut] if pending else chunk[:cut]) if cut >= 0 else b""
+                if cut >= 0 and not _may_hold_a_line_over(block, max_line):
+                    pending = chunk[cut + 1 :]
+                    if len(pending) > max_line:
+                        skipping = OversizedLine(len(pending), pending[:OVERSIZE_HEAD_BYTES])
+                        pending = b""
+                    yield 0, block
+                    continue
             # the pending line joins the chunk's first line only: no copy of the whole chunk
             data_bytes = len(pending) + len(chunk)
             lines: list[bytes | OversizedLine] = chunk.split(b"\n")
@@ -101,11 +117,22 @@ class LineReader:
                         lines[i] = OversizedLine(len(line), line[:OVERSIZE_HEAD_BYTES])  # type: ignore
             if lines:
                 yield line_no, lines
-                line_no += len(lines)
+                if not whole:
+                    line_no += len(lines)
         if skipping is not None:
             yield line_no, [skipping]
         elif pending:
             yield line_no, [pending]
+
+
+def _may_hold_a_line_over(data: bytes, max_line_bytes: int) -> bool:
+    """False when no line of `data` is longer than `max_line_bytes`, found with a few `find`s
+    instead of a split: a line longer than that covers a whole aligned window of
+    (max_line_bytes + 1) // 2 bytes, so a newline in every such window rules it out. True means
+    "look line by line" (a line over half the limit, or a limit smaller than the lines)."""
+    window = max(1, (max_line_bytes + 1) // 2)
+    find = data.find
+    return any(find(b"\n", start, start + window) < 0 for start in range(0, len(data) - window + 1, window))
 
 
 def _is_selectable(fd: int) -> bool:

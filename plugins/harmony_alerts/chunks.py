@@ -29,7 +29,8 @@ class Chunk:
     `blob` holds the alerts' JSON lines, each with its newline; alert i's newline is at `ends[i]`
     and its dedupe digest is `digests[i]` (0: never deduplicated). `bad`
     lists the indexes, in the chunk's lines, of lines that are not JSON objects; `good` counts
-    the records (JSON objects), `filtered` those that were not alerts.
+    the records (JSON objects), `filtered` those that were not alerts, `line_count` the chunk's
+    lines, blank ones included (its caller numbers lines from it: a piece is split only once).
     """
 
     digests: array
@@ -38,21 +39,24 @@ class Chunk:
     bad: array
     filtered: int
     good: int
+    line_count: int
 
     def packed_bytes(self) -> int:
         return 8 * len(self.digests) + 4 * len(self.ends) + 4 * len(self.bad) + len(self.blob)
 
-    def pack_into(self, buffer: Any) -> tuple[int, int, int, int, int]:
+    def pack_into(self, buffer: Any) -> tuple[int, int, int, int, int, int]:
         """Write the arrays and the blob to `buffer` (it must hold `packed_bytes()`); returns the
-        counts `unpack_from` needs: (kept, bad, filtered, good, blob bytes)."""
+        counts `unpack_from` needs: (kept, bad, filtered, good, line count, blob bytes)."""
         at = 0
         for part in (self.digests.tobytes(), self.ends.tobytes(), self.bad.tobytes(), self.blob):
             buffer[at : at + len(part)] = part
             at += len(part)
-        return len(self.digests), len(self.bad), self.filtered, self.good, len(self.blob)
+        return len(self.digests), len(self.bad), self.filtered, self.good, self.line_count, len(self.blob)
 
     @classmethod
-    def unpack_from(cls, buffer: Any, kept: int, bad_count: int, filtered: int, good: int, blob_bytes: int) -> Chunk:
+    def unpack_from(
+        cls, buffer: Any, kept: int, bad_count: int, filtered: int, good: int, line_count: int, blob_bytes: int
+    ) -> Chunk:
         """The chunk `pack_into` wrote; its blob is a view of `buffer` (no copy of the alerts), so
         the buffer must not be written again until the chunk is written out."""
         view = memoryview(buffer)
@@ -64,7 +68,7 @@ class Chunk:
         bad.frombytes(view[at : at + 4 * bad_count])
         at += 4 * bad_count
         blob = view[at : at + blob_bytes]
-        return cls(digests, ends, blob, bad, filtered, good)
+        return cls(digests, ends, blob, bad, filtered, good, line_count)
 
 
 def render_chunk(lines: list[bytes], render: Render, now_ms: int) -> Chunk:
@@ -102,4 +106,4 @@ def render_chunk(lines: list[bytes], render: Render, now_ms: int) -> Chunk:
         blob += found[1]
         add_end(len(blob))
         blob += b"\n"
-    return Chunk(digests, ends, blob, bad, filtered, good)
+    return Chunk(digests, ends, blob, bad, filtered, good, len(lines))

@@ -27,7 +27,7 @@ IN_BYTES = 4 << 20  # a piece of input with a line of up to --max-line-bytes; la
 OUT_BYTES = 32 << 20  # alerts are ~2x their event, tiny events grow more; larger: the parent renders it
 SLOT_BYTES = IN_BYTES + OUT_BYTES
 TASK = struct.Struct("<BIQ")  # slot, input bytes, now_ms
-RESULT = struct.Struct("<BIIIIQ")  # status, kept, bad, filtered, good, blob bytes
+RESULT = struct.Struct("<BIIIIIQ")  # status, kept, bad, filtered, good, line count, blob bytes
 OK, TOO_BIG, FAILED, READY = 0, 1, 2, 3
 
 
@@ -48,7 +48,7 @@ def read_exact(fd: int, size: int) -> bytes | None:
 def serve(task_fd: int, result_fd: int, render: Render, slots: list[mmap.mmap]) -> None:
     """Render chunks until the parent closes the task pipe."""
     outputs = [memoryview(slot)[IN_BYTES:] for slot in slots]
-    os.write(result_fd, RESULT.pack(READY, 0, 0, 0, 0, 0))
+    os.write(result_fd, RESULT.pack(READY, 0, 0, 0, 0, 0, 0))
     while True:
         head = read_exact(task_fd, TASK.size)
         if head is None:
@@ -57,11 +57,11 @@ def serve(task_fd: int, result_fd: int, render: Render, slots: list[mmap.mmap]) 
         try:
             chunk = render_chunk(slots[slot][:size].split(b"\n"), render, now_ms)
             if chunk.packed_bytes() > OUT_BYTES:
-                answer = RESULT.pack(TOO_BIG, 0, 0, 0, 0, 0)
+                answer = RESULT.pack(TOO_BIG, 0, 0, 0, 0, 0, 0)
             else:
                 answer = RESULT.pack(OK, *chunk.pack_into(outputs[slot]))
         except Exception:  # the parent renders this chunk itself and reports what it meets
-            answer = RESULT.pack(FAILED, 0, 0, 0, 0, 0)
+            answer = RESULT.pack(FAILED, 0, 0, 0, 0, 0, 0)
         os.write(result_fd, answer)
 
 

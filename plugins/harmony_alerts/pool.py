@@ -196,12 +196,12 @@ class Helper:
         head = read_exact(self.result_fd, RESULT.size)
         if head is None:
             raise HelperFailed(f"harmony-alerts helper process {self.pid} ended unexpectedly")
-        status, kept, bad, filtered, good, blob_bytes = RESULT.unpack(head)
+        status, *counts = RESULT.unpack(head)
         if status == TOO_BIG:
             return None
         if status == FAILED:
             raise HelperFailed(f"harmony-alerts helper process {self.pid} could not render a piece")
-        return Chunk.unpack_from(self.outputs[slot], kept, bad, filtered, good, blob_bytes)
+        return Chunk.unpack_from(self.outputs[slot], *counts)
 
     def how_it_ended(self) -> str:
         try:
@@ -246,9 +246,9 @@ class RenderPool:
         self.workers = workers
         self.helpers: list[Helper] | None = None  # started with the first piece
         self.render: Render | None = None
-        # pieces in input order: (the caller's tag, the lines, the Helper rendering it or the Chunk,
-        # and for a Chunk rendered here the bytes it holds: its input and its alerts)
-        self.queue: deque[tuple[Any, list[bytes], Helper | Chunk, int]] = deque()
+        # pieces in input order: (the caller's tag, the piece's bytes, the Helper rendering it or
+        # the Chunk, and for a Chunk rendered here the bytes it holds: its input and its alerts)
+        self.queue: deque[tuple[Any, bytes, Helper | Chunk, int]] = deque()
         self.held_bytes = 0  # of the pieces rendered here, not yet applied
 
     @property
@@ -266,26 +266,27 @@ class RenderPool:
         self.runtime.stats.extra["helper_processes"] = len(helpers)
         self.helpers = helpers
 
-    def dispatch(self, tag: Any, plain: list[bytes], apply: Apply) -> None:
-        """One piece to a helper with a free slot, else rendered here; then what is done is applied."""
+    def dispatch(self, tag: Any, data: bytes, apply: Apply, lines: list[bytes] | None = None) -> None:
+        """One piece (`data`: its lines, newline-separated) to a helper with a free slot, else
+        rendered here (`lines`: its lines when the caller has them split already); then what is
+        done is applied. A piece a helper renders is never split in this process."""
         if self.helpers is None:
             self.start()
         self.take(apply)  # results already there free their slots
         now_ms = self.alerts.now_secs[0] * 1000
-        data = b"\n".join(plain)
         helper = next((h for h in self.helpers or () if h.alive and h.free_slots and self._is_up(h)), None)
         if helper is not None and len(data) <= IN_BYTES:
             try:
                 helper.send(data, now_ms)
-                self.queue.append((tag, plain, helper, 0))
+                self.queue.append((tag, data, helper, 0))
             except OSError as exc:  # it died before this piece: rendered here, as its others will be
                 self._lost(helper, f"harmony-alerts helper process {helper.pid} is gone ({exc.strerror})")
                 helper = None
         if helper is None:
-            chunk = self.render_here(plain)
+            chunk = self.render_here(data.split(b"\n") if lines is None else lines)
             held = len(data) + len(chunk.blob)
             self.held_bytes += held
-            self.queue.append((tag, plain, chunk, held))
+            self.queue.append((tag, data, chunk, held))
         self.take(apply, keep_at_most=SLOTS_PER_HELPER * len(self.helpers or ()) + RENDER_AHEAD_PIECES)
 
     def render_here(self, plain: list[bytes]) -> Chunk:
@@ -303,21 +304,21 @@ class RenderPool:
         finishes its oldest piece)."""
         queue = self.queue
         while queue:
-            tag, plain, work, held = queue[0]
+            tag, data, work, held = queue[0]
             if isinstance(work, Helper):
                 must = wait_all or (
                     keep_at_most is not None and (len(queue) > keep_at_most or self.held_bytes > RENDER_AHEAD_BYTES)
                 )
                 if not must and work.alive and not work.ready():
                     return
-                chunk = self._receive(work, plain)
+                chunk = self._receive(work, data)
             else:
                 chunk = work
                 self.held_bytes -= held
             queue.popleft()
             apply(tag, chunk)
 
-    def _receive(self, helper: Helper, plain: list[bytes]) -> Chunk:
+    def _receive(self, helper: Helper, data: bytes) -> Chunk:
         """The helper's result; rendered here when it was too big for the slot, or the helper
         is gone (its pieces still in flight are rendered here too, in their turn)."""
         if helper.alive:
@@ -330,7 +331,7 @@ class RenderPool:
                     return chunk
         else:
             helper.in_flight.popleft()
-        return self.render_here(plain)
+        return self.render_here(data.split(b"\n"))
 
     def _is_up(self, helper: Helper) -> bool:
         try:
@@ -357,6 +358,11 @@ class PooledStdin(StdinSource):
         super().__init__(runtime, config)
         self.alerts = alerts
         self.pool = RenderPool(alerts, workers)
+        if workers > 0:  # reads come unsplit: a piece a helper renders is split only there
+            self._batches = self.reader.batches(whole=True)
+        # the number of the next line to feed or apply: lines are numbered here, from the pieces'
+        # line counts (LineReader does not count the reads it leaves unsplit)
+        self.line_no = 1
 
     def open(self, resume: Any = None) -> None:
         super().open(resume)
@@ -369,33 +375,63 @@ class PooledStdin(StdinSource):
             pool.take(self._apply, wait_all=True)
             return False
         try:
-            first_line_no, lines = next(self._batches)
+            _, lines = next(self._batches)
         except StopIteration:
             pool.take(self._apply, wait_all=True)
             return False
         self.runtime.stats.counters["bytes_in"] = self.reader.bytes_read
+        if type(lines) is bytes:  # a whole read, unsplit (LineReader.batches)
+            self._pieces(lines)
+            return True
         if not lines:  # input idle: write out everything read, so the commit can flush it
             pool.take(self._apply, wait_all=True)
             return True
         plain = _plain(lines)
         size = sum(map(len, plain)) + len(plain)
         if not pool.started and (pool.workers <= 0 or (len(lines) < POOL_MIN_LINES and size < POOL_MIN_BYTES)):
-            self._feed(first_line_no, lines)
+            self._feed_here(lines)
             return True
-        # pieces of about PIECE_BYTES: what a piece of tiny events grows into stays small (memory)
-        # and the two processes trade work often enough to stay busy together
         step = max(POOL_MIN_LINES, len(plain) * PIECE_BYTES // max(size, 1))
         for start in range(0, len(plain), step):
-            piece = (first_line_no + start, lines[start : start + step])
-            pool.dispatch(piece, plain[start : start + step], self._apply)
+            piece = plain[start : start + step]
+            pool.dispatch(lines[start : start + step], b"\n".join(piece), self._apply, piece)
         return True
 
-    def _apply(self, tag: tuple[int, list[Any]], chunk: Chunk) -> None:
+    def _feed_here(self, lines: list[Any]) -> None:
+        """Lines fed as one process feeds them (before the helpers start: nothing is queued)."""
+        first_line_no = self.line_no
+        self.line_no += len(lines)
+        self._feed(first_line_no, lines)
+
+    def _pieces(self, block: bytes) -> None:
+        """A read's lines, unsplit, in pieces of about PIECE_BYTES (cut at newlines): what a piece
+        of tiny events grows into stays small (memory) and the two processes trade work often
+        enough to stay busy together. A small first read is fed as one process feeds it."""
+        pool = self.pool
+        if not pool.started and len(block) < POOL_MIN_BYTES:
+            lines = block.split(b"\n")
+            if len(lines) < POOL_MIN_LINES:
+                self._feed_here(lines)
+                return
+        start = 0
+        while start <= len(block):  # (b"" is one blank line, a piece too: lines are numbered in order)
+            end = block.find(b"\n", start + PIECE_BYTES)
+            if end < 0:
+                end = len(block)
+            piece = block[start:end]
+            pool.dispatch(piece, piece, self._apply)
+            start = end + 1
+
+    def _apply(self, lines: list[Any] | bytes, chunk: Chunk) -> None:
         """A rendered piece, in input order: its bad lines, then its alerts in writes of at most
         the output batch size, each followed by saving its alerts' dedupe keys — so a kill -9
-        repeats at most one batch, as one process does."""
-        first_line_no, lines = tag
+        repeats at most one batch, as one process does. (A piece that came unsplit, as bytes,
+        has no oversized line, and is split here only for its bad lines.)"""
+        first_line_no = self.line_no
+        self.line_no += chunk.line_count
         bad = list(chunk.bad)
+        if type(lines) is bytes:
+            lines = lines.split(b"\n") if bad else []
         oversized = [i for i, line in enumerate(lines) if type(line) is OversizedLine]
         if oversized:
             bad = sorted(bad + oversized)
@@ -462,7 +498,7 @@ class PooledAlerts(AlertsProcessor):
         full = self.pending_bytes >= PIECE_BYTES
         self.pending_bytes = 0
         if self.pool.started or full:
-            self.pool.dispatch(None, plain, self._apply)
+            self.pool.dispatch(None, b"\n".join(plain), self._apply, plain)
         else:
             self._apply(None, self.pool.render_here(plain))
 

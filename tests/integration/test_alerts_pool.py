@@ -368,7 +368,7 @@ def test_the_pool_renders_ahead_within_its_bounds_and_applies_in_input_order() -
         pool.start()  # (pieces go to the helper only once it is up: see the next test)
         wait_until(pool.helpers[0].is_up, what="the helper to start up")
         for index, piece in enumerate(pieces):
-            pool.dispatch(index, piece, lambda tag, chunk: applied.append((tag, bytes(chunk.blob))))
+            pool.dispatch(index, b"\n".join(piece), lambda tag, chunk: applied.append((tag, bytes(chunk.blob))))
             largest_queue = max(largest_queue, len(pool.queue))
             largest_held = max(largest_held, pool.held_bytes)
         pool.take(lambda tag, chunk: applied.append((tag, bytes(chunk.blob))), wait_all=True)
@@ -413,12 +413,12 @@ def test_pieces_are_rendered_here_while_the_helper_starts_up() -> None:
     to_helper = 0
     try:
         for index, piece in enumerate(pieces[:10]):
-            pool.dispatch(index, piece, apply)
+            pool.dispatch(index, b"\n".join(piece), apply)
             assert not pool.queue and not helper.in_flight  # rendered and applied here, at once
         os.kill(helper.pid, signal.SIGCONT)
         wait_until(helper.is_up, what="the helper to start up once continued")
         for index, piece in enumerate(pieces[10:], 10):
-            pool.dispatch(index, piece, apply)
+            pool.dispatch(index, b"\n".join(piece), apply)
             to_helper += bool(helper.in_flight)
         pool.take(apply, wait_all=True)
     finally:
@@ -435,7 +435,7 @@ def test_a_helper_that_never_started_up_is_not_waited_for() -> None:
     alerts, pieces = pool_alerts_and_pieces()
     pool, helper = starting_up(alerts)
     applied: list[int] = []
-    pool.dispatch(0, pieces[0], lambda tag, chunk: applied.append(len(chunk.ends)))
+    pool.dispatch(0, b"\n".join(pieces[0]), lambda tag, chunk: applied.append(len(chunk.ends)))
     pool.stop()
     assert applied == [200]
     assert helper.process.returncode == -signal.SIGKILL

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 
-from harmony_pipes._core.ndjson import LineReader, OversizedLine
+import pytest
+
+from harmony_pipes._core.ndjson import OVERSIZE_HEAD_BYTES, LineReader, OversizedLine
 
 
-def read_all(data: bytes, **kwargs) -> list[tuple[int, bytes | OversizedLine]]:
+def read_all(data: bytes, whole: bool = False, **kwargs) -> list[tuple[int, bytes | OversizedLine]]:
+    """Every line with its number; `whole`: read with `batches(whole=True)`, whose unsplit
+    blocks are split and every line numbered here (what harmony-alerts' pool does)."""
     read_fd, write_fd = os.pipe()
 
     def feed() -> None:
@@ -18,7 +23,12 @@ def read_all(data: bytes, **kwargs) -> list[tuple[int, bytes | OversizedLine]]:
 
     threading.Thread(target=feed).start()
     out = []
-    for first, lines in LineReader(read_fd, **kwargs).batches():
+    for first, lines in LineReader(read_fd, **kwargs).batches(whole):
+        if whole:
+            assert first == 0, "whole reads leave numbering to the caller"
+            first = len(out) + 1
+            if type(lines) is bytes:
+                lines = lines.split(b"\n")
         out.extend((first + i, line) for i, line in enumerate(lines))
     os.close(read_fd)
     return out
@@ -82,3 +92,46 @@ def test_the_caller_can_stop_at_an_idle_batch_without_waiting_for_eof() -> None:
     os.close(read_fd)
     os.close(write_fd)
     assert lines == [b'{"a":1}']
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_whole_reads_hold_the_same_lines_with_the_same_numbers(seed: int) -> None:
+    """`batches(whole=True)` (reads left unsplit) gives the lines, numbers and oversized-line
+    markers the split reads give: lines just under, at and over the limit, lines longer than a
+    read, blank lines, no newline at the end. (An oversized line's head depends on where the
+    pipe's reads happened to end, so only its bounds are checked.)"""
+    rng = random.Random(seed)
+    max_line = rng.choice([100, 257, 1000])
+    lengths = [0, 1, max_line // 2, max_line - 1, max_line, max_line + 1, 3 * max_line, 40]
+    lines = [bytes([97 + i % 26]) * rng.choice(lengths) for i in range(400)]
+    data = b"\n".join(lines) + rng.choice([b"", b"\n"])
+    chunk_bytes = rng.choice([64, 333, 4096, 1 << 16])
+    if not data.endswith(b"\n") and not lines[-1]:
+        lines.pop()  # an empty last line without its newline is no line
+    expected = [(n, line if len(line) <= max_line else len(line)) for n, line in enumerate(lines, 1)]
+    for whole in (False, True):
+        got = read_all(data, whole=whole, max_line_bytes=max_line, chunk_bytes=chunk_bytes)
+        assert [(n, line if type(line) is bytes else line.length_bytes) for n, line in got] == expected
+        for n, line in got:
+            if type(line) is OversizedLine:  # its head: what was read of it when it went over
+                head = line.head
+                assert len(head) >= min(OVERSIZE_HEAD_BYTES, max_line + 1) and lines[n - 1].startswith(head)
+
+
+def test_a_whole_read_comes_unsplit_and_one_that_may_hold_a_long_line_comes_split() -> None:
+    def batches(data: bytes, chunk_bytes: int) -> list:
+        read_fd, write_fd = os.pipe()
+        os.write(write_fd, data)
+        os.close(write_fd)
+        got = list(LineReader(read_fd, max_line_bytes=50, chunk_bytes=chunk_bytes).batches(whole=True))
+        os.close(read_fd)
+        return got
+
+    # a read's complete lines come as one bytes; its last line waits for its end
+    # (in this mode lines are numbered by the caller: the reader gives 0)
+    first, (_, [oversized]), last = batches(b"a\n\nbb\n" + b"x" * 60 + b"\ncc", 8)
+    assert first == (0, b"a\n\nbb") and last == (0, [b"cc"])
+    assert oversized.length_bytes == 60
+    # 25 bytes (half the limit) without a newline: looked at line by line, and found within it
+    assert batches(b"a\n" + b"x" * 49 + b"\ncc\n", 64) == [(0, [b"a", b"x" * 49, b"cc"])]
+    assert batches(b"a\n" + b"x" * 20 + b"\ncc\n", 64) == [(0, b"a\n" + b"x" * 20 + b"\ncc")]
