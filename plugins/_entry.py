@@ -9,6 +9,8 @@ stage still reads, processes and commits its input (DESIGN section 3.4).
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable
 
 from harmony_pipes._core.signals import catch_early, end_early
 
@@ -23,8 +25,10 @@ COMMAND_MODULES = {
 }
 
 
-def _run(entry: str) -> None:
+def _run(entry: str, before_import: Callable[[], None] | None = None) -> None:
     catch_early()
+    if before_import is not None:
+        before_import()
     main = importlib.import_module(COMMAND_MODULES[entry]).main
     end_early()
     main()
@@ -35,7 +39,14 @@ def harmony_pipes() -> None:
 
 
 def harmony_alerts() -> None:
-    _run("harmony_alerts")
+    _run("harmony_alerts", _start_alerts_helper_early)
+
+
+def _start_alerts_helper_early() -> None:
+    """A helper process that starts up while this one imports the command (harmony_alerts/spawn.py)."""
+    from harmony_pipes.harmony_alerts.spawn import start_early
+
+    start_early(sys.argv[1:])
 
 
 def harmony_events() -> None:

@@ -20,6 +20,7 @@ from harmony_pipes._core.version import version_option
 from .config import COMMAND, AlertsConfig, options
 from .pool import PooledAlerts, PooledStdin, default_workers
 from .run import AlertsProcessor
+from .spawn import discard_early
 
 
 def build(params: dict[str, Any], runtime: Runtime) -> AlertsProcessor:
@@ -67,6 +68,7 @@ def cli(**params: Any) -> int:
     stream = alerts.stream
     workers = helper_count(alerts.config, stream)
     if stream is None or workers <= 0:
+        discard_early()
         return run_command(alerts)
     return run_command(alerts, head=PooledStdin(runtime, stream, alerts, workers))
 

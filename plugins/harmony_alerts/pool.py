@@ -6,9 +6,11 @@ is ~2.5x the CPU of the orjson floor (one loads, one dumps), most of it in C alr
 process is the one way left to keep up with the floor there (issue #14).
 
 How: `PooledStdin` is stdin as the head of `stdin → harmony-alerts → stdout`. It reads chunks as
-`StdinSource` does, cuts them into pieces of about `PIECE_BYTES`, and hands each to a helper with
+`StdinSource` does, but unsplit (a piece is split into lines only by the process that renders
+it), cuts them into pieces of about `PIECE_BYTES`, and hands each to a helper with
 a free slot (`Helper`: a fresh interpreter running helper.py, which imports only rendering — a
-fork would double the parent's memory in the pair's peak), or renders it itself when every slot
+fork would double the parent's memory in the pair's peak; for a large file on stdin, started
+before this process imports its command, spawn.py), or renders it itself when every slot
 is taken or the helper is still starting up — so this process works too, never waits for the
 helper's ~0.1 s of imports, and the split follows the speed of each. Pieces and
 results travel through shared memory (memfd slots, each an input and an output area); the pipes
@@ -31,16 +33,11 @@ helper).
 
 from __future__ import annotations
 
-import mmap
 import os
-import select
-import signal
 import subprocess
-import sys
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -53,13 +50,25 @@ from harmony_pipes._core.stdio import STDIN_PIPE_BYTES, StdinSource, grow_pipe
 
 from .chunks import Chunk, Render, render_chunk
 from .config import AlertsConfig
-from .helper import FAILED, IN_BYTES, READY, RESULT, SLOT_BYTES, TASK, TOO_BIG, read_exact
 from .render import make_render
 from .run import AlertsProcessor
+from .spawn import (
+    FAILED,
+    IN_BYTES,
+    POOL_MIN_BYTES,
+    READY,
+    RESULT,
+    SLOTS_PER_HELPER,
+    TASK,
+    TOO_BIG,
+    HelperProcess,
+    available_cpus,
+    discard_early,
+    read_exact,
+    take_early,
+)
 
 POOL_MIN_LINES = 64  # a piece holds at least this many lines
-POOL_MIN_BYTES = 48 << 10  # a read this large (or of POOL_MIN_LINES lines) starts the helpers
-SLOTS_PER_HELPER = 4  # pieces handed to a helper and not yet taken back: it never idles on us
 PIECE_BYTES = 256 << 10  # input chunks are cut into pieces of about this size (one line at least)
 # Pieces this process may render ahead of the oldest one a helper still holds (output is in input
 # order), while they hold at most RENDER_AHEAD_BYTES (input and alerts). With 2 pieces it waited
@@ -70,53 +79,10 @@ RENDER_AHEAD_PIECES = 7
 RENDER_AHEAD_BYTES = 3 << 20
 Apply = Callable[[Any, Chunk], None]
 """`apply(tag, chunk)`: what the owner of a `RenderPool` does with each rendered piece, in order."""
-STOP_TIMEOUT_SECS = 5.0  # a helper ends at once when its pipes close, unless inside a huge piece
-# A stop signal (systemd's SIGTERM to every process of the unit, Ctrl-C) is the parent's to handle:
-# it drains the helpers' pieces, then closes their pipes. The helper starts with these blocked (the
-# parent blocks them around the spawn; the mask survives exec), ignores them, then unblocks them,
-# so one arriving while the new interpreter starts up is discarded instead of killing it.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-HELPER_CODE = (
-    "import signal, sys\n"
-    "stop = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)\n"
-    "for number in stop:\n"
-    "    signal.signal(number, signal.SIG_IGN)\n"
-    "signal.pthread_sigmask(signal.SIG_UNBLOCK, stop)\n"
-    "from harmony_pipes.harmony_alerts.helper import main\n"
-    "main(sys.argv[1:])\n"
-)
 
 
 class HelperFailed(RuntimeError):
     """A helper process died or could not render a piece."""
-
-
-# where a container's CPU limit is read (cgroup v2, then v1): a Kubernetes `limits.cpu: 1` leaves
-# every host CPU in the affinity mask, but only one CPU's worth of time
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
-
-
-def available_cpus(cgroup_cpu_max: Path = CGROUP_CPU_MAX, cgroup_v1_cpu: Path = CGROUP_V1_CPU) -> float:
-    """The CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota."""
-    try:
-        cpus: float = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    try:
-        quota, period = cgroup_cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
-        try:
-            quota = (cgroup_v1_cpu / "cpu.cfs_quota_us").read_text().strip()
-            period = (cgroup_v1_cpu / "cpu.cfs_period_us").read_text().strip()
-        except OSError:
-            return cpus
-    try:
-        if quota not in ("max", "-1") and int(period) > 0:
-            cpus = min(cpus, int(quota) / int(period))
-    except ValueError:
-        pass
-    return cpus
 
 
 def default_workers() -> int:
@@ -125,38 +91,16 @@ def default_workers() -> int:
     return 1 if available_cpus() >= 2 else 0
 
 
-class Helper:
-    """One helper process (helper.py), its two pipes and its shared-memory slots."""
+class Helper(HelperProcess):
+    """One helper process (spawn.py, helper.py) as the pool drives it: its free slots and the
+    pieces it holds, in order."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.slots: list[mmap.mmap] = []
-        fds: list[int] = []  # the helper's ends: closed here once it has them
-        try:
-            for _ in range(SLOTS_PER_HELPER):
-                fd = os.memfd_create("harmony-alerts-slot", os.MFD_CLOEXEC)
-                fds.append(fd)
-                os.ftruncate(fd, SLOT_BYTES)  # sparse: only what pieces touch takes memory
-                self.slots.append(mmap.mmap(fd, SLOT_BYTES))
-            task_r, self.task_fd = os.pipe()
-            self.result_fd, result_w = os.pipe()
-            argv = [orjson.dumps(spec).decode(), str(task_r), str(result_w), *map(str, fds)]
-            fds += (task_r, result_w)
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # see STOP_SIGNALS
-            try:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-c", HELPER_CODE, *argv],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    pass_fds=fds,
-                    process_group=0,  # Ctrl-C on a terminal is the parent's to handle, not ours
-                )
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # one sent meanwhile arrives now
-        finally:
-            for fd in fds:
-                os.close(fd)  # the helper has its copies; the mappings keep the slots
-        self.pid = self.process.pid
+    def __init__(self, spec: dict[str, Any], started: HelperProcess | None = None) -> None:
+        if started is None:
+            super().__init__()
+        else:  # one spawn.start_early started: its pipes, slots and process are ours now
+            vars(self).update(vars(started))
+        self.configure(orjson.dumps(spec))  # a few hundred bytes into an empty pipe: never blocks
         self.outputs = [memoryview(slot)[IN_BYTES:] for slot in self.slots]
         self.free_slots = list(range(SLOTS_PER_HELPER))
         self.in_flight: deque[int] = deque()  # slots, in the order the helper answers them
@@ -181,10 +125,6 @@ class Helper:
         self.slots[slot][: len(data)] = data
         os.write(self.task_fd, TASK.pack(slot, len(data), now_ms))  # a few bytes: never blocks
         self.in_flight.append(slot)
-
-    def ready(self) -> bool:
-        """True when the next result (or the helper's end) can be read without waiting."""
-        return bool(select.select([self.result_fd], [], [], 0)[0])
 
     def receive(self) -> Chunk | None:
         """The oldest piece in flight, rendered; None when it was too big for its slot. Its slot
@@ -211,28 +151,12 @@ class Helper:
         return f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
 
     def stop(self) -> None:
-        """Close its pipes (it exits at end of input, or on its next write) and reap it; one that
-        never started up holds no work and is killed (a short input does not wait for its imports)."""
+        """Close its pipes and reap it (`shut`); one that never started up holds no work and is
+        killed (a short input does not wait for its imports)."""
         self.alive = False
-        if not self.up and not self.in_flight:
-            self.process.kill()
-        for fd in (self.task_fd, self.result_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_SECS)
-        except subprocess.TimeoutExpired:  # stuck in a piece: nothing of it is wanted any more
-            self.process.kill()
-            self.process.wait()
         for view in self.outputs:
             view.release()
-        for slot in self.slots:
-            try:
-                slot.close()
-            except BufferError:  # a view of it is still alive (an error mid-write): the GC frees it
-                pass
+        self.shut(kill=not self.up and not self.in_flight)
 
 
 class RenderPool:
@@ -260,7 +184,7 @@ class RenderPool:
         helpers: list[Helper] = []
         try:
             for _ in range(self.workers):
-                helpers.append(Helper(spec))
+                helpers.append(Helper(spec, take_early()))
         except (OSError, subprocess.SubprocessError) as exc:
             self.runtime.log.warning(f"cannot start a helper process ({exc}); {len(helpers)} of {self.workers} run")
         self.runtime.stats.extra["helper_processes"] = len(helpers)
@@ -349,6 +273,7 @@ class RenderPool:
     def stop(self) -> None:
         for helper in self.helpers or ():
             helper.stop()
+        discard_early()  # started for a file that turned out to hold too few lines for a pool
 
 
 class PooledStdin(StdinSource):

@@ -34,6 +34,15 @@ from harmony_pipes.harmony_alerts.pool import (
 )
 from harmony_pipes.harmony_alerts.render import make_render
 from harmony_pipes.harmony_alerts.run import AlertsProcessor
+from harmony_pipes.harmony_alerts.spawn import (
+    NOT_EARLY_ENV,
+    POOL_MIN_BYTES,
+    HelperProcess,
+    available_cpus,
+    discard_early,
+    start_early,
+    take_early,
+)
 from harmony_pipes.hec_emulator.generate import EventGenerator
 from tests.conftest import CliResult, command_path
 from tests.helpers.emulator import start_emulator
@@ -77,10 +86,12 @@ def hostile_corpus(count: int, seed: int) -> list[bytes]:
     return out
 
 
-def run_file(args: list[str], path: Path, timeout_secs: float = 120) -> tuple[int, bytes, str]:
+def run_file(
+    args: list[str], path: Path, timeout_secs: float = 120, env: dict[str, str] | None = None
+) -> tuple[int, bytes, str]:
     with open(path, "rb") as stdin:
         proc = subprocess.run(
-            [command_path("harmony-alerts"), *args], stdin=stdin, capture_output=True, timeout=timeout_secs
+            [command_path("harmony-alerts"), *args], stdin=stdin, capture_output=True, timeout=timeout_secs, env=env
         )
     return proc.returncode, proc.stdout, proc.stderr.decode()
 
@@ -89,14 +100,26 @@ def stats_of(stderr: str) -> dict:
     return CliResult(0, b"", stderr).stats  # (exactly one stats line, as run_cli's results check)
 
 
-def helper_pids(tenant: str) -> list[int]:
-    """Helper processes are found by the spec on their command line (which names the tenant)."""
+TAG_ENV = "HARMONY_PIPES_TEST_TAG"
+
+
+def tagged(tag: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a run whose helper processes `helper_pids(tag)` finds (they inherit it)."""
+    return {**(os.environ if env is None else env), TAG_ENV: tag}
+
+
+def helper_pids(tag: str) -> list[int]:
+    """The live helper processes of the runs started with `tagged(tag)`, orphans included."""
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         cmdline = proc.info["cmdline"] or []
-        mine = any(tenant in part for part in cmdline) and any("harmony_alerts.helper" in part for part in cmdline)
-        if mine and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(proc.pid)
+        if not any("harmony_alerts.helper" in part for part in cmdline) or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if proc.environ().get(TAG_ENV) == tag:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
     return found
 
 
@@ -150,6 +173,7 @@ def start_streaming(tenant: str, extra: list[str] = ()) -> subprocess.Popen:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=tagged(tenant),
     )
 
 
@@ -224,7 +248,9 @@ def test_a_reader_that_goes_away_takes_the_helper_with_it(tmp_path: Path) -> Non
     corpus = tmp_path / "events.ndjson"
     corpus.write_bytes(b"\n".join(events(8000, seed=17)) + b"\n")
     shell = f"{command_path('harmony-alerts')} --workers 1 --tenant {tenant} < {corpus} | head -c 1000 > /dev/null"
-    proc = subprocess.run(["/bin/bash", "-o", "pipefail", "-c", shell], capture_output=True, timeout=60)
+    proc = subprocess.run(
+        ["/bin/bash", "-o", "pipefail", "-c", shell], capture_output=True, timeout=60, env=tagged(tenant)
+    )
     err = proc.stderr.decode()
     assert proc.returncode == 75, err
     assert "stdout was closed by its reader" in err and "Traceback" not in err
@@ -242,6 +268,112 @@ def test_no_helper_for_a_small_input_or_under_strict(tmp_path: Path) -> None:
     assert code == 0 and "helper_processes" not in stats_of(err)
     code, _, err = run_file(["--workers", "1"], big)
     assert code == 0 and stats_of(err)["helper_processes"] == 1
+
+
+def defaults_env(tag: str) -> dict[str, str]:
+    env = tagged(tag)
+    for name in NOT_EARLY_ENV:
+        env.pop(name, None)
+    return env
+
+
+@pytest.mark.skipif(available_cpus() < 2, reason="the default is one process on a machine with one CPU")
+def test_a_large_file_with_the_defaults_starts_its_helper_early_and_writes_what_one_process_writes(
+    tmp_path: Path,
+) -> None:
+    tag = f"early-{uuid.uuid4().hex[:8]}"
+    corpus = tmp_path / "events.ndjson"
+    corpus.write_bytes(b"\n".join(hostile_corpus(3000, seed=5)) + b"\n")
+    args = ["--max-line-bytes", "65536", "--tenant", tag]
+    code, out, err = run_file(args, corpus, env=defaults_env(tag))
+    assert code == 0, err
+    assert stats_of(err)["helper_processes"] == 1
+    one_code, one_out, one_err = run_file([*args, "--workers", "0"], corpus)
+    assert one_code == 0 and out == one_out
+    assert {k: stats_of(err)[k] for k in COUNTERS} == {k: stats_of(one_err)[k] for k in COUNTERS}
+    assert not helper_pids(tag)
+
+
+def test_an_early_helper_that_no_pool_takes_is_ended_with_the_run(tmp_path: Path) -> None:
+    """A file large enough for an early helper whose lines are too few for a pool (one of them
+    over --max-line-bytes): no pool starts, and the helper must not outlive the run (nor be
+    counted in its stats)."""
+    tag = f"early-unused-{uuid.uuid4().hex[:8]}"
+    few_lines = tmp_path / "few-lines.ndjson"
+    event = b'{"eventId": "e1", "type": "phishing"}'
+    few_lines.write_bytes(b'{"description": "' + b"x" * POOL_MIN_BYTES + b'"}\n' + event + b"\n")
+    env = defaults_env(tag)
+    for _ in range(3):
+        code, out, err = run_file(["--tenant", tag, "--max-line-bytes", "1024"], few_lines, env=env)
+        assert code == 0, err
+        stats = stats_of(err)
+        assert out.count(b"\n") == 1 and stats["bad_records"] == 1 and "helper_processes" not in stats
+        assert not helper_pids(tag)  # killed and reaped before exit, not left to finish its imports
+
+
+def test_start_early_starts_a_helper_only_for_a_large_regular_file_and_the_default_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in NOT_EARLY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    big = tmp_path / "big.ndjson"
+    big.write_bytes(b"\n".join(events(200, seed=2)) + b"\n")
+    assert big.stat().st_size >= POOL_MIN_BYTES
+    small = tmp_path / "small.ndjson"
+    small.write_bytes(b"\n".join(events(5, seed=2)) + b"\n")
+
+    def started(argv: list[str], path: Path | None = None, skip_bytes: int = 0) -> HelperProcess | None:
+        if path is None:
+            read_fd, write_fd = os.pipe()
+            os.write(write_fd, big.read_bytes()[:60000])
+        else:
+            read_fd, write_fd = os.open(path, os.O_RDONLY), None
+            os.lseek(read_fd, skip_bytes, os.SEEK_SET)
+        try:
+            start_early(argv, read_fd)
+            return take_early()
+        finally:
+            os.close(read_fd)
+            if write_fd is not None:
+                os.close(write_fd)
+
+    # a pipe, a small file, a file read almost to its end, an explicit count, --strict, --help: none
+    assert started([]) is None
+    assert started([], small) is None
+    assert started([], big, skip_bytes=big.stat().st_size - 1000) is None
+    for argv in (["--workers", "1"], ["--workers=0"], ["--strict"], ["--help"]):
+        assert started(argv, big) is None
+    monkeypatch.setenv("HARMONY_ALERTS_WORKERS", "0")
+    assert started([], big) is None
+    monkeypatch.delenv("HARMONY_ALERTS_WORKERS")
+    if available_cpus() < 2:
+        assert started([], big) is None
+        return
+    # the defaults on a large file: a helper, configured later by the pool, that renders as usual
+    early = started(["--tenant", "t"], big)
+    assert early is not None and take_early() is None  # taken once
+    alerts, pieces = pool_alerts_and_pieces()
+    spec = alerts.render_spec()
+    helper = Helper(spec, early)
+    try:
+        assert helper.pid == early.pid
+        helper.send(b"\n".join(pieces[0]), 0)
+        chunk = helper.receive()
+        assert chunk is not None and bytes(chunk.blob) == bytes(render_chunk(pieces[0], make_render(spec), 0).blob)
+    finally:
+        helper.stop()
+    assert helper.process.returncode == 0
+    # one that no pool takes is ended by discard_early
+    tag = f"early-discard-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(TAG_ENV, tag)
+    fd = os.open(big, os.O_RDONLY)
+    try:
+        start_early([], fd)
+    finally:
+        os.close(fd)
+    assert helper_pids(tag)
+    discard_early()
+    assert not helper_pids(tag) and take_early() is None
 
 
 # -- inside `harmony-pipes chain` (PooledAlerts): between harmony-events and s3-batch ------------
@@ -305,7 +437,10 @@ def test_in_a_chain_a_helper_killed_mid_run_costs_nothing(tmp_path: Path) -> Non
         store = tmp_path / "store"
         text = chain_text(emu.url, tmp_path / "state", store, f"--tenant {tenant} --workers 1")
         proc = subprocess.Popen(
-            [command_path("harmony-pipes"), "chain", text], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env
+            [command_path("harmony-pipes"), "chain", text],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env=tagged(tenant, env),
         )
         pids = wait_until(lambda: helper_pids(tenant), 60, "the chain's helper process to start")
         for pid in pids:
