@@ -93,7 +93,8 @@ class LineReader:
                 chunk = chunk[cut + 1 :]
             if whole:
                 cut = chunk.rfind(b"\n")
-                block = (pending + chunk[:cut] if pending else chunk[:cut]) if cut >= 0 else b""
+                # one copy (`pending + chunk[:cut]` made two: a fresh MiB costs its page faults too)
+                block = b"".join((pending, memoryview(chunk)[:cut])) if cut >= 0 else b""
                 if cut >= 0 and not _may_hold_a_line_over(block, max_line):
                     pending = chunk[cut + 1 :]
                     if len(pending) > max_line:

@@ -172,7 +172,7 @@ class RenderPool:
         self.render: Render | None = None
         # pieces in input order: (the caller's tag, the piece's bytes, the Helper rendering it or
         # the Chunk, and for a Chunk rendered here the bytes it holds: its input and its alerts)
-        self.queue: deque[tuple[Any, bytes, Helper | Chunk, int]] = deque()
+        self.queue: deque[tuple[Any, bytes | memoryview, Helper | Chunk, int]] = deque()
         self.held_bytes = 0  # of the pieces rendered here, not yet applied
 
     @property
@@ -190,7 +190,7 @@ class RenderPool:
         self.runtime.stats.extra["helper_processes"] = len(helpers)
         self.helpers = helpers
 
-    def dispatch(self, tag: Any, data: bytes, apply: Apply, lines: list[bytes] | None = None) -> None:
+    def dispatch(self, tag: Any, data: bytes | memoryview, apply: Apply, lines: list[bytes] | None = None) -> None:
         """One piece (`data`: its lines, newline-separated) to a helper with a free slot, else
         rendered here (`lines`: its lines when the caller has them split already); then what is
         done is applied. A piece a helper renders is never split in this process."""
@@ -207,7 +207,7 @@ class RenderPool:
                 self._lost(helper, f"harmony-alerts helper process {helper.pid} is gone ({exc.strerror})")
                 helper = None
         if helper is None:
-            chunk = self.render_here(data.split(b"\n") if lines is None else lines)
+            chunk = self.render_here(bytes(data).split(b"\n") if lines is None else lines)
             held = len(data) + len(chunk.blob)
             self.held_bytes += held
             self.queue.append((tag, data, chunk, held))
@@ -242,7 +242,7 @@ class RenderPool:
             queue.popleft()
             apply(tag, chunk)
 
-    def _receive(self, helper: Helper, data: bytes) -> Chunk:
+    def _receive(self, helper: Helper, data: bytes | memoryview) -> Chunk:
         """The helper's result; rendered here when it was too big for the slot, or the helper
         is gone (its pieces still in flight are rendered here too, in their turn)."""
         if helper.alive:
@@ -255,7 +255,7 @@ class RenderPool:
                     return chunk
         else:
             helper.in_flight.popleft()
-        return self.render_here(data.split(b"\n"))
+        return self.render_here(bytes(data).split(b"\n"))
 
     def _is_up(self, helper: Helper) -> bool:
         try:
@@ -338,25 +338,26 @@ class PooledStdin(StdinSource):
             if len(lines) < POOL_MIN_LINES:
                 self._feed_here(lines)
                 return
+        view = memoryview(block)
         start = 0
         while start <= len(block):  # (b"" is one blank line, a piece too: lines are numbered in order)
             end = block.find(b"\n", start + PIECE_BYTES)
             if end < 0:
                 end = len(block)
-            piece = block[start:end]
+            piece = view[start:end]  # a piece a helper renders is copied only into its slot
             pool.dispatch(piece, piece, self._apply)
             start = end + 1
 
-    def _apply(self, lines: list[Any] | bytes, chunk: Chunk) -> None:
+    def _apply(self, lines: list[Any] | memoryview, chunk: Chunk) -> None:
         """A rendered piece, in input order: its bad lines, then its alerts in writes of at most
         the output batch size, each followed by saving its alerts' dedupe keys — so a kill -9
-        repeats at most one batch, as one process does. (A piece that came unsplit, as bytes,
+        repeats at most one batch, as one process does. (A piece that came unsplit, a view of its read,
         has no oversized line, and is split here only for its bad lines.)"""
         first_line_no = self.line_no
         self.line_no += chunk.line_count
         bad = list(chunk.bad)
-        if type(lines) is bytes:
-            lines = lines.split(b"\n") if bad else []
+        if type(lines) is memoryview:
+            lines = bytes(lines).split(b"\n") if bad else []
         oversized = [i for i, line in enumerate(lines) if type(line) is OversizedLine]
         if oversized:
             bad = sorted(bad + oversized)
