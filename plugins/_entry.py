@@ -43,10 +43,9 @@ def harmony_alerts() -> None:
 
 
 def _start_alerts_helper_early() -> None:
-    """A helper process that starts up while this one imports the command (harmony_alerts/spawn.py)."""
-    from harmony_pipes.harmony_alerts.spawn import start_early
-
-    start_early(sys.argv[1:])
+    """A helper process that starts up while this one imports the command (harmony_alerts/spawn.py;
+    imported here only, as the commands are: the other commands never load it)."""
+    importlib.import_module("harmony_pipes.harmony_alerts.spawn").start_early(sys.argv[1:])
 
 
 def harmony_events() -> None:
