@@ -100,7 +100,11 @@ class Helper(HelperProcess):
             super().__init__()
         else:  # one spawn.start_early started: its pipes, slots and process are ours now
             vars(self).update(vars(started))
-        self.configure(orjson.dumps(spec))  # a few hundred bytes into an empty pipe: never blocks
+        try:
+            self.configure(orjson.dumps(spec))  # a few hundred bytes into an empty pipe: never blocks
+        except OSError:  # it is gone already (an early one killed meanwhile): reaped, not leaked
+            self.shut(kill=True)
+            raise
         self.outputs = [memoryview(slot)[IN_BYTES:] for slot in self.slots]
         self.free_slots = list(range(SLOTS_PER_HELPER))
         self.in_flight: deque[int] = deque()  # slots, in the order the helper answers them
@@ -184,11 +188,23 @@ class RenderPool:
         helpers: list[Helper] = []
         try:
             for _ in range(self.workers):
-                helpers.append(Helper(spec, take_early()))
+                helpers.append(self._helper(spec))
         except (OSError, subprocess.SubprocessError) as exc:
             self.runtime.log.warning(f"cannot start a helper process ({exc}); {len(helpers)} of {self.workers} run")
         self.runtime.stats.extra["helper_processes"] = len(helpers)
         self.helpers = helpers
+
+    @staticmethod
+    def _helper(spec: dict[str, Any]) -> Helper:
+        """The helper the entry point started early (spawn.py), else a new one; a new one too when
+        the early one is gone already (killed before the pool needed it)."""
+        early = take_early()
+        if early is not None:
+            try:
+                return Helper(spec, early)
+            except OSError:
+                pass
+        return Helper(spec)
 
     def dispatch(self, tag: Any, data: bytes | memoryview, apply: Apply, lines: list[bytes] | None = None) -> None:
         """One piece (`data`: its lines, newline-separated) to a helper with a free slot, else

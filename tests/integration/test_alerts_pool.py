@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 
 import orjson
@@ -374,6 +375,41 @@ def test_start_early_starts_a_helper_only_for_a_large_regular_file_and_the_defau
     assert helper_pids(tag)
     discard_early()
     assert not helper_pids(tag) and take_early() is None
+
+
+def test_an_early_helper_killed_before_the_pool_needs_it_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in NOT_EARLY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if available_cpus() < 2:
+        pytest.skip("no early helper on a machine with one CPU")
+    big = tmp_path / "big.ndjson"
+    big.write_bytes(b"\n".join(events(200, seed=2)) + b"\n")
+    fd = os.open(big, os.O_RDONLY)
+    try:
+        start_early([], fd)
+    finally:
+        os.close(fd)
+    early = take_early()
+    assert early is not None
+    early.process.kill()
+    early.process.wait()
+    monkeypatch.setattr("harmony_pipes.harmony_alerts.spawn._early", early)  # as if never taken
+    alerts, pieces = pool_alerts_and_pieces()
+    pool = RenderPool(alerts, 1)
+    applied: list[bytes] = []
+    try:
+        pool.start()
+        [helper] = pool.helpers
+        assert helper.pid != early.pid and early.process.returncode == -signal.SIGKILL
+        wait_until(helper.is_up, what="the new helper to start up")
+        pool.dispatch(0, b"\n".join(pieces[0]), lambda tag, chunk: applied.append(bytes(chunk.blob)))
+        pool.take(lambda tag, chunk: applied.append(bytes(chunk.blob)), wait_all=True)
+        assert helper.in_flight == deque() and len(applied) == 1
+    finally:
+        pool.stop()
+    assert applied == [bytes(render_chunk(pieces[0], make_render(alerts.render_spec()), 0).blob)]
 
 
 # -- inside `harmony-pipes chain` (PooledAlerts): between harmony-events and s3-batch ------------
