@@ -312,11 +312,28 @@ def test_an_early_helper_that_no_pool_takes_is_ended_with_the_run(tmp_path: Path
         assert not helper_pids(tag)  # killed and reaped before exit, not left to finish its imports
 
 
-def test_start_early_starts_a_helper_only_for_a_large_regular_file_and_the_default_count(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_opt_outs(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No environment variable that stops `start_early` (the runner's may set them)."""
     for name in NOT_EARLY_ENV:
         monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def start_early_on(path: Path, argv: list[str] | None = None, skip_bytes: int = 0) -> None:
+    """`spawn.start_early` with `path` as its stdin, read up to `skip_bytes` already."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, skip_bytes, os.SEEK_SET)
+        start_early(argv or [], fd)
+    finally:
+        os.close(fd)
+
+
+def test_start_early_starts_a_helper_only_for_a_large_regular_file_and_the_default_count(
+    tmp_path: Path, no_opt_outs: pytest.MonkeyPatch
+) -> None:
+    monkeypatch = no_opt_outs
     big = tmp_path / "big.ndjson"
     big.write_bytes(b"\n".join(events(200, seed=2)) + b"\n")
     assert big.stat().st_size >= POOL_MIN_BYTES
@@ -324,19 +341,17 @@ def test_start_early_starts_a_helper_only_for_a_large_regular_file_and_the_defau
     small.write_bytes(b"\n".join(events(5, seed=2)) + b"\n")
 
     def started(argv: list[str], path: Path | None = None, skip_bytes: int = 0) -> HelperProcess | None:
-        if path is None:
-            read_fd, write_fd = os.pipe()
-            os.write(write_fd, big.read_bytes()[:60000])
-        else:
-            read_fd, write_fd = os.open(path, os.O_RDONLY), None
-            os.lseek(read_fd, skip_bytes, os.SEEK_SET)
+        if path is not None:
+            start_early_on(path, argv, skip_bytes)
+            return take_early()
+        read_fd, write_fd = os.pipe()
         try:
+            os.write(write_fd, big.read_bytes()[:60000])
             start_early(argv, read_fd)
             return take_early()
         finally:
             os.close(read_fd)
-            if write_fd is not None:
-                os.close(write_fd)
+            os.close(write_fd)
 
     # a pipe, a small file, a file read almost to its end, an explicit count, --strict, --help: none
     assert started([]) is None
@@ -367,35 +382,25 @@ def test_start_early_starts_a_helper_only_for_a_large_regular_file_and_the_defau
     # one that no pool takes is ended by discard_early
     tag = f"early-discard-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(TAG_ENV, tag)
-    fd = os.open(big, os.O_RDONLY)
-    try:
-        start_early([], fd)
-    finally:
-        os.close(fd)
+    start_early_on(big)
     assert helper_pids(tag)
     discard_early()
     assert not helper_pids(tag) and take_early() is None
 
 
 def test_an_early_helper_killed_before_the_pool_needs_it_is_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, no_opt_outs: pytest.MonkeyPatch
 ) -> None:
-    for name in NOT_EARLY_ENV:
-        monkeypatch.delenv(name, raising=False)
     if available_cpus() < 2:
         pytest.skip("no early helper on a machine with one CPU")
     big = tmp_path / "big.ndjson"
     big.write_bytes(b"\n".join(events(200, seed=2)) + b"\n")
-    fd = os.open(big, os.O_RDONLY)
-    try:
-        start_early([], fd)
-    finally:
-        os.close(fd)
+    start_early_on(big)
     early = take_early()
     assert early is not None
     early.process.kill()
     early.process.wait()
-    monkeypatch.setattr("harmony_pipes.harmony_alerts.spawn._early", early)  # as if never taken
+    no_opt_outs.setattr("harmony_pipes.harmony_alerts.spawn._early", early)  # as if never taken
     alerts, pieces = pool_alerts_and_pieces()
     pool = RenderPool(alerts, 1)
     applied: list[bytes] = []
